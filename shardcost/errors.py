@@ -1,0 +1,56 @@
+"""Errors raised by shardcost.
+
+One tree, so callers can catch what they mean::
+
+    ShardcostError                 anything shardcost raises on purpose
+    ├── InputError (ValueError)    bad user input; the CLI prints it and exits 2
+    │   ├── UnknownNameError       an unknown layout, layer, phase, key or hardware name
+    │   ├── InvalidValueError      a value of the wrong type or out of range
+    │   └── ImpossibleSplitError   a split that no chip layout can realise
+    └── InternalError              a broken promise inside shardcost (a bug: please report)
+
+    UnevenSplitWarning (UserWarning)   a dimension does not divide evenly by a parallel
+                                       degree: per-chip metrics describe the busiest chip
+
+Every message is one line that names the key, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ImpossibleSplitError",
+    "InputError",
+    "InternalError",
+    "InvalidValueError",
+    "ShardcostError",
+    "UnevenSplitWarning",
+    "UnknownNameError",
+]
+
+
+class ShardcostError(Exception):
+    """Base of every error shardcost raises on purpose."""
+
+
+class InputError(ShardcostError, ValueError):
+    """Bad user input: the message says which key, which value and what is allowed."""
+
+
+class UnknownNameError(InputError):
+    """A name (layout, layer, phase, key, hardware, spec case) that shardcost does not know."""
+
+
+class InvalidValueError(InputError):
+    """A value of the wrong type or outside the allowed range."""
+
+
+class ImpossibleSplitError(InputError):
+    """Parameters that no chip layout can realise (e.g. heads not divisible by TP)."""
+
+
+class InternalError(ShardcostError):
+    """A promise inside shardcost was broken (for example, a count that is not an integer)."""
+
+
+class UnevenSplitWarning(UserWarning):
+    """A split is uneven: per-chip metrics describe the busiest chip (ceiling)."""

@@ -1,0 +1,83 @@
+"""The Cost record: per-chip expressions of one layer under one layout and phase."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import sympy
+
+from .trace import Derivation
+
+PER_CHIP = ("flops", "weight_memory", "activation_memory", "kv_cache")
+
+# The nine metrics, in the order of DESIGN.md's JSON.
+METRICS: tuple[str, ...] = (
+    *(f"{name}_per_chip" for name in PER_CHIP),
+    *(f"{name}_total" for name in PER_CHIP),
+    "communication_bytes",
+)
+
+
+def over_group(payload: sympy.Expr, group: sympy.Expr) -> sympy.Expr:
+    """A collective's payload, which is nothing when its group is a single chip."""
+    return sympy.Piecewise((payload, sympy.Gt(group, 1)), (0, True))
+
+
+@dataclass(frozen=True)
+class Collective:
+    """One named collective a chip takes part in, with its payload bytes."""
+
+    name: str  # e.g. "output_allreduce"
+    kind: str  # "all-reduce" | "all-gather"
+    group: sympy.Symbol  # the degree that sizes its group (tp, cp)
+    symbol: sympy.Symbol  # the derivation step holding its payload
+    description: str
+
+
+@dataclass(frozen=True)
+class Cost:
+    """Per-chip expressions of one layer under one layout and phase, with their derivation.
+
+    ``flops`` ... ``communication_bytes`` are the symbols of derivation steps;
+    ``metrics`` gives the nine metrics in dimensions only. Aggregates are per-chip
+    × chips, as in every seed case.
+    """
+
+    chips: sympy.Expr
+    flops: sympy.Symbol
+    weight_bytes: sympy.Symbol
+    activation_bytes: sympy.Symbol
+    kv_cache_bytes: sympy.Symbol
+    communication_bytes: sympy.Symbol
+    collectives: tuple[Collective, ...]
+    derivation: Derivation
+
+    @cached_property
+    def per_chip(self) -> dict[str, sympy.Expr]:
+        """The four per-chip quantities, in dimensions."""
+        steps = (self.flops, self.weight_bytes, self.activation_bytes, self.kv_cache_bytes)
+        return {
+            name: self.derivation.resolve(step) for name, step in zip(PER_CHIP, steps, strict=True)
+        }
+
+    @cached_property
+    def metrics(self) -> dict[str, sympy.Expr]:
+        """The nine metrics of DESIGN.md as expressions in dimensions."""
+        exprs = {f"{name}_per_chip": expr for name, expr in self.per_chip.items()}
+        exprs |= {f"{name}_total": expr * self.chips for name, expr in self.per_chip.items()}
+        exprs["communication_bytes"] = self.derivation.resolve(self.communication_bytes)
+        return exprs
+
+    @cached_property
+    def collective_bytes(self) -> dict[str, sympy.Expr]:
+        """Each collective's payload bytes (zero on a one-chip group), in dimensions."""
+        return {c.name: self.derivation.resolve(c.symbol) for c in self.collectives}
+
+    @cached_property
+    def dimensions(self) -> frozenset[sympy.Symbol]:
+        """Every dimension symbol the cost depends on."""
+        symbols: set[sympy.Symbol] = set(self.chips.free_symbols)
+        for expr in self.metrics.values():
+            symbols |= expr.free_symbols
+        return frozenset(symbols)

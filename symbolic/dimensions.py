@@ -1,0 +1,116 @@
+"""Dimensions: one SymPy symbol per quantity, defined once, with its notation entry.
+
+The same table feeds the formulas, the CLI's help, the Python API's keyword names
+and every report's notation section.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sympy
+
+
+@dataclass(frozen=True)
+class Dimension:
+    """One named, positive-integer quantity of a layer, a workload or a layout."""
+
+    name: str  # CLI and API name, as the seeds write it
+    symbol: sympy.Symbol
+    latex: str
+    meaning: str
+    unit: str
+    default: int | None  # None: derived from other dimensions when not given
+
+    @property
+    def short(self) -> str:
+        """The symbol's plain name (``d``, ``dh``, ``tp`` ...)."""
+        return self.symbol.name
+
+
+def _dimension(
+    name: str, short: str, latex: str, meaning: str, unit: str, default: int | None
+) -> Dimension:
+    symbol = sympy.Symbol(short, integer=True, positive=True)
+    return Dimension(name, symbol, latex, meaning, unit, default)
+
+
+HIDDEN_SIZE = _dimension("hidden_size", "d", "d", "model width (residual stream)", "elements", 4096)
+NUM_HEADS = _dimension("num_heads", "h", "h", "query heads", "heads", 32)
+NUM_KV_HEADS = _dimension(
+    "num_kv_heads", "h_kv", "h_{kv}", "key/value heads (default: num_heads)", "heads", None
+)
+HEAD_DIM = _dimension("head_dim", "dh", "d_h", "width of one head", "elements", 128)
+BATCH_SIZE = _dimension("batch_size", "B", "B", "sequences in the batch", "sequences", 1)
+SEQ_LEN = _dimension("seq_len", "S", "S", "prompt length per sequence (prefill)", "tokens", 2048)
+PAST_SEQ_LEN = _dimension(
+    "past_seq_len",
+    "S_past",
+    r"S_{\mathrm{past}}",
+    "tokens already in the KV cache per sequence (decode)",
+    "tokens",
+    2048,
+)
+NEW_TOKENS = _dimension(
+    "new_tokens", "T", "T", "tokens generated per sequence in one decode step", "tokens", 1
+)
+BYTES_PER_ELEM = _dimension(
+    "bytes_per_elem", "b", "b", "bytes per weight, activation and KV element", "bytes", 2
+)
+SOFTMAX_STAT_BYTES = _dimension(
+    "softmax_stat_bytes",
+    "b_s",
+    "b_{s}",
+    "bytes per softmax statistic (running max, running sum)",
+    "bytes",
+    4,
+)
+TENSOR_PARALLEL = _dimension(
+    "tensor_parallel", "tp", r"\mathit{tp}", "ranks sharding the heads", "chips", 4
+)
+CONTEXT_PARALLEL = _dimension(
+    "context_parallel",
+    "cp",
+    r"\mathit{cp}",
+    "ranks sharding the sequence / KV positions",
+    "chips",
+    4,
+)
+
+DIMENSIONS: tuple[Dimension, ...] = (
+    HIDDEN_SIZE,
+    NUM_HEADS,
+    NUM_KV_HEADS,
+    HEAD_DIM,
+    BATCH_SIZE,
+    SEQ_LEN,
+    PAST_SEQ_LEN,
+    NEW_TOKENS,
+    BYTES_PER_ELEM,
+    SOFTMAX_STAT_BYTES,
+    TENSOR_PARALLEL,
+    CONTEXT_PARALLEL,
+)
+
+BY_NAME: dict[str, Dimension] = {dim.name: dim for dim in DIMENSIONS}
+BY_SYMBOL: dict[sympy.Symbol, Dimension] = {dim.symbol: dim for dim in DIMENSIONS}
+BY_SHORT: dict[str, Dimension] = {dim.short: dim for dim in DIMENSIONS}
+
+# The symbols, under the short names the formulas use.
+d = HIDDEN_SIZE.symbol
+h = NUM_HEADS.symbol
+h_kv = NUM_KV_HEADS.symbol
+dh = HEAD_DIM.symbol
+B = BATCH_SIZE.symbol
+S = SEQ_LEN.symbol
+S_past = PAST_SEQ_LEN.symbol
+T = NEW_TOKENS.symbol
+b = BYTES_PER_ELEM.symbol
+b_s = SOFTMAX_STAT_BYTES.symbol
+tp = TENSOR_PARALLEL.symbol
+cp = CONTEXT_PARALLEL.symbol
+
+
+def dimension(name: str) -> Dimension:
+    """The dimension with this CLI name; KeyError when there is none."""
+    return BY_NAME[name]
