@@ -1,0 +1,1 @@
+"""Compilation of cost expressions to numeric functions and other languages."""

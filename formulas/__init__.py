@@ -1,0 +1,31 @@
+"""Formulas: primitives, layers, the layout registry, conventions, hardware and timing."""
+
+from . import attention  # noqa: F401  (registers the attention layouts)
+from .conventions import CONVENTIONS, Convention, Conventions, Phase
+from .evaluate import Metrics, Result, Timing, evaluate
+from .hardware import CATALOG, Hardware
+from .inputs import KEYS, Inputs, resolve_inputs
+from .layouts import Layout, all_layouts, get_layout, layers
+from .timing import TIMINGS, timing_model
+
+__all__ = [
+    "CATALOG",
+    "CONVENTIONS",
+    "KEYS",
+    "TIMINGS",
+    "Convention",
+    "Conventions",
+    "Hardware",
+    "Inputs",
+    "Layout",
+    "Metrics",
+    "Phase",
+    "Result",
+    "Timing",
+    "all_layouts",
+    "evaluate",
+    "get_layout",
+    "layers",
+    "resolve_inputs",
+    "timing_model",
+]

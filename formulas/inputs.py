@@ -1,0 +1,329 @@
+"""User parameters -> checked inputs: dimensions, conventions and hardware.
+
+Parameters arrive as API keywords (ints, bools, numbers) or CLI ``KEY=VALUE`` text;
+both go through the same parsers. Every rejection is one line naming the key, the
+value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import operator
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from fractions import Fraction
+
+import sympy
+
+from shardcost.errors import (
+    ImpossibleSplitError,
+    InputError,
+    InvalidValueError,
+    UnknownNameError,
+)
+from shardcost.symbolic import Cost, Derivation
+from shardcost.symbolic.dimensions import (
+    BY_NAME as DIMENSIONS_BY_NAME,
+)
+from shardcost.symbolic.dimensions import (
+    BY_SYMBOL,
+    DIMENSIONS,
+    HEAD_DIM,
+    HIDDEN_SIZE,
+    NUM_HEADS,
+    NUM_KV_HEADS,
+)
+from shardcost.symbolic.numbers import substitution
+
+from .conventions import BY_NAME as CONVENTIONS_BY_NAME
+from .conventions import Conventions, Phase, parse_bool, phase
+from .hardware import (
+    FIELDS_BY_NAME as HARDWARE_BY_NAME,
+)
+from .hardware import (
+    NUMERIC_FIELDS,
+    SUPPORTS_OVERLAP,
+    Hardware,
+)
+from .hardware import (
+    hardware as catalog_hardware,
+)
+from .layouts import Layout, get_layout
+
+KEYS: tuple[str, ...] = (*DIMENSIONS_BY_NAME, *CONVENTIONS_BY_NAME, *HARDWARE_BY_NAME)
+_INTEGER = re.compile(r"[+]?[0-9]+(_[0-9]+)*")
+_HINTS = {
+    "seq_len": "decode reads past_seq_len (and new_tokens) instead",
+    "past_seq_len": "prefill reads seq_len instead",
+    "new_tokens": "prefill reads seq_len instead",
+}
+
+
+def unknown_key(key: str) -> UnknownNameError:
+    """The error for a key that is neither a dimension, a convention nor a hardware field."""
+    close = difflib.get_close_matches(key, KEYS, n=1)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    return UnknownNameError(f"unknown key {key!r}{hint}; keys: {', '.join(KEYS)}")
+
+
+def parse_count(key: str, raw: object) -> int:
+    """A positive integer from an int or decimal text; InvalidValueError otherwise."""
+    if isinstance(raw, bool):
+        value = None
+    elif isinstance(raw, str):
+        text = raw.strip()
+        value = int(text) if _INTEGER.fullmatch(text) else None
+        if value is None and re.fullmatch(r"-[0-9]+", text):
+            value = int(text)
+    else:
+        try:
+            value = operator.index(raw)  # int, numpy integers
+        except TypeError:
+            value = None
+    if value is None:
+        raise InvalidValueError(
+            f"{key}={raw!r} is not a whole number; {key} takes a positive integer"
+        )
+    if value <= 0:
+        raise InvalidValueError(f"{key}={value} is not allowed; {key} takes a positive integer")
+    return value
+
+
+def parse_number(key: str, raw: object, *, allow_zero: bool = False) -> Fraction:
+    """A positive (or non-negative) finite number, kept exact as a Fraction."""
+    try:
+        if isinstance(raw, bool):
+            raise ValueError
+        value = Fraction(raw.strip()) if isinstance(raw, str) else Fraction(str(raw))
+    except (ValueError, ZeroDivisionError, TypeError):
+        raise InvalidValueError(
+            f"{key}={raw!r} is not a number; {key} takes a decimal number"
+        ) from None
+    if value < 0 or (value == 0 and not allow_zero):
+        bound = "zero or more" if allow_zero else "greater than zero"
+        raise InvalidValueError(f"{key}={raw!r} is not allowed; {key} takes a number {bound}")
+    return value
+
+
+def describe(expr: sympy.Expr, derivation: Derivation) -> str:
+    """A name a user recognises for a quantity in an error or note."""
+    if expr in BY_SYMBOL:
+        return BY_SYMBOL[expr].name
+    for step in derivation.steps:
+        if step.symbol == expr:
+            return f"{step.label} ({step.symbol})"
+    return str(expr)
+
+
+def _divisors(n: int, limit: int = 12) -> str:
+    found = [k for k in range(1, n + 1) if n % k == 0] if n <= 10**6 else []
+    if not found or len(found) > limit:
+        return f"a divisor of {n}"
+    return ", ".join(map(str, found))
+
+
+def _shape(given: dict[str, int]) -> dict[str, int]:
+    """hidden_size, num_heads and head_dim, with hidden_size = num_heads × head_dim."""
+    d, h, dh = (given.get(dim.name) for dim in (HIDDEN_SIZE, NUM_HEADS, HEAD_DIM))
+    if d is not None and h is not None and dh is not None:
+        if d != h * dh:
+            raise ImpossibleSplitError(
+                f"hidden_size={d} but num_heads × head_dim = {h} × {dh} = {h * dh}; "
+                "hidden_size must equal num_heads × head_dim (give any two to derive the third)"
+            )
+    elif d is not None:
+        if h is None and dh is None:
+            dh = HEAD_DIM.default
+            if d % dh:
+                raise ImpossibleSplitError(
+                    f"hidden_size={d} is not divisible by the default head_dim={dh}; "
+                    "give num_heads or head_dim as well"
+                )
+        if h is None:
+            h = d // dh
+            if d % dh:
+                raise ImpossibleSplitError(
+                    f"hidden_size={d} is not divisible by head_dim={dh}; "
+                    "hidden_size must equal num_heads × head_dim"
+                )
+        else:
+            dh = d // h
+            if d % h:
+                raise ImpossibleSplitError(
+                    f"hidden_size={d} is not divisible by num_heads={h}; "
+                    "hidden_size must equal num_heads × head_dim"
+                )
+    else:
+        h = h if h is not None else NUM_HEADS.default
+        dh = dh if dh is not None else HEAD_DIM.default
+        d = h * dh
+    return {HIDDEN_SIZE.name: d, NUM_HEADS.name: h, HEAD_DIM.name: dh}
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """Checked inputs of one evaluation: layout, phase, conventions, dimensions, hardware."""
+
+    layout: Layout
+    phase: Phase
+    conventions: Conventions
+    dims: Mapping[str, int]  # every dimension the cost uses, by name, in notation order
+    hardware: Hardware | None
+
+    @property
+    def cost(self) -> Cost:
+        """The symbolic cost these inputs evaluate."""
+        return self.layout.cost(self.phase, self.conventions)
+
+    def substitution(self) -> dict[sympy.Symbol, sympy.Expr]:
+        """Every dimension (and hardware field) as an exact SymPy number."""
+        values: dict[sympy.Symbol, int | Fraction] = {
+            DIMENSIONS_BY_NAME[name].symbol: value for name, value in self.dims.items()
+        }
+        if self.hardware is not None:
+            values |= self.hardware.values()
+        return substitution(values)
+
+    def params(self) -> dict[str, int | bool | str | float]:
+        """The parameters in force, keyed as the CLI and API take them (JSON-ready)."""
+        out: dict[str, int | bool | str | float] = dict(self.dims)
+        applicable = self.layout.conventions_for(self.phase)
+        out |= {k: v for k, v in self.conventions.as_dict().items() if k in applicable}
+        if self.hardware is not None:
+            for name, value in self.hardware.fields().items():
+                out[name] = _json_number(value) if isinstance(value, Fraction) else value
+        return out
+
+
+def _json_number(value: Fraction) -> int | float:
+    return int(value) if value.denominator == 1 else float(value)
+
+
+def check_keys(params: Mapping[str, object]) -> None:
+    """UnknownNameError for the first key that is not a dimension, convention or hardware field."""
+    for key in params:
+        if (
+            key not in DIMENSIONS_BY_NAME
+            and key not in CONVENTIONS_BY_NAME
+            and key not in HARDWARE_BY_NAME
+        ):
+            raise unknown_key(key)
+
+
+def applicable_params(layout: Layout, ph: Phase, params: Mapping[str, object]) -> dict[str, object]:
+    """The subset of ``params`` that ``layout`` reads in ``ph`` (hardware fields always)."""
+    conventions = set(layout.conventions_for(ph))
+    chosen = choose_conventions(layout, ph, {k: v for k, v in params.items() if k in conventions})
+    used = {BY_SYMBOL[s].name for s in layout.cost(ph, chosen).dimensions if s in BY_SYMBOL}
+    return {
+        k: v for k, v in params.items() if k in conventions or k in used or k in HARDWARE_BY_NAME
+    }
+
+
+def resolve_inputs(
+    layout: str,
+    phase_name: str = "prefill",
+    *,
+    layer: str = "attention",
+    hardware: str | None = None,
+    params: Mapping[str, object] | None = None,
+) -> Inputs:
+    """Check and complete user parameters for one layout and phase."""
+    params = dict(params or {})
+    chosen = get_layout(layout, layer)
+    ph = phase(phase_name)
+    check_keys(params)
+
+    conventions = choose_conventions(chosen, ph, params)
+    cost = chosen.cost(ph, conventions)
+    dims = _dimensions(chosen, ph, cost, params)
+    _check_requirements(cost, dims)
+    hw = _hardware(hardware, params)
+    return Inputs(chosen, ph, conventions, dims, hw)
+
+
+def choose_conventions(layout: Layout, ph: Phase, params: Mapping[str, object]) -> Conventions:
+    """The conventions named in ``params`` (other keys are skipped), checked to apply."""
+    applicable = layout.conventions_for(ph)
+    chosen: dict[str, bool | str] = {}
+    for key, raw in params.items():
+        if key not in CONVENTIONS_BY_NAME:
+            continue
+        if key not in applicable:
+            where = ", ".join(applicable) or "none"
+            raise InputError(
+                f"{key} does not apply to {layout.layer} layout {layout.name!r} in {ph}; "
+                f"conventions that do: {where}"
+            )
+        chosen[key] = CONVENTIONS_BY_NAME[key].parse(raw)
+    return Conventions(**chosen)
+
+
+def _dimensions(
+    layout: Layout, ph: Phase, cost: Cost, params: Mapping[str, object]
+) -> dict[str, int]:
+    used = {BY_SYMBOL[s].name for s in cost.dimensions if s in BY_SYMBOL}
+    given: dict[str, int] = {}
+    for key, raw in params.items():
+        if key not in DIMENSIONS_BY_NAME:
+            continue
+        if key not in used:
+            hint = f" ({_HINTS[key]})" if key in _HINTS else ""
+            names = ", ".join(d.name for d in DIMENSIONS if d.name in used)
+            raise InputError(
+                f"{key} is not a parameter of {layout.layer} layout {layout.name!r} in {ph}"
+                f"{hint}; its parameters: {names}"
+            )
+        given[key] = parse_count(key, raw)
+
+    values = _shape(given)
+    values[NUM_KV_HEADS.name] = given.get(NUM_KV_HEADS.name, values[NUM_HEADS.name])
+    for dim in DIMENSIONS:
+        if dim.name not in values:
+            values[dim.name] = given.get(dim.name, dim.default)
+    return {dim.name: values[dim.name] for dim in DIMENSIONS if dim.name in used}
+
+
+def _check_requirements(cost: Cost, dims: Mapping[str, int]) -> None:
+    subs = {DIMENSIONS_BY_NAME[name].symbol: value for name, value in dims.items()}
+    derivation = cost.derivation
+    for req in derivation.requirements:
+        total = int(derivation.resolve(req.total).xreplace(subs))
+        parts = int(derivation.resolve(req.parts).xreplace(subs))
+        if total % parts:
+            total_name = describe(req.total, derivation)
+            parts_name = describe(req.parts, derivation)
+            raise ImpossibleSplitError(
+                f"{total_name}={total} is not divisible by {parts_name}={parts}: {req.why}; "
+                f"allowed {parts_name}: {_divisors(total)}"
+            )
+
+
+def _hardware(name: str | None, params: Mapping[str, object]) -> Hardware | None:
+    overrides = {k: v for k, v in params.items() if k in HARDWARE_BY_NAME}
+    if name is None and not overrides:
+        return None
+    base = catalog_hardware(name) if name is not None else None
+    if base is None:
+        missing = [f.name for f in NUMERIC_FIELDS if f.name not in overrides]
+        if missing:
+            raise InputError(
+                f"timing needs {', '.join(missing)} as well (or a catalog entry: --hardware NAME); "
+                "given: " + ", ".join(overrides)
+            )
+    fields: dict[str, object] = dict(base.fields()) if base else {SUPPORTS_OVERLAP.name: False}
+    for key, raw in overrides.items():
+        if key == SUPPORTS_OVERLAP.name:
+            fields[key] = parse_bool(key, raw)
+        else:
+            fields[key] = parse_number(key, raw, allow_zero=key == "interconnect_latency_us")
+    label = (
+        base.name if base and not overrides else (f"{base.name} (modified)" if base else "custom")
+    )
+    return Hardware(
+        label,
+        **fields,  # type: ignore[arg-type]
+        description=base.description if base else "",
+        source=base.source if base else "",
+    )

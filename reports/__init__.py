@@ -1,0 +1,1 @@
+"""Markdown derivation reports rendered from the derivation traces."""
