@@ -1,0 +1,103 @@
+"""shardcost: the cost of transformer layers under parallel layouts, derived symbolically.
+
+>>> import shardcost
+>>> m = shardcost.metrics("tp", phase="decode", hidden_size=1024, num_heads=16,
+...                       head_dim=64, batch_size=2, past_seq_len=128,
+...                       tensor_parallel=4, kv_includes_new_token=True)
+>>> m["metrics"]["flops_per_chip"]
+4458496
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+# In a source checkout the engine folders (symbolic/, formulas/ ...) sit beside this one;
+# setuptools maps them into this namespace on install. Let `python -m shardcost` and
+# `python -m pytest` run from the checkout too.
+_checkout = Path(__file__).resolve().parent.parent
+if (_checkout / "symbolic" / "__init__.py").is_file() and not (
+    Path(__file__).resolve().parent / "symbolic"
+).exists():
+    __path__.append(str(_checkout))
+
+from .errors import (  # noqa: E402
+    ImpossibleSplitError,
+    InputError,
+    InternalError,
+    InvalidValueError,
+    ShardcostError,
+    UnevenSplitWarning,
+    UnknownNameError,
+)
+from .formulas import Layout, all_layouts, evaluate, get_layout, resolve_inputs  # noqa: E402
+from .formulas.cases import SPEC_CASES, SpecCase  # noqa: E402
+from .formulas.conventions import convention as _convention  # noqa: E402
+from .formulas.conventions import phase as _phase  # noqa: E402
+from .formulas.inputs import choose_conventions  # noqa: E402
+from .symbolic import Cost  # noqa: E402
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Cost",
+    "ImpossibleSplitError",
+    "InputError",
+    "InternalError",
+    "InvalidValueError",
+    "Layout",
+    "ShardcostError",
+    "SpecCase",
+    "UnevenSplitWarning",
+    "UnknownNameError",
+    "__version__",
+    "cost",
+    "layouts",
+    "metrics",
+    "spec_cases",
+]
+
+
+def metrics(
+    layout: str,
+    phase: str = "prefill",
+    *,
+    layer: str = "attention",
+    hardware: str | None = None,
+    **params: Any,
+) -> dict[str, Any]:
+    """The cost of ``layout`` in ``phase``: the JSON object of DESIGN.md as a dict.
+
+    ``params`` are dimensions (``hidden_size=4096`` ...), conventions
+    (``kv_includes_new_token=True`` ...) and hardware fields (``peak_tflops=989`` ...).
+    Metrics are exact ints; ``timing`` (ms, floats) appears when hardware is given, by
+    catalog name or as fields. Bad input raises InputError; an uneven split warns
+    (UnevenSplitWarning) that per-chip metrics describe the busiest chip.
+    """
+    result = evaluate(resolve_inputs(layout, phase, layer=layer, hardware=hardware, params=params))
+    for note in result.notes:
+        warnings.warn(note, UnevenSplitWarning, stacklevel=2)
+    return result.to_dict()
+
+
+def cost(
+    layout: str, phase: str = "prefill", *, layer: str = "attention", **conventions: Any
+) -> Cost:
+    """The symbolic Cost of ``layout`` in ``phase`` under the given conventions."""
+    chosen = get_layout(layout, layer)
+    ph = _phase(phase)
+    for key in conventions:
+        _convention(key)
+    return chosen.cost(ph, choose_conventions(chosen, ph, conventions))
+
+
+def layouts(layer: str | None = None) -> tuple[Layout, ...]:
+    """Every registered layout (of one layer, when given)."""
+    return all_layouts(layer)
+
+
+def spec_cases() -> tuple[SpecCase, ...]:
+    """The seed documents' test cases, each with its expected values."""
+    return SPEC_CASES

@@ -1,0 +1,391 @@
+"""The ``shardcost`` command line.
+
+Exit status: 0 success; 1 a check found a mismatch; 2 bad input (one line on stderr,
+never a traceback); 3 an internal error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
+
+from shardcost.errors import InputError, InternalError
+from shardcost.formulas import (
+    CATALOG,
+    CONVENTIONS,
+    KEYS,
+    Phase,
+    Result,
+    all_layouts,
+    evaluate,
+    layers,
+    resolve_inputs,
+)
+from shardcost.formulas.cases import SPEC_CASES, check_all, spec_case
+from shardcost.formulas.hardware import FIELDS as HARDWARE_FIELDS
+from shardcost.formulas.inputs import applicable_params, check_keys
+from shardcost.reports.tables import (
+    Table,
+    comparison_text,
+    heading,
+    item,
+    result_text,
+    value,
+)
+from shardcost.symbolic import DIMENSIONS
+
+PROG = "shardcost"
+_ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=.*", re.DOTALL)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (and exit 2), not a usage dump."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"{PROG}: error: {message} (see '{self.prog} --help')", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def keys_help() -> str:
+    """The KEY=VALUE reference, from the notation table, conventions and hardware fields."""
+    dims = Table(
+        ("key", "symbol", "meaning", "unit", "default"),
+        tuple(
+            (d.name, d.short, d.meaning, d.unit, "" if d.default is None else str(d.default))
+            for d in DIMENSIONS
+        ),
+        "lllll",
+    )
+    convs = Table(
+        ("convention", "values", "default", "meaning"),
+        tuple(
+            (c.name, " | ".join(value(x) for x in c.choices), value(c.default), c.meaning)
+            for c in CONVENTIONS
+        ),
+        "llll",
+    )
+    hw = Table(
+        ("hardware field", "unit", "meaning"),
+        tuple((f.name, f.unit, f.meaning) for f in HARDWARE_FIELDS),
+        "lll",
+    )
+    return "\n\n".join(
+        [
+            "KEY=VALUE keys (dimensions are positive integers; give any two of hidden_size, "
+            "num_heads, head_dim):",
+            dims.render("table"),
+            convs.render("table"),
+            hw.render("table"),
+        ]
+    )
+
+
+def _assignments(items: Sequence[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for text in items:
+        if not _ASSIGNMENT.fullmatch(text):
+            raise InputError(f"expected KEY=VALUE, got {text!r}")
+        key, _, raw = text.partition("=")
+        if key in out:
+            raise InputError(f"{key} is given twice ({key}={out[key]!r} and {key}={raw!r})")
+        out[key] = raw
+    return out
+
+
+def _emit(text: str) -> None:
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+
+
+def _json(obj: Any) -> str:
+    return json.dumps(obj, indent=2)
+
+
+# ---------------------------------------------------------------- commands
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    params = _assignments(args.assignments)
+    check_keys(params)
+    phases = list(Phase) if args.phase == "both" else [Phase(args.phase)]
+    used: set[str] = set()
+    tables: list[list[Result]] = []
+    for ph in phases:
+        results = []
+        for lay in all_layouts(args.layer):
+            mine = applicable_params(lay, ph, params)
+            used |= set(mine)
+            inputs = resolve_inputs(
+                lay.name, ph, layer=args.layer, hardware=args.hardware, params=mine
+            )
+            results.append(evaluate(inputs))
+        tables.append(results)
+    unused = [k for k in params if k not in used]
+    if unused:
+        raise InputError(
+            f"{', '.join(unused)} applies to no {args.layer} layout in "
+            f"{' or '.join(str(p) for p in phases)}"
+        )
+    if args.format == "json":
+        _emit(_json([r.to_dict() for results in tables for r in results]))
+        return 0
+    merged: dict[str, Any] = {}
+    for results in tables:
+        for r in results:
+            merged |= r.inputs.params()
+    shown = "  ".join(f"{k}={value(merged[k])}" for k in KEYS if k in merged)
+    head = [
+        heading(f"shardcost: every {args.layer} layout side by side", args.format, 1),
+        "",
+        item(f"parameters: {shown}", args.format),
+        "",
+        "",
+    ]
+    body = [comparison_text(results, args.format) for results in tables]
+    _emit("\n".join(head) + "\n".join(body))
+    return 0
+
+
+def _cmd_metrics(args: argparse.Namespace) -> int:
+    params = _assignments(args.assignments)
+    inputs = resolve_inputs(
+        args.layout, args.phase, layer=args.layer, hardware=args.hardware, params=params
+    )
+    result = evaluate(inputs)
+    if args.format == "json":
+        _emit(_json(result.to_dict()))
+        for note in result.notes:
+            print(f"note: {note}", file=sys.stderr)
+    else:
+        _emit(result_text(result, args.format))
+    return 0
+
+
+def _cmd_layouts(args: argparse.Namespace) -> int:
+    chosen = all_layouts(args.layer)
+    if args.format == "json":
+        _emit(
+            _json(
+                [
+                    {
+                        "name": lay.name,
+                        "layer": lay.layer,
+                        "summary": lay.summary,
+                        "degrees": [d.name for d in lay.degrees],
+                        "conventions": list(lay.conventions),
+                    }
+                    for lay in chosen
+                ]
+            )
+        )
+        return 0
+    rows = tuple(
+        (lay.name, lay.layer, " × ".join(d.name for d in lay.degrees) or "1", lay.summary)
+        for lay in chosen
+    )
+    _emit(Table(("layout", "layer", "chips", "summary"), rows, "llll").render(args.format))
+    return 0
+
+
+def _cmd_hardware(args: argparse.Namespace) -> int:
+    if args.format == "json":
+        _emit(
+            _json(
+                [
+                    {
+                        "name": hw.name,
+                        **{
+                            k: (float(v) if not isinstance(v, bool) else v)
+                            for k, v in hw.fields().items()
+                        },
+                        "description": hw.description,
+                        "source": hw.source,
+                    }
+                    for hw in CATALOG.values()
+                ]
+            )
+        )
+        return 0
+    rows = tuple(
+        (
+            hw.name,
+            *(
+                value(v) if isinstance(v, bool) else str(float(v)).removesuffix(".0")
+                for v in hw.fields().values()
+            ),
+            hw.source,
+        )
+        for hw in CATALOG.values()
+    )
+    headers = ("name", *(f.name for f in HARDWARE_FIELDS), "source")
+    _emit(Table(headers, rows, "l" + "r" * (len(HARDWARE_FIELDS) - 1) + "ll").render(args.format))
+    return 0
+
+
+def _cmd_spec_list(args: argparse.Namespace) -> int:
+    if args.format == "json":
+        _emit(
+            _json(
+                [
+                    {
+                        "name": c.name,
+                        "seed": c.seed,
+                        "title": c.title,
+                        "layout": c.layout,
+                        "phase": c.phase,
+                        "params": dict(c.params),
+                        "hardware": c.hardware,
+                    }
+                    for c in SPEC_CASES
+                ]
+            )
+        )
+        return 0
+    rows = tuple((c.name, c.layout, c.phase, c.seed, c.title) for c in SPEC_CASES)
+    _emit(Table(("case", "layout", "phase", "seed", "title"), rows, "lllll").render("table"))
+    return 0
+
+
+def _cmd_spec_check(args: argparse.Namespace) -> int:
+    cases = tuple(spec_case(name) for name in args.cases) or None
+    checks = check_all(cases)
+    rows = tuple(
+        (
+            c.case.name,
+            c.case.layout,
+            c.case.phase,
+            str(c.checked),
+            "ok" if c.ok else f"{len(c.mismatches)} differ",
+        )
+        for c in checks
+    )
+    _emit(Table(("case", "layout", "phase", "values", "result"), rows, "lllrl").render("table"))
+    values = sum(c.checked for c in checks)
+    bad = [m for c in checks for m in c.mismatches]
+    if not bad:
+        _emit(f"\n{len(checks)} cases, {values} values: every one matches its seed")
+        return 0
+    mismatch_rows = tuple((m.case, m.quantity, m.expected, m.got) for m in bad)
+    _emit(
+        "\nmismatches:\n"
+        + Table(("case", "quantity", "seed", "model"), mismatch_rows, "llrr").render("table")
+    )
+    _emit(f"\n{len(bad)} of {values} values differ from the seeds")
+    return 1
+
+
+# ---------------------------------------------------------------- parser
+
+
+def _add_layout_options(p: argparse.ArgumentParser, *, both: bool = False) -> None:
+    phases = [*(ph.value for ph in Phase), *(["both"] if both else [])]
+    p.add_argument(
+        "--phase",
+        choices=phases,
+        default="both" if both else "prefill",
+        help="inference phase (default: %(default)s)",
+    )
+    p.add_argument(
+        "--layer", default="attention", help=f"layer: {' | '.join(layers())} (default: %(default)s)"
+    )
+    p.add_argument(
+        "--hardware",
+        metavar="NAME",
+        help=f"hardware for timing: {' | '.join(CATALOG)} (fields may override it)",
+    )
+    p.add_argument(
+        "--format",
+        choices=("table", "json", "markdown"),
+        default="table",
+        help="output format (default: %(default)s)",
+    )
+    p.add_argument(
+        "assignments",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="a dimension, convention or hardware field (see below)",
+    )
+
+
+def _parser() -> _Parser:
+    formatter = argparse.RawDescriptionHelpFormatter
+    parser = _Parser(
+        prog=PROG,
+        description="Symbolic cost of transformer layers under parallel layouts. "
+        "With no command: every layout side by side for the default configuration.",
+        formatter_class=formatter,
+        epilog=keys_help(),
+    )
+    parser.set_defaults(
+        run=_cmd_compare,
+        phase="both",
+        layer="attention",
+        hardware=None,
+        format="table",
+        assignments=[],
+    )
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    p = sub.add_parser(
+        "compare",
+        help="every layout side by side (the default command)",
+        formatter_class=formatter,
+        epilog=keys_help(),
+    )
+    _add_layout_options(p, both=True)
+    p.set_defaults(run=_cmd_compare)
+
+    p = sub.add_parser(
+        "metrics",
+        help="the nine metrics (and timing) of one layout",
+        formatter_class=formatter,
+        epilog=keys_help(),
+    )
+    p.add_argument("layout", help="a layout name (see 'shardcost layouts')")
+    _add_layout_options(p)
+    p.set_defaults(run=_cmd_metrics)
+
+    p = sub.add_parser("layouts", help="the registered layouts")
+    p.add_argument("--layer", default=None, help="only this layer's layouts")
+    p.add_argument("--format", choices=("table", "json", "markdown"), default="table")
+    p.set_defaults(run=_cmd_layouts)
+
+    p = sub.add_parser("hardware", help="the hardware catalog")
+    p.add_argument("--format", choices=("table", "json", "markdown"), default="table")
+    p.set_defaults(run=_cmd_hardware)
+
+    p = sub.add_parser("spec", help="the seed documents' test cases")
+    spec = p.add_subparsers(title="spec commands", metavar="SPEC_COMMAND", required=True)
+    q = spec.add_parser("list", help="list the spec cases")
+    q.add_argument("--format", choices=("table", "json"), default="table")
+    q.set_defaults(run=_cmd_spec_list)
+    q = spec.add_parser("check", help="recompute every case; exit 1 on any mismatch")
+    q.add_argument("cases", nargs="*", metavar="CASE", help="only these cases")
+    q.set_defaults(run=_cmd_spec_check)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    stray = [x for x in extra if not (_ASSIGNMENT.fullmatch(x) and hasattr(args, "assignments"))]
+    if stray:
+        parser.error(f"unrecognized arguments: {' '.join(stray)}")
+    if extra:
+        args.assignments = [*args.assignments, *extra]
+    run: Callable[[argparse.Namespace], int] = args.run
+    try:
+        return run(args)
+    except InputError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    except InternalError as exc:
+        print(f"{PROG}: internal error: {exc} (please report this)", file=sys.stderr)
+        return 3
+    except BrokenPipeError:
+        sys.stderr.close()  # the reader went away (e.g. `| head`); nothing left to say
+        return 0
