@@ -1,0 +1,200 @@
+"""The command line: round trips with the API, exit codes, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+import shardcost
+from shardcost.cli import main
+
+MHA3 = [
+    "hidden_size=1024",
+    "num_heads=16",
+    "head_dim=64",
+    "batch_size=2",
+    "past_seq_len=128",
+    "tensor_parallel=4",
+    "kv_includes_new_token=true",
+]
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_metrics_json_equals_the_api(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "metrics", "tp", "--phase", "decode", *MHA3, "--format", "json")
+    assert code == 0
+    api = shardcost.metrics(
+        "tp",
+        "decode",
+        hidden_size=1024,
+        num_heads=16,
+        head_dim=64,
+        batch_size=2,
+        past_seq_len=128,
+        tensor_parallel=4,
+        kv_includes_new_token=True,
+    )
+    assert json.loads(out) == api
+
+
+def test_options_and_assignments_may_interleave(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(
+        capsys, "metrics", "tp", *MHA3[:3], "--phase", "decode", *MHA3[3:], "--format", "json"
+    )
+    assert code == 0
+    assert json.loads(out)["metrics"]["flops_per_chip"] == 4_458_496
+
+
+def test_metrics_table_and_markdown_show_the_numbers(capsys: pytest.CaptureFixture[str]) -> None:
+    for fmt in ("table", "markdown"):
+        code, out, _ = run(
+            capsys,
+            "metrics",
+            "tp",
+            "--phase",
+            "decode",
+            *MHA3,
+            "--format",
+            fmt,
+            "--hardware",
+            "seed-test",
+        )
+        assert code == 0
+        assert "4,458,496" in out and "17,833,984" in out and "output_allreduce" in out
+        assert "wall_clock_time_ms" in out
+
+
+def test_timing_json_matches_seed_000(capsys: pytest.CaptureFixture[str]) -> None:
+    # ATT-TIME-3: wall = max(41,947,136/10^12, (33,554,432 + 8,388,608)/10^9) + 0.00108192
+    code, out, _ = run(
+        capsys,
+        "metrics",
+        "tp",
+        "--phase",
+        "decode",
+        "batch_size=1",
+        "past_seq_len=2048",
+        "tensor_parallel=4",
+        "--hardware",
+        "seed-test",
+        "--format",
+        "json",
+    )
+    assert code == 0
+    assert json.loads(out)["timing"]["wall_clock_time_ms"] == pytest.approx(0.04302496, rel=1e-12)
+
+
+def test_no_arguments_compares_every_layout(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys)
+    assert code == 0
+    for name in ("single", "tp", "cp-allgather", "cp-kv-sharded", "tp-cp"):
+        assert name in out
+    assert "prefill" in out and "decode" in out
+
+
+def test_compare_json_is_a_list_of_metric_objects(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "compare", "--phase", "prefill", "--format", "json", "seq_len=512")
+    assert code == 0
+    objs = json.loads(out)
+    assert [o["layout"] for o in objs] == ["single", "tp", "cp-allgather", "cp-kv-sharded", "tp-cp"]
+    assert all(o["params"]["seq_len"] == 512 for o in objs)
+
+
+def test_compare_rejects_a_key_no_layout_reads(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "compare", "--phase", "prefill", "past_seq_len=5")
+    assert code == 2
+    assert "past_seq_len applies to no attention layout in prefill" in err
+
+
+def test_layouts_and_hardware_list(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "layouts", "--format", "json")
+    assert code == 0
+    assert [x["name"] for x in json.loads(out)][:2] == ["single", "tp"]
+    code, out, _ = run(capsys, "hardware", "--format", "json")
+    assert code == 0
+    assert json.loads(out)[0]["peak_tflops"] == 1000.0
+
+
+def test_spec_list_and_check(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "spec", "list")
+    assert code == 0 and "CP-3a" in out and "ATT-TIME-5" in out
+    code, out, _ = run(capsys, "spec", "check")
+    assert code == 0
+    assert "14 cases" in out and "every one matches its seed" in out
+
+
+def test_spec_check_exits_1_on_a_mismatch(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from shardcost.formulas import cases
+
+    bad = cases.SpecCase(
+        **{**cases.SPEC_CASES[0].__dict__, "metrics": {"flops_per_chip": 2_281_701_377}}
+    )
+    monkeypatch.setattr(cases, "BY_NAME", {**cases.BY_NAME, "MHA-1": bad})
+    code, out, _ = run(capsys, "spec", "check", "MHA-1")
+    assert code == 1
+    assert "mismatches" in out and "2281701377" in out and "2281701376" in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["metrics", "nope"], "layout 'nope' is unknown"),
+        (["metrics", "tp", "mystery=1"], "unknown key 'mystery'"),
+        (["metrics", "tp", "decode_projections=qk", "--phase", "decode"], "takes qkvo | qo | o"),
+        (["metrics", "tp", "hidden_size=4096.5"], "hidden_size='4096.5' is not a whole number"),
+        (["metrics", "tp", "batch_size=0"], "batch_size=0 is not allowed"),
+        (["metrics", "tp", "batch_size=-2"], "batch_size=-2 is not allowed"),
+        (["metrics", "tp", "num_heads=30", "head_dim=128"], "num_heads=30 is not divisible"),
+        (
+            ["metrics", "tp", "hidden_size=1000", "num_heads=16", "head_dim=64"],
+            "hidden_size must equal num_heads × head_dim",
+        ),
+        (["metrics", "tp", "--phase", "bogus"], "invalid choice: 'bogus'"),
+        (["metrics", "tp", "banana"], "expected KEY=VALUE, got 'banana'"),
+        (["metrics", "tp", "batch_size=1", "batch_size=2"], "batch_size is given twice"),
+        (["spec", "check", "NOPE"], "spec case 'NOPE' is unknown"),
+        (["frobnicate"], "invalid choice: 'frobnicate'"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(
+    capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    with pytest.raises(SystemExit) as exc:  # argparse's own errors exit from inside
+        raise SystemExit(main(argv))
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert err.count("\n") == 1 and err.startswith("shardcost: error: ")
+
+
+def test_no_traceback_from_the_installed_command() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "shardcost", "metrics", "tp", "tensor_parallel=0"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr == (
+        "shardcost: error: tensor_parallel=0 is not allowed; "
+        "tensor_parallel takes a positive integer\n"
+    )
+    assert "Traceback" not in proc.stderr
+
+
+def test_help_lists_every_key_from_the_notation_table(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["metrics", "--help"])
+    out = capsys.readouterr().out
+    for key in shardcost.formulas.KEYS:
+        assert key in out

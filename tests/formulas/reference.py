@@ -1,0 +1,86 @@
+"""An independent numeric model of every attention layout, written from the seeds.
+
+Plain Python integers, no SymPy, nothing shared with the library: tests compare the
+library's symbolic results against it at random points.
+"""
+
+from __future__ import annotations
+
+CP_LAYOUTS = ("cp-allgather", "cp-kv-sharded", "tp-cp")
+TP_LAYOUTS = ("tp", "tp-cp")
+
+
+def ceil_div(a: int, n: int) -> int:
+    return -(-a // n)
+
+
+def reference(layout: str, phase: str, p: dict, conv: dict | None = None) -> dict:
+    """The nine metrics and each collective's bytes, as the seeds define them."""
+    conv = {
+        "attention_keys_include_new_token": True,
+        "kv_includes_new_token": False,
+        "decode_projections": "qkvo",
+        "materialize_full_hidden_after_tp": True,
+        **(conv or {}),
+    }
+    d, h, dh, B = p["hidden_size"], p["num_heads"], p["head_dim"], p["batch_size"]
+    hkv = p.get("num_kv_heads", h)
+    b, bs = p.get("bytes_per_elem", 2), p.get("softmax_stat_bytes", 4)
+    tp = p["tensor_parallel"] if layout in TP_LAYOUTS else 1
+    cp = p["context_parallel"] if layout in CP_LAYOUTS else 1
+    h_loc, hkv_loc = h // tp, hkv // tp
+
+    if phase == "prefill":
+        S = p["seq_len"]
+        q_len = ceil_div(S, cp)  # each CP rank's own positions (queries and KV slice)
+        k_len = S  # local queries see the whole context (gathered or shard by shard)
+        cached = q_len
+        full_cached = S
+        M = B * q_len
+        proj = "qkvo"
+    else:
+        S_past, T = p["past_seq_len"], p.get("new_tokens", 1)
+        S_k = S_past + T if conv["attention_keys_include_new_token"] else S_past
+        S_kv = S_past + T if conv["kv_includes_new_token"] else S_past
+        q_len = T  # new tokens are replicated on every CP rank
+        k_len = ceil_div(S_k, cp) if layout in ("cp-kv-sharded", "tp-cp") else S_k
+        cached = ceil_div(S_kv, cp)
+        full_cached = S_kv
+        M = B * T
+        proj = conv["decode_projections"]
+
+    q, kv_proj = "q" in proj, "k" in proj
+    flops = (
+        (2 * M * d * h_loc * dh if q else 0)
+        + (2 * 2 * M * d * hkv_loc * dh if kv_proj else 0)
+        + 2 * 2 * B * h_loc * q_len * k_len * dh  # scores and apply-V
+        + 2 * M * h_loc * dh * d  # output projection
+    )
+    weights = (2 * d * h_loc * dh + 2 * d * hkv_loc * dh) * b
+    materialize = conv["materialize_full_hidden_after_tp"] or layout != "tp-cp"
+    out_width = d if materialize else h_loc * dh
+    acts = (
+        M * d
+        + (M * h_loc * dh if q else 0)
+        + (2 * M * hkv_loc * dh if kv_proj else 0)
+        + M * out_width
+    ) * b
+    kv = 2 * B * cached * hkv_loc * dh * b
+
+    comm: dict[str, int] = {}
+    if layout == "tp":
+        comm["output_allreduce"] = M * d * b if tp > 1 else 0
+    elif layout == "cp-allgather":
+        comm["kv_allgather"] = 2 * B * full_cached * hkv * dh * b if cp > 1 else 0
+    elif layout in ("cp-kv-sharded", "tp-cp"):
+        comm["softmax_stats_allreduce"] = M * h_loc * 2 * bs if cp > 1 else 0
+        comm["output_allreduce"] = M * h_loc * dh * b if cp > 1 else 0
+        if layout == "tp-cp" and conv["materialize_full_hidden_after_tp"]:
+            comm["tp_allgather"] = M * d * b if tp > 1 else 0
+
+    chips = tp * cp
+    per_chip = {"flops": flops, "weight_memory": weights, "activation_memory": acts, "kv_cache": kv}
+    metrics = {f"{k}_per_chip": v for k, v in per_chip.items()}
+    metrics |= {f"{k}_total": v * chips for k, v in per_chip.items()}
+    metrics["communication_bytes"] = sum(comm.values())
+    return {"metrics": metrics, "collectives": comm, "chips": chips}
