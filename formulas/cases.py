@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from fractions import Fraction
 
-from shardcost.errors import UnknownNameError
+from shardcost.errors import lookup
 
 from .evaluate import Result, evaluate
 from .inputs import resolve_inputs
@@ -592,8 +592,4 @@ BY_NAME: dict[str, SpecCase] = {case.name: case for case in SPEC_CASES}
 
 def spec_case(name: str) -> SpecCase:
     """The spec case called ``name``; UnknownNameError naming the cases."""
-    try:
-        return BY_NAME[name]
-    except KeyError:
-        allowed = ", ".join(BY_NAME)
-        raise UnknownNameError(f"spec case {name!r} is unknown; cases: {allowed}") from None
+    return lookup(BY_NAME, name, "spec case")

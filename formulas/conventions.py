@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from enum import StrEnum
 
-from shardcost.errors import InvalidValueError, UnknownNameError
+from shardcost.errors import InvalidValueError, UnknownNameError, lookup
 
 
 class Phase(StrEnum):
@@ -146,8 +146,4 @@ class Conventions:
 
 def convention(name: str) -> Convention:
     """The convention called ``name``; UnknownNameError otherwise."""
-    try:
-        return BY_NAME[name]
-    except KeyError:
-        allowed = ", ".join(BY_NAME)
-        raise UnknownNameError(f"unknown convention {name!r}; conventions: {allowed}") from None
+    return lookup(BY_NAME, name, "convention")

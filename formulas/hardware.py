@@ -7,7 +7,7 @@ from fractions import Fraction
 
 import sympy
 
-from shardcost.errors import UnknownNameError
+from shardcost.errors import lookup
 
 
 @dataclass(frozen=True)
@@ -101,8 +101,4 @@ CATALOG: dict[str, Hardware] = {
 
 def hardware(name: str) -> Hardware:
     """The catalog entry called ``name``; UnknownNameError naming the choices."""
-    try:
-        return CATALOG[name]
-    except KeyError:
-        allowed = ", ".join(CATALOG)
-        raise UnknownNameError(f"hardware {name!r} is unknown; hardware: {allowed}") from None
+    return lookup(CATALOG, name, "hardware")

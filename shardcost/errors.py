@@ -17,6 +17,11 @@ Every message is one line that names the key, the value and what is allowed.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import TypeVar
+
+_T = TypeVar("_T")
+
 __all__ = [
     "ImpossibleSplitError",
     "InputError",
@@ -25,6 +30,7 @@ __all__ = [
     "ShardcostError",
     "UnevenSplitWarning",
     "UnknownNameError",
+    "lookup",
 ]
 
 
@@ -54,3 +60,12 @@ class InternalError(ShardcostError):
 
 class UnevenSplitWarning(UserWarning):
     """A split is uneven: per-chip metrics describe the busiest chip (ceiling)."""
+
+
+def lookup(table: Mapping[str, _T], name: str, kind: str) -> _T:
+    """``table[name]``, or an UnknownNameError that names the choices."""
+    try:
+        return table[name]
+    except KeyError:
+        allowed = ", ".join(table)
+        raise UnknownNameError(f"{kind} {name!r} is unknown; choices: {allowed}") from None

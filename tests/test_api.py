@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 import shardcost
+from shardcost.formulas.cases import spec_case
 
 INTENDED = {
     "Cost",
@@ -44,17 +45,7 @@ def test_design_example() -> None:
         kv_includes_new_token=True,
     )
     assert set(out) == {"layout", "phase", "params", "metrics"}
-    assert out["metrics"] == {
-        "flops_per_chip": 4458496,
-        "weight_memory_per_chip": 2097152,
-        "activation_memory_per_chip": 11264,
-        "kv_cache_per_chip": 264192,
-        "flops_total": 17833984,
-        "weight_memory_total": 8388608,
-        "activation_memory_total": 45056,
-        "kv_cache_total": 1056768,
-        "communication_bytes": 4096,
-    }
+    assert out["metrics"] == spec_case("MHA-3").metrics
     assert list(out["metrics"]) == list(shardcost.symbolic.METRICS)
 
 

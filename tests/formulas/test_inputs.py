@@ -114,7 +114,7 @@ def test_bad_input_names_key_value_and_what_is_allowed(
 
 
 def test_unknown_hardware_lists_the_catalog() -> None:
-    with pytest.raises(UnknownNameError, match="hardware 'h9000' is unknown; hardware: seed-test"):
+    with pytest.raises(UnknownNameError, match=r"hardware .h9000. is unknown; choices: seed-test"):
         resolve_inputs("tp", hardware="h9000")
 
 
