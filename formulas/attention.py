@@ -33,10 +33,23 @@ from shardcost.symbolic.dimensions import (
 )
 
 from .conventions import Conventions, Phase
-from .layouts import layout
+from .layouts import layout, state_assumptions
 from .primitives import bmm_flops, matmul_flops, tensor_bytes
 
 LAYER = "attention"
+state_assumptions(
+    LAYER,
+    (
+        "A matrix product X[m, k] @ W[k, n] costs 2·m·k·n FLOPs (a multiply and an add).",
+        "Causal masking is not halved: every query is charged for every key it may see.",
+        "The B·h·S_q·S_k score matrix is streamed (tiled), not a resident activation.",
+        "Resident activations are the input X, the projections computed, and the output Y.",
+        "Weights, activations and the KV cache take bytes_per_elem bytes per element.",
+        "Communication bytes are payload (logical tensor) bytes per chip, not ring-injected "
+        "bytes; a collective over a one-chip group sends nothing.",
+        "Aggregate metrics are per-chip values times the number of chips.",
+    ),
+)
 _DECODE = ("attention_keys_include_new_token", "kv_includes_new_token", "decode_projections")
 
 

@@ -48,22 +48,34 @@ class SpecCase:
 
 
 @dataclass(frozen=True)
-class Mismatch:
-    """One value the model gives differently from the seed."""
+class Comparison:
+    """One seed value next to the model's: exact, or within the seed's printed rounding."""
 
     case: str
     quantity: str
-    expected: str
-    got: str
+    expected: int | str  # an exact count, or the seed's decimal text
+    got: object  # int, float, Fraction, or None when the model has no such value
+    ok: bool
+    approximate: bool = False
 
 
 @dataclass(frozen=True)
 class CaseCheck:
-    """The outcome of checking one case: how many values, and which differ."""
+    """The outcome of checking one case: every comparison, and the result behind them."""
 
     case: SpecCase
-    checked: int
-    mismatches: tuple[Mismatch, ...]
+    result: Result
+    comparisons: tuple[Comparison, ...]
+
+    @property
+    def checked(self) -> int:
+        """How many values were compared."""
+        return len(self.comparisons)
+
+    @property
+    def mismatches(self) -> tuple[Comparison, ...]:
+        """The comparisons that failed."""
+        return tuple(c for c in self.comparisons if not c.ok)
 
     @property
     def ok(self) -> bool:
@@ -81,14 +93,12 @@ def _approx_ok(expected: str, got: float) -> bool:
 def check_case(case: SpecCase) -> CaseCheck:
     """Recompute ``case`` and compare every expected value."""
     result = case.result()
-    found: list[Mismatch] = []
-    checked = 0
+    found: list[Comparison] = []
 
-    def compare(quantity: str, expected: object, got: object, ok: bool) -> None:
-        nonlocal checked
-        checked += 1
-        if not ok:
-            found.append(Mismatch(case.name, quantity, str(expected), str(got)))
+    def compare(
+        quantity: str, expected: int | str, got: object, ok: bool, approx: bool = False
+    ) -> None:
+        found.append(Comparison(case.name, quantity, expected, got, ok, approx))
 
     metrics = result.to_dict()["metrics"]
     for name, expected in case.metrics.items():
@@ -100,21 +110,19 @@ def check_case(case: SpecCase) -> CaseCheck:
         got = result.step_value(key)
         compare(f"step {key}", expected, got, got == expected)
     timing = result.to_dict().get("timing", {})
-    for name, expected in case.timing.items():
+    for name, text in case.timing.items():
         got = timing.get(name)
-        ok = got is not None and abs(got - float(Fraction(expected))) <= 1e-9 * abs(
-            float(Fraction(expected))
-        )
-        compare(name, expected, got, ok)
-    for key, expected in case.approx.items():
+        want = float(Fraction(text))
+        compare(name, text, got, got is not None and abs(got - want) <= 1e-9 * abs(want))
+    for key, text in case.approx.items():
         if key == "arithmetic_intensity":
-            got_value: float = float(result.arithmetic_intensity)
+            value: float = float(result.arithmetic_intensity)
         elif key in timing:
-            got_value = timing[key]
+            value = timing[key]
         else:
-            got_value = float(result.step_value(key))
-        compare(f"{key} (≈)", expected, got_value, _approx_ok(expected, got_value))
-    return CaseCheck(case, checked, tuple(found))
+            value = float(result.step_value(key))
+        compare(f"{key} (≈)", text, value, _approx_ok(text, value), approx=True)
+    return CaseCheck(case, result, tuple(found))
 
 
 def check_all(cases: tuple[SpecCase, ...] | None = None) -> tuple[CaseCheck, ...]:

@@ -14,7 +14,7 @@ from shardcost.symbolic import METRICS, Derivation
 from shardcost.symbolic.numbers import count, ratio
 
 from .inputs import Inputs, describe
-from .timing import TIMINGS, timing_model
+from .timing import TIMINGS, TimingModel, timing_model
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,7 @@ class Result:
     notes: tuple[str, ...]  # e.g. uneven splits: per-chip metrics describe the busiest chip
     derivation: Derivation  # every step behind it (with timing steps when hardware is given)
     values: Mapping[sympy.Symbol, sympy.Expr]  # each step's exact value
+    model: TimingModel | None  # the timing steps' names, when hardware is given
 
     def step_value(self, key: str) -> int | Fraction:
         """The exact value of one derivation step: an int for counts, else a Fraction."""
@@ -105,7 +106,7 @@ def evaluate(inputs: Inputs) -> Result:
     if model is not None:
         timing = Timing(*(float(ratio(values[symbol], {})) for symbol in model.times.values()))
     notes = _uneven_notes(cost.derivation, values)
-    return Result(inputs, chips, metrics, collectives, timing, notes, derivation, values)
+    return Result(inputs, chips, metrics, collectives, timing, notes, derivation, values, model)
 
 
 def _uneven_notes(

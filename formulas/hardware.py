@@ -46,7 +46,7 @@ INTERCONNECT_LATENCY = HardwareField(
     "µs",
 )
 SUPPORTS_OVERLAP = HardwareField(
-    "supports_overlap", None, "", "communication overlaps compute and loads", "true | false"
+    "supports_overlap", None, "", "communication overlaps compute and loads", "boolean"
 )
 
 NUMERIC_FIELDS: tuple[HardwareField, ...] = (

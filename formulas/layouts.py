@@ -47,6 +47,19 @@ def _cost(layout: Layout, phase: Phase, conventions: Conventions) -> Cost:
 
 
 _REGISTRY: dict[tuple[str, str], Layout] = {}
+_ASSUMPTIONS: dict[str, tuple[str, ...]] = {}
+
+
+def state_assumptions(layer: str, assumptions: tuple[str, ...]) -> None:
+    """Record the accounting choices every layout of ``layer`` makes, in words."""
+    if layer in _ASSUMPTIONS:
+        raise ValueError(f"assumptions of layer {layer!r} are already stated")
+    _ASSUMPTIONS[layer] = assumptions
+
+
+def assumptions(layer: str) -> tuple[str, ...]:
+    """The accounting choices every layout of ``layer`` makes, in words."""
+    return _ASSUMPTIONS.get(check_layer(layer), ())
 
 
 def layout(

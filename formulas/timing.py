@@ -19,6 +19,18 @@ from shardcost.symbolic import Cost, Derivation, Trace
 from .conventions import Phase
 from .hardware import INTERCONNECT_BANDWIDTH, INTERCONNECT_LATENCY, MEMORY_BANDWIDTH, PEAK_TFLOPS
 
+ASSUMPTIONS = (
+    "Decimal units: 1 TFLOP/s = 10^12 FLOP/s, 1 GB/s = 10^9 B/s.",
+    "Prefill loads the weights (the KV cache it writes overlaps compute); decode also reads "
+    "the whole KV cache.",
+    "Memory loads overlap compute: the busy time is max(compute, load).",
+    "One interconnect latency is charged per layer when anything is sent.",
+)
+OVERLAP = {
+    True: "Communication overlaps the busy time: wall clock = max(busy, communication).",
+    False: "Communication follows the busy time: wall clock = busy + communication.",
+}
+
 TIMINGS = ("compute_time_ms", "load_time_ms", "communication_time_ms", "wall_clock_time_ms")
 
 _P, _BW, _BW_IC, _L = (
