@@ -12,11 +12,13 @@ from __future__ import annotations
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
+OUT = tempfile.mkdtemp(prefix="shardcost-bench-")
 
 COMMANDS = {
     "baseline: python -c 'import sympy'": [PY, "-c", "import sympy"],
@@ -42,6 +44,7 @@ COMMANDS = {
     ],
     "shardcost (every layout, both phases)": [PY, "-m", "shardcost"],
     "shardcost spec check (14 cases)": [PY, "-m", "shardcost", "spec", "check"],
+    "shardcost spec render (15 documents)": [PY, "-m", "shardcost", "spec", "render", OUT],
 }
 
 

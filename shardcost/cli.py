@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 from shardcost.errors import InputError, InternalError
@@ -28,11 +30,11 @@ from shardcost.formulas import (
 from shardcost.formulas.cases import SPEC_CASES, check_all, spec_case
 from shardcost.formulas.hardware import FIELDS as HARDWARE_FIELDS
 from shardcost.formulas.inputs import applicable_params, check_keys
+from shardcost.reports.render import comparison_report, derivation_report, render_specs
+from shardcost.reports.roofline import write_roofline
 from shardcost.reports.tables import (
     Table,
     comparison_text,
-    heading,
-    item,
     result_text,
     value,
 )
@@ -130,22 +132,66 @@ def _cmd_compare(args: argparse.Namespace) -> int:
             f"{' or '.join(str(p) for p in phases)}"
         )
     if args.format == "json":
-        _emit(_json([r.to_dict() for results in tables for r in results]))
+        _output(args, _json([r.to_dict() for results in tables for r in results]))
         return 0
     merged: dict[str, Any] = {}
     for results in tables:
         for r in results:
             merged |= r.inputs.params()
     shown = "  ".join(f"{k}={value(merged[k])}" for k in KEYS if k in merged)
-    head = [
-        heading(f"shardcost: every {args.layer} layout side by side", args.format, 1),
-        "",
-        item(f"parameters: {shown}", args.format),
-        "",
-        "",
-    ]
+    if args.format == "markdown":
+        plot = _plot(args, [r for results in tables for r in results])
+        _output(args, comparison_report(tables, shown, plot=plot))
+        return 0
+    head = [f"shardcost: every {args.layer} layout side by side", "", f"parameters: {shown}"]
     body = [comparison_text(results, args.format) for results in tables]
-    _emit("\n".join(head) + "\n".join(body))
+    _output(args, "\n".join([*head, "", ""]) + "\n".join(body))
+    return 0
+
+
+def _output(args: argparse.Namespace, text: str) -> None:
+    """Print ``text``, or write it to ``-o FILE`` when given."""
+    target = getattr(args, "output", None)
+    if target is None:
+        _emit(text)
+        return
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"cannot write {target}: {exc.strerror}") from None
+    print(f"wrote {target}", file=sys.stderr)
+
+
+def _plot(args: argparse.Namespace, results: list[Result]) -> str | None:
+    """With --plot, write the roofline SVG beside -o FILE.md; the link to put in it."""
+    if not getattr(args, "plot", False):
+        return None
+    if args.output is None:
+        raise InputError("--plot writes an SVG beside the Markdown: give -o FILE.md as well")
+    svg = args.output.with_name(args.output.stem + ".roofline.svg")
+    svg.parent.mkdir(parents=True, exist_ok=True)
+    write_roofline(results, svg)
+    print(f"wrote {svg}", file=sys.stderr)
+    return svg.name
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    params = _assignments(args.assignments)
+    inputs = resolve_inputs(
+        args.layout, args.phase, layer=args.layer, hardware=args.hardware, params=params
+    )
+    result = evaluate(inputs)
+    _output(args, derivation_report(result, plot=_plot(args, [result])))
+    return 0
+
+
+def _cmd_spec_render(args: argparse.Namespace) -> int:
+    try:
+        written = render_specs(args.out_dir)
+    except OSError as exc:
+        raise InputError(f"cannot write into {args.out_dir}: {exc.strerror}") from None
+    _emit(f"wrote {len(written)} documents to {args.out_dir}")
     return 0
 
 
@@ -268,7 +314,7 @@ def _cmd_spec_check(args: argparse.Namespace) -> int:
     if not bad:
         _emit(f"\n{len(checks)} cases, {values} values: every one matches its seed")
         return 0
-    mismatch_rows = tuple((m.case, m.quantity, m.expected, m.got) for m in bad)
+    mismatch_rows = tuple((m.case, m.quantity, str(m.expected), str(m.got)) for m in bad)
     _emit(
         "\nmismatches:\n"
         + Table(("case", "quantity", "seed", "model"), mismatch_rows, "llrr").render("table")
@@ -280,7 +326,19 @@ def _cmd_spec_check(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- parser
 
 
-def _add_layout_options(p: argparse.ArgumentParser, *, both: bool = False) -> None:
+def _add_output_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-o", "--output", type=Path, metavar="FILE", help="write to FILE, not stdout")
+    p.add_argument(
+        "--plot",
+        action="store_true",
+        help="also write a roofline SVG beside FILE and link it "
+        "(needs hardware, and pip install 'shardcost[plots]')",
+    )
+
+
+def _add_layout_options(
+    p: argparse.ArgumentParser, *, both: bool = False, formats: bool = True
+) -> None:
     phases = [*(ph.value for ph in Phase), *(["both"] if both else [])]
     p.add_argument(
         "--phase",
@@ -296,12 +354,13 @@ def _add_layout_options(p: argparse.ArgumentParser, *, both: bool = False) -> No
         metavar="NAME",
         help=f"hardware for timing: {' | '.join(CATALOG)} (fields may override it)",
     )
-    p.add_argument(
-        "--format",
-        choices=("table", "json", "markdown"),
-        default="table",
-        help="output format (default: %(default)s)",
-    )
+    if formats:
+        p.add_argument(
+            "--format",
+            choices=("table", "json", "markdown"),
+            default="table",
+            help="output format (default: %(default)s)",
+        )
     p.add_argument(
         "assignments",
         nargs="*",
@@ -319,14 +378,6 @@ def _parser() -> _Parser:
         formatter_class=formatter,
         epilog=keys_help(),
     )
-    parser.set_defaults(
-        run=_cmd_compare,
-        phase="both",
-        layer="attention",
-        hardware=None,
-        format="table",
-        assignments=[],
-    )
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
 
     p = sub.add_parser(
@@ -336,7 +387,19 @@ def _parser() -> _Parser:
         epilog=keys_help(),
     )
     _add_layout_options(p, both=True)
+    _add_output_options(p)
     p.set_defaults(run=_cmd_compare)
+
+    p = sub.add_parser(
+        "report",
+        help="a Markdown derivation of one layout, step by step",
+        formatter_class=formatter,
+        epilog=keys_help(),
+    )
+    p.add_argument("layout", help="a layout name (see 'shardcost layouts')")
+    _add_layout_options(p, formats=False)
+    _add_output_options(p)
+    p.set_defaults(run=_cmd_report)
 
     p = sub.add_parser(
         "metrics",
@@ -362,6 +425,9 @@ def _parser() -> _Parser:
     q = spec.add_parser("list", help="list the spec cases")
     q.add_argument("--format", choices=("table", "json"), default="table")
     q.set_defaults(run=_cmd_spec_list)
+    q = spec.add_parser("render", help="write one Markdown document per case, and an index")
+    q.add_argument("out_dir", type=Path, metavar="OUT_DIR", help="where to write them")
+    q.set_defaults(run=_cmd_spec_render)
     q = spec.add_parser("check", help="recompute every case; exit 1 on any mismatch")
     q.add_argument("cases", nargs="*", metavar="CASE", help="only these cases")
     q.set_defaults(run=_cmd_spec_check)
@@ -370,6 +436,9 @@ def _parser() -> _Parser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or (argv[0] not in ("-h", "--help") and (argv[0][0] == "-" or "=" in argv[0])):
+        argv = ["compare", *argv]  # the main job: options and KEY=VALUE go to compare
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
     stray = [x for x in extra if not (_ASSIGNMENT.fullmatch(x) and hasattr(args, "assignments"))]
@@ -389,3 +458,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         sys.stderr.close()  # the reader went away (e.g. `| head`); nothing left to say
         return 0
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # a bug: one line for users, the traceback on request
+        if os.environ.get("SHARDCOST_DEBUG"):
+            raise
+        print(
+            f"{PROG}: internal error: {type(exc).__name__}: {exc} "
+            "(please report this; SHARDCOST_DEBUG=1 shows the traceback)",
+            file=sys.stderr,
+        )
+        return 3

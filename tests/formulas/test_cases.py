@@ -48,7 +48,7 @@ def test_a_wrong_expectation_is_reported() -> None:
     broken = SpecCase(**{**case.__dict__, "metrics": {**case.metrics, "flops_per_chip": 1}})
     check = check_case(broken)
     assert not check.ok
-    assert [(m.quantity, m.expected) for m in check.mismatches] == [("flops_per_chip", "1")]
+    assert [(m.quantity, m.expected) for m in check.mismatches] == [("flops_per_chip", 1)]
 
 
 def test_seed_rounding_rule() -> None:
