@@ -1,0 +1,278 @@
+"""The verification engine: prove a claim by simplification, or check it exactly at points.
+
+A claim is a list of terms that must all hold: ``lhs == rhs`` (kind "equal"),
+``lhs >= 0`` ("nonnegative") or ``lhs`` non-increasing in a parallel degree
+("nonincreasing"). The engine first tries to decide a claim symbolically under the
+dimensions' assumptions (positive integers), after replacing each split assumed even
+(``⌈S/cp⌉``) by its exact quotient. What SymPy cannot decide (Max, ceil, Piecewise
+left over) is checked with exact rational arithmetic at points spread on a log scale
+that satisfy the domain's divisibility requirements: such a verdict says "checked at
+N points", never "proved". A failing claim carries its simplified, factored residual
+and the smallest concrete counterexample found.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+import zlib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+import sympy
+
+from shardcost.errors import InternalError
+
+LADDER = (1, 2, 3, 4, 7, 8, 16, 31, 64, 100, 128, 257, 1000, 1024, 4096, 10007, 65536)
+DEGREE_LADDER = (1, 2, 3, 4, 8, 16)
+SMALL = (1, 2, 3, 4, 6, 8)
+UNDECIDABLE = (sympy.ceiling, sympy.floor, sympy.Max, sympy.Min, sympy.Piecewise)
+
+
+@dataclass(frozen=True)
+class Divides:
+    """``parts`` divides ``total`` (both in dimensions)."""
+
+    total: sympy.Expr
+    parts: sympy.Expr
+    words: str = ""  # e.g. "context_parallel divides seq_len"
+
+
+@dataclass(frozen=True)
+class Domain:
+    """Where claims live: the symbols, the relations applied first, what must divide what."""
+
+    symbols: tuple[sympy.Symbol, ...]
+    degrees: frozenset[sympy.Symbol] = frozenset()
+    requirements: tuple[Divides, ...] = ()
+    substitutions: Mapping[sympy.Symbol, sympy.Expr] = field(default_factory=dict)
+
+    def fix(self, point: dict[sympy.Symbol, int], rules: tuple[Divides, ...]) -> bool:
+        """Nudge ``point`` up until every rule holds; False when it cannot."""
+        for _ in range(6):
+            broken = [r for r in rules if _value(r.total, point) % _value(r.parts, point)]
+            if not broken:
+                return True
+            for rule in broken:
+                total, parts = _value(rule.total, point), _value(rule.parts, point)
+                if total % parts == 0:
+                    continue
+                knob = _linear_knob(rule, self.symbols)
+                if knob is None:
+                    return False
+                point[knob] += (-total) % parts
+        return all(_value(r.total, point) % _value(r.parts, point) == 0 for r in rules)
+
+    def sample(
+        self, n: int, rules: tuple[Divides, ...], seed: str
+    ) -> list[dict[sympy.Symbol, int]]:
+        """``n`` points on a log scale (deterministic for a seed) where every rule holds."""
+        rng = random.Random(zlib.crc32(seed.encode()))
+        found: list[dict[sympy.Symbol, int]] = []
+        for _ in range(n * 20):
+            point = {
+                s: rng.choice(DEGREE_LADDER if s in self.degrees else LADDER) for s in self.symbols
+            }
+            if self.fix(point, rules):
+                found.append(point)
+                if len(found) == n:
+                    break
+        return found
+
+    def smallest(
+        self, rules: tuple[Divides, ...], limit: int = 4000
+    ) -> Iterator[dict[sympy.Symbol, int]]:
+        """Valid points in increasing size, from all ones upward."""
+        start = (0,) * len(self.symbols)
+        heap = [(0, start)]
+        seen = {start}
+        while heap and limit:
+            _, index = heapq.heappop(heap)
+            limit -= 1
+            point = {s: SMALL[i] for s, i in zip(self.symbols, index, strict=True)}
+            if self.fix(point, rules):
+                yield point
+            for k in range(len(index)):
+                if index[k] + 1 < len(SMALL):
+                    nxt = (*index[:k], index[k] + 1, *index[k + 1 :])
+                    if nxt not in seen:
+                        seen.add(nxt)
+                        heapq.heappush(heap, (sum(nxt), nxt))
+
+
+def _value(expr: sympy.Expr, point: Mapping[sympy.Symbol, int]) -> int:
+    value = sympy.sympify(expr).xreplace({s: sympy.Integer(v) for s, v in point.items()})
+    return int(value)
+
+
+def _linear_knob(rule: Divides, symbols: tuple[sympy.Symbol, ...]) -> sympy.Symbol | None:
+    """A symbol of ``total`` with coefficient 1 and absent from ``parts``: raising it by
+    the remainder makes the division exact."""
+    total = sympy.sympify(rule.total)
+    for symbol in sorted(total.free_symbols, key=str):
+        if (
+            symbol in symbols
+            and symbol not in sympy.sympify(rule.parts).free_symbols
+            and sympy.diff(total, symbol) == 1
+        ):
+            return symbol
+    return None
+
+
+@dataclass(frozen=True)
+class Term:
+    """One relation of a claim: ``lhs == rhs``, ``lhs >= rhs``, ``lhs >= 0``, or ``lhs``
+    non-increasing."""
+
+    label: str
+    lhs: sympy.Expr
+    rhs: sympy.Expr = sympy.S.Zero
+
+
+@dataclass(frozen=True)
+class Claim:
+    """Something a layout must satisfy, in words and as terms."""
+
+    name: str
+    statement: str
+    kind: str  # "equal" | "atleast" | "nonnegative" | "nonincreasing"
+    terms: tuple[Term, ...]
+    variable: sympy.Symbol | None = None  # the degree, for "nonincreasing"
+    even: tuple[Divides, ...] = ()  # splits assumed even
+    assumptions: tuple[str, ...] = ()
+    shown: sympy.Expr | None = None  # an expression to print with the verdict (a redundancy)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The outcome of one claim."""
+
+    claim: Claim
+    status: str  # "proved" | "checked" | "failed"
+    points: int = 0
+    term: str = ""  # the failing term's label
+    residual: sympy.Expr | None = None
+    counterexample: Mapping[sympy.Symbol, int] | None = None
+    sides: tuple[Fraction, Fraction] | None = None  # lhs, rhs at the counterexample
+
+    @property
+    def ok(self) -> bool:
+        """Whether the claim holds (proved, or checked at every point)."""
+        return self.status != "failed"
+
+
+def _even(expr: sympy.Expr, even: tuple[Divides, ...]) -> sympy.Expr:
+    """``expr`` with each split assumed even replaced by its exact quotient."""
+    exact = {
+        sympy.ceiling(sympy.sympify(d.total) / d.parts): sympy.sympify(d.total) / d.parts
+        for d in even
+    }
+    return sympy.sympify(expr).xreplace(exact)
+
+
+def _undecidable(expr: sympy.Expr) -> bool:
+    return any(expr.has(f) for f in UNDECIDABLE)
+
+
+def _exact(expr: sympy.Expr, point: Mapping[sympy.Symbol, int]) -> Fraction:
+    value = sympy.sympify(expr).xreplace({s: sympy.Integer(v) for s, v in point.items()})
+    if not value.is_Rational:
+        raise InternalError(f"{expr} is not a number at {point}: a symbol has no value")
+    return Fraction(int(value.p), int(value.q))
+
+
+def _zero(expr: sympy.Expr) -> bool | None:
+    """True/False when SymPy decides ``expr == 0``; None when it cannot."""
+    if _undecidable(expr):
+        simplified = sympy.simplify(sympy.piecewise_fold(expr))
+        return True if simplified == 0 else None
+    return sympy.cancel(sympy.expand(expr)) == 0
+
+
+def residual(expr: sympy.Expr) -> sympy.Expr:
+    """A difference simplified and factored for people to read."""
+    expr = sympy.cancel(sympy.expand(expr)) if not _undecidable(expr) else sympy.simplify(expr)
+    return sympy.factor(expr)
+
+
+def decide(claim: Claim, domain: Domain, points: int = 48) -> Verdict:
+    """Prove ``claim`` symbolically, or check it at ``points`` valid points."""
+    subs = dict(domain.substitutions)
+    rules = (*domain.requirements, *claim.even)
+    terms = [
+        Term(t.label, sympy.sympify(t.lhs).xreplace(subs), sympy.sympify(t.rhs).xreplace(subs))
+        for t in claim.terms
+    ]
+    proved = all(_prove(claim, term) for term in terms)
+    if proved:
+        return Verdict(claim, "proved")
+    sample = domain.sample(points, rules, claim.name)
+    for term in terms:
+        if not all(_holds(claim, term, p, domain) for p in sample):
+            return _failure(claim, term, domain, rules)
+    return Verdict(claim, "checked", points=len(sample))
+
+
+def _prove(claim: Claim, term: Term) -> bool:
+    lhs, rhs = _even(term.lhs, claim.even), _even(term.rhs, claim.even)
+    if claim.kind == "equal":
+        return _zero(lhs - rhs) is True
+    if claim.kind == "atleast":
+        return bool(sympy.piecewise_fold(lhs - rhs).is_nonnegative)
+    if claim.kind == "nonnegative":
+        return bool(sympy.piecewise_fold(lhs).is_nonnegative)
+    assert claim.variable is not None
+    if _undecidable(lhs):
+        return False
+    return bool(sympy.diff(lhs, claim.variable).is_nonpositive)
+
+
+def _holds(claim: Claim, term: Term, point: dict[sympy.Symbol, int], domain: Domain) -> bool:
+    if claim.kind == "equal":
+        return _exact(term.lhs, point) == _exact(term.rhs, point)
+    if claim.kind == "atleast":
+        return _exact(term.lhs, point) >= _exact(term.rhs, point)
+    if claim.kind == "nonnegative":
+        return _exact(term.lhs, point) >= 0
+    assert claim.variable is not None
+    bigger = dict(point)
+    bigger[claim.variable] = point[claim.variable] * 2
+    rules = (*domain.requirements, *claim.even)
+    if not all(_exact(r.total, bigger) % _exact(r.parts, bigger) == 0 for r in rules):
+        return True  # the doubled degree is not a valid layout here: nothing to compare
+    return _exact(term.lhs, bigger) <= _exact(term.lhs, point)
+
+
+def _parallel(expr: sympy.Expr, degrees: frozenset[sympy.Symbol]) -> sympy.Expr:
+    """``expr`` with every "only when the group has more than one chip" branch taken."""
+
+    def branch(*args: tuple[sympy.Expr, sympy.Basic]) -> sympy.Expr:
+        (value, condition), *_ = args
+        if isinstance(condition, sympy.Gt) and condition.lhs in degrees and condition.rhs == 1:
+            return value
+        return sympy.Piecewise(*args)
+
+    return sympy.sympify(expr).replace(sympy.Piecewise, branch)
+
+
+def _failure(claim: Claim, term: Term, domain: Domain, rules: tuple[Divides, ...]) -> Verdict:
+    diff = _even(term.lhs, claim.even) - _even(term.rhs, claim.even)
+    shown = (
+        residual(_parallel(diff, domain.degrees)) if claim.kind in ("equal", "atleast") else None
+    )
+    relevant = (sympy.sympify(term.lhs) - term.rhs).free_symbols
+    for point in domain.smallest(rules):
+        if not _holds(claim, term, point, domain):
+            sides = (_exact(term.lhs, point), _exact(term.rhs, point))
+            shown_point = {s: v for s, v in point.items() if s in relevant}
+            return Verdict(claim, "failed", 0, term.label, shown, shown_point, sides)
+    return Verdict(claim, "failed", 0, term.label, shown)
+
+
+def verdict_counts(verdicts: list[Verdict]) -> dict[str, int]:
+    """How many verdicts are proved, checked at points, and failed."""
+    counts = {"proved": 0, "checked": 0, "failed": 0}
+    for v in verdicts:
+        counts[v.status] += 1
+    return counts
