@@ -33,7 +33,7 @@ from shardcost.symbolic.dimensions import (
 )
 
 from .conventions import Conventions, Phase
-from .layouts import layout, state_assumptions
+from .layouts import Checks, Redundancy, Send, layout, ref, state_assumptions
 from .primitives import bmm_flops, matmul_flops, tensor_bytes
 
 LAYER = "attention"
@@ -434,11 +434,51 @@ def _softmax_and_output(tokens: sympy.Expr, heads: sympy.Expr) -> tuple[_Comm, _
     return stats, output
 
 
+_MATERIALIZE = "materialize_full_hidden_after_tp"
+
+
+def _cp_sends(heads_over: sympy.Expr) -> tuple[Send, ...]:
+    """What KV-sharded attention must send over CP: per query and head, the softmax
+    statistics and the partial output. Prefill splits the queries over cp; decode
+    replicates them. (Y's bytes are the queries' h·dh-wide outputs: d = h·dh.)"""
+    tokens, y = ref("tokens"), ref("act_output")
+    stats = "running max and sum for each of its queries and heads"
+    outputs = "its KV shard's partial attention output for each of its queries"
+    return (
+        Send(
+            "softmax_stats_allreduce",
+            cp,
+            2 * b_s * h / heads_over * tokens / cp,
+            stats,
+            Phase.PREFILL,
+        ),
+        Send("softmax_stats_allreduce", cp, 2 * b_s * h / heads_over * tokens, stats, Phase.DECODE),
+        Send("output_allreduce", cp, y / heads_over / cp, outputs, Phase.PREFILL),
+        Send("output_allreduce", cp, y / heads_over, outputs, Phase.DECODE),
+    )
+
+
+# What the CP layouts repeat in decode, where the new tokens cannot be split (seed CP-5).
+_PROJECTIONS_REPEATED = Redundancy(
+    Phase.DECODE,
+    cp,
+    "Q is replicated: every CP rank repeats the new tokens' projections",
+    steps=("q_proj", "k_proj", "v_proj", "o_proj"),
+)
+_WHOLE_DECODE_REPEATED = Redundancy(
+    Phase.DECODE,
+    cp,
+    "with K/V gathered, every CP rank computes the whole decode step for the same tokens",
+    steps=("flops",),
+)
+
+
 @layout(
     "single",
     layer=LAYER,
     summary="one chip holds the whole layer",
     conventions=_DECODE,
+    checks=Checks(reference=None, sends=()),
 )
 def single(phase: Phase, conv: Conventions) -> Cost:
     """Attention on one chip."""
@@ -452,6 +492,16 @@ def single(phase: Phase, conv: Conventions) -> Cost:
     summary="heads sharded over tensor_parallel ranks; output all-reduced",
     degrees=(TENSOR_PARALLEL,),
     conventions=_DECODE,
+    checks=Checks(
+        sends=(
+            Send(
+                "output_allreduce",
+                tp,
+                ref("act_output"),
+                "the row-parallel output projection leaves partial sums of all of Y",
+            ),
+        )
+    ),
 )
 def tensor_parallel(phase: Phase, conv: Conventions) -> Cost:
     """Megatron-style: Wq/Wk/Wv column-parallel, Wo row-parallel, one all-reduce of Y."""
@@ -476,6 +526,13 @@ def tensor_parallel(phase: Phase, conv: Conventions) -> Cost:
     summary="sequence sharded over context_parallel ranks; K and V all-gathered",
     degrees=(CONTEXT_PARALLEL,),
     conventions=_DECODE,
+    checks=Checks(
+        weight_replication=cp,
+        repeats=(_WHOLE_DECODE_REPEATED,),
+        sends=(
+            Send("kv_allgather", cp, ref("kv_cache_bytes"), "every rank gathers all of K and V"),
+        ),
+    ),
 )
 def cp_allgather(phase: Phase, conv: Conventions) -> Cost:
     """Each rank gathers the full K and V, then attends its own queries locally."""
@@ -500,6 +557,7 @@ def cp_allgather(phase: Phase, conv: Conventions) -> Cost:
     "partial outputs all-reduced",
     degrees=(CONTEXT_PARALLEL,),
     conventions=_DECODE,
+    checks=Checks(weight_replication=cp, repeats=(_PROJECTIONS_REPEATED,), sends=_cp_sends(1)),
 )
 def cp_kv_sharded(phase: Phase, conv: Conventions) -> Cost:
     """Ring/KV-sharded attention: no K/V moves; softmax statistics and outputs do."""
@@ -515,6 +573,29 @@ def cp_kv_sharded(phase: Phase, conv: Conventions) -> Cost:
     summary="heads over tensor_parallel x sequence/KV over context_parallel ranks",
     degrees=(TENSOR_PARALLEL, CONTEXT_PARALLEL),
     conventions=(*_DECODE, "materialize_full_hidden_after_tp"),
+    checks=Checks(
+        weight_replication=cp,
+        repeats=(_PROJECTIONS_REPEATED,),
+        sends=(
+            *_cp_sends(tp),
+            Send(
+                "tp_allgather",
+                tp,
+                ref("act_output") / cp,
+                "each chip gathers the other head slices of Y for its queries",
+                Phase.PREFILL,
+                _MATERIALIZE,
+            ),
+            Send(
+                "tp_allgather",
+                tp,
+                ref("act_output"),
+                "each chip gathers the other head slices of Y for the new tokens",
+                Phase.DECODE,
+                _MATERIALIZE,
+            ),
+        ),
+    ),
 )
 def tp_cp(phase: Phase, conv: Conventions) -> Cost:
     """TP shards heads, CP shards KV positions; CP all-reduces, then an optional TP gather."""

@@ -10,7 +10,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 
-from shardcost.errors import UnknownNameError
+import sympy
+
+from shardcost.errors import InputError, UnknownNameError
 from shardcost.symbolic import Cost, Dimension
 
 from .conventions import BY_NAME as CONVENTIONS_BY_NAME
@@ -20,8 +22,69 @@ Builder = Callable[[Phase, Conventions], Cost]
 
 
 @dataclass(frozen=True)
+class Redundancy:
+    """Work a layout repeats on every rank of one degree: stated by verify, never hidden.
+
+    The excess over the reference is ``(over - 1)`` times the sum of the reference's
+    ``steps`` (or ``expr`` itself, when a user layout gives the excess directly).
+    """
+
+    phase: Phase
+    over: sympy.Expr  # the degree whose ranks each repeat the work
+    why: str
+    steps: tuple[str, ...] = ()
+    expr: sympy.Expr | None = None
+
+
+def ref(key: str) -> sympy.Symbol:
+    """A stand-in for the reference layout's step ``key``, for use in a Send's payload."""
+    return sympy.Symbol(f"ref:{key}", nonnegative=True)
+
+
+@dataclass(frozen=True)
+class Send:
+    """A collective a layout must perform, declared from what has to move.
+
+    ``payload`` (bytes per chip) is written in dimensions and ``ref("...")`` stand-ins
+    for the reference layout's steps; verify holds the derivation's collective to it.
+    """
+
+    collective: str
+    group: sympy.Expr
+    payload: sympy.Expr
+    why: str
+    phase: Phase | None = None  # None: both phases
+    when: str | None = None  # a boolean convention that must be true for it to apply
+
+
+@dataclass(frozen=True)
+class Checks:
+    """What verify holds a layout to, beyond what every layout must satisfy."""
+
+    reference: str | None = "single"  # whose totals it conserves; None: it is the reference
+    weight_replication: sympy.Expr | None = sympy.S.One  # None: undeclared, verify states it
+    kv_replication: sympy.Expr = sympy.S.One
+    repeats: tuple[Redundancy, ...] = ()
+    sends: tuple[Send, ...] | None = None  # None: undeclared, verify does not check them
+
+    def sent(self, phase: Phase, conventions: Conventions) -> tuple[Send, ...] | None:
+        """The collectives declared for ``phase`` under ``conventions``."""
+        if self.sends is None:
+            return None
+        return tuple(
+            s
+            for s in self.sends
+            if s.phase in (None, Phase(phase)) and (s.when is None or getattr(conventions, s.when))
+        )
+
+    def redundancy(self, phase: Phase) -> Redundancy | None:
+        """The work repeated in ``phase``, if any."""
+        return next((r for r in self.repeats if r.phase is Phase(phase)), None)
+
+
+@dataclass(frozen=True)
 class Layout:
-    """A registered layout: its name, layer, description and cost builder."""
+    """A registered layout: its name, layer, description, cost builder and checks."""
 
     name: str
     layer: str
@@ -29,9 +92,14 @@ class Layout:
     degrees: tuple[Dimension, ...]  # the parallel degrees it is sized by
     conventions: tuple[str, ...]  # conventions its builder reads, in any phase
     build: Builder
+    checks: Checks = Checks()
+    phases: tuple[Phase, ...] = (Phase.PREFILL, Phase.DECODE)
 
     def cost(self, phase: Phase, conventions: Conventions | None = None) -> Cost:
         """The symbolic cost of this layout in ``phase`` (built once, then cached)."""
+        if Phase(phase) not in self.phases:
+            only = ", ".join(str(p) for p in self.phases)
+            raise InputError(f"layout {self.name!r} is defined for {only} only, not {phase}")
         return _cost(self, Phase(phase), conventions or Conventions())
 
     def conventions_for(self, phase: Phase) -> tuple[str, ...]:
@@ -62,6 +130,15 @@ def assumptions(layer: str) -> tuple[str, ...]:
     return _ASSUMPTIONS.get(check_layer(layer), ())
 
 
+def register(entry: Layout) -> Layout:
+    """Add ``entry`` to the registry; InputError if its name is taken for its layer."""
+    key = (entry.layer, entry.name)
+    if key in _REGISTRY:
+        raise InputError(f"layout {entry.name!r} is already registered for layer {entry.layer!r}")
+    _REGISTRY[key] = entry
+    return entry
+
+
 def layout(
     name: str,
     *,
@@ -69,20 +146,18 @@ def layout(
     summary: str,
     degrees: tuple[Dimension, ...] = (),
     conventions: tuple[str, ...] = (),
+    checks: Checks = Checks(),
 ) -> Callable[[Builder], Builder]:
     """Register the decorated builder as layout ``name`` of ``layer``."""
     unknown = [c for c in conventions if c not in CONVENTIONS_BY_NAME]
     if unknown:
         raise ValueError(f"layout {name!r} names unknown conventions: {', '.join(unknown)}")
 
-    def register(build: Builder) -> Builder:
-        key = (layer, name)
-        if key in _REGISTRY:
-            raise ValueError(f"layout {name!r} is already registered for layer {layer!r}")
-        _REGISTRY[key] = Layout(name, layer, summary, degrees, conventions, build)
+    def decorate(build: Builder) -> Builder:
+        register(Layout(name, layer, summary, degrees, conventions, build, checks))
         return build
 
-    return register
+    return decorate
 
 
 def layers() -> tuple[str, ...]:

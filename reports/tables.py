@@ -106,7 +106,7 @@ def result_text(result: Result, fmt: str) -> str:
     )
     parts += ["", Table(("metric", "per chip", "total"), rows, "lrr").render(fmt)]
     comm_rows = tuple(
-        (c.name, c.kind, c.group.name, count(result.collectives[c.name]))
+        (c.name, c.kind, str(c.group), count(result.collectives[c.name]))
         for c in inputs.cost.collectives
     )
     comm_rows += (("communication bytes", "", "", count(metrics["communication_bytes"])),)

@@ -1,0 +1,298 @@
+"""The invariants every layout is held to, built from what it declares (its Checks).
+
+Against its reference layout (``single`` for every built-in):
+- total FLOPs equal the reference's, plus any work it declares it repeats;
+- unique KV-cache bytes are conserved (times a declared replication factor);
+- weight copies equal the declared replication factor (stated when undeclared);
+- every parallel degree at 1 reduces it to the reference, metric for metric;
+- nothing is sent on one chip.
+And always: every per-chip quantity is non-negative, and the four per-chip
+quantities are non-increasing in each parallel degree.
+
+Conservation holds when splits are even; each such claim says which division it
+assumes. hidden_size = num_heads × head_dim throughout.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sympy
+
+from shardcost.symbolic import PER_CHIP, Cost, closed_form, over_group
+from shardcost.symbolic.dimensions import BY_SYMBOL, d, dh, h, h_kv
+from shardcost.symbolic.verify import Claim, Divides, Domain, Term, Verdict, decide
+
+from .conventions import Conventions, Phase
+from .inputs import describe
+from .layouts import Layout, Send, get_layout, ref
+
+
+@dataclass(frozen=True)
+class Statement:
+    """Something verify prints about a layout without holding it to a value."""
+
+    name: str
+    text: str
+    expr: sympy.Expr
+
+
+@dataclass(frozen=True)
+class LayoutVerification:
+    """Every verdict for one layout in one phase under one set of conventions."""
+
+    layout: Layout
+    phase: Phase
+    conventions: Conventions
+    verdicts: tuple[Verdict, ...]
+    statements: tuple[Statement, ...]
+
+    @property
+    def ok(self) -> bool:
+        """Whether every claim holds."""
+        return all(v.ok for v in self.verdicts)
+
+
+def _dims(cost: Cost) -> set[sympy.Symbol]:
+    return {s for s in cost.dimensions if s in BY_SYMBOL}
+
+
+def _rules(
+    cost: Cost, subs: dict[sympy.Symbol, sympy.Expr]
+) -> tuple[tuple[Divides, ...], tuple[Divides, ...]]:
+    """(requirements, even splits) of a cost, in dimensions, with words."""
+    derivation = cost.derivation
+    requirements = tuple(
+        Divides(
+            derivation.resolve(r.total).xreplace(subs),
+            derivation.resolve(r.parts).xreplace(subs),
+            f"{describe(r.parts, derivation)} divides {describe(r.total, derivation)}",
+        )
+        for r in derivation.requirements
+    )
+    even = tuple(
+        Divides(
+            derivation.resolve(s.total).xreplace(subs),
+            derivation.resolve(s.parts).xreplace(subs),
+            f"{describe(s.parts, derivation)} divides {describe(s.total, derivation)}",
+        )
+        for s in derivation.splits
+    )
+    return requirements, even
+
+
+def verify_layout(
+    layout: Layout, phase: Phase, conventions: Conventions | None = None
+) -> LayoutVerification:
+    """Decide every invariant of ``layout`` in ``phase``."""
+    conventions = conventions or Conventions()
+    phase = Phase(phase)
+    cost = layout.cost(phase, conventions)
+    checks = layout.checks
+    reference = (
+        get_layout(checks.reference, layout.layer).cost(phase, conventions)
+        if checks.reference
+        else None
+    )
+    subs: dict[sympy.Symbol, sympy.Expr] = {d: h * dh}
+    shape = "hidden_size = num_heads × head_dim"
+    if reference is not None and h_kv not in _dims(cost) and h_kv in _dims(reference):
+        subs[h_kv] = h
+        shape += "; num_kv_heads = num_heads (the layout does not use it)"
+    requirements, even = _rules(cost, subs)
+    degrees = frozenset(dim.symbol for dim in layout.degrees)
+    if reference is not None:
+        requirements += _rules(reference, subs)[0]
+    even_words = tuple(e.words for e in even)
+
+    claims: list[Claim] = []
+    statements: list[Statement] = []
+    metrics = cost.metrics
+    if reference is not None:
+        ref = reference.metrics
+        name = checks.reference
+        extra = sympy.S.Zero
+        redundancy = checks.redundancy(phase)
+        words = f"FLOPs over all chips = {name}'s"
+        if redundancy is not None:
+            extra = (
+                redundancy.expr
+                if redundancy.expr is not None
+                else (redundancy.over - 1)
+                * sum(
+                    (
+                        reference.derivation.resolve(reference.derivation.step(key).symbol)
+                        for key in redundancy.steps
+                        if reference.derivation.has(key)
+                    ),
+                    sympy.S.Zero,
+                )
+            )
+            words += f" + repeated work ({redundancy.why})"
+        claims.append(
+            Claim(
+                "flops conserved",
+                words,
+                "equal",
+                (Term("flops_total", metrics["flops_total"], ref["flops_total"] + extra),),
+                even=even,
+                assumptions=(shape, *even_words),
+                shown=closed_form(extra.xreplace(subs)) if redundancy is not None else None,
+            )
+        )
+        if even:
+            claims.append(
+                Claim(
+                    "uneven splits over-count",
+                    "with any split, even or not, the busiest chip times the chips covers "
+                    f"{name}'s FLOPs and KV bytes (never less)",
+                    "atleast",
+                    (
+                        Term("flops_total", metrics["flops_total"], ref["flops_total"] + extra),
+                        Term(
+                            "kv_cache_total",
+                            metrics["kv_cache_total"],
+                            ref["kv_cache_total"] * checks.kv_replication,
+                        ),
+                    ),
+                    assumptions=(shape,),
+                )
+            )
+        factor = checks.kv_replication
+        claims.append(
+            Claim(
+                "unique KV bytes conserved",
+                f"KV-cache bytes over all chips = {name}'s"
+                + ("" if factor == 1 else f" × {factor}"),
+                "equal",
+                (
+                    Term(
+                        "kv_cache_total", metrics["kv_cache_total"], ref["kv_cache_total"] * factor
+                    ),
+                ),
+                even=even,
+                assumptions=(shape, *even_words),
+            )
+        )
+        copies = checks.weight_replication
+        if copies is None:
+            found = sympy.simplify(
+                (metrics["weight_memory_total"] / ref["weight_memory_total"]).xreplace(subs)
+            )
+            statements.append(
+                Statement(
+                    "weight copies", "weights over all chips / the reference's (undeclared)", found
+                )
+            )
+        else:
+            claims.append(
+                Claim(
+                    "weights replicated as declared",
+                    f"weight bytes over all chips = {name}'s × {copies}",
+                    "equal",
+                    (
+                        Term(
+                            "weight_memory_total",
+                            metrics["weight_memory_total"],
+                            ref["weight_memory_total"] * copies,
+                        ),
+                    ),
+                    assumptions=(shape,),
+                )
+            )
+        if degrees:
+            one = {deg: sympy.S.One for deg in degrees}
+            names = ", ".join(sorted(BY_SYMBOL[g].name for g in degrees))
+            claims.append(
+                Claim(
+                    f"degree 1 is {name}",
+                    f"with {names} = 1, all nine metrics equal {name}'s",
+                    "equal",
+                    tuple(Term(m, metrics[m].xreplace(one), ref[m]) for m in metrics),
+                    assumptions=(shape,),
+                )
+            )
+            claims.append(
+                Claim(
+                    "no communication on one chip",
+                    f"with {names} = 1, nothing is sent",
+                    "equal",
+                    (Term("communication_bytes", metrics["communication_bytes"].xreplace(one)),),
+                )
+            )
+    sends = checks.sent(phase, conventions)
+    if sends is not None:
+        claims.append(_communication_claim(cost, reference, sends, even, shape, even_words))
+    claims.append(
+        Claim(
+            "non-negative",
+            "every per-chip quantity is zero or more",
+            "nonnegative",
+            (
+                *(Term(f"{q}_per_chip", metrics[f"{q}_per_chip"]) for q in PER_CHIP),
+                Term("communication_bytes", metrics["communication_bytes"]),
+            ),
+        )
+    )
+    for degree in sorted(degrees, key=str):
+        claims.append(
+            Claim(
+                f"non-increasing in {BY_SYMBOL[degree].name}",
+                f"more {BY_SYMBOL[degree].name} never adds per-chip FLOPs, weights, "
+                "activations or KV",
+                "nonincreasing",
+                tuple(Term(f"{q}_per_chip", metrics[f"{q}_per_chip"]) for q in PER_CHIP),
+                variable=degree,
+                even=even,
+                assumptions=even_words,
+            )
+        )
+    domain = Domain(_symbols(claims, requirements, subs), degrees, requirements, subs)
+    verdicts = tuple(decide(claim, domain) for claim in claims)
+    return LayoutVerification(layout, phase, conventions, verdicts, tuple(statements))
+
+
+def _communication_claim(
+    cost: Cost,
+    reference: Cost | None,
+    sends: tuple[Send, ...],
+    even: tuple[Divides, ...],
+    shape: str,
+    even_words: tuple[str, ...],
+) -> Claim:
+    """Each collective's payload equals what the layout declares must move, and no other."""
+    stand_ins: dict[sympy.Symbol, sympy.Expr] = {}
+    if reference is not None:
+        derivation = reference.derivation
+        stand_ins = {ref(s.key): derivation.resolve(s.symbol) for s in derivation.steps}
+    declared: dict[str, sympy.Expr] = {}
+    for send in sends:
+        payload = over_group(send.payload.xreplace(stand_ins), send.group)
+        declared[send.collective] = declared.get(send.collective, sympy.S.Zero) + payload
+    actual = cost.collective_bytes
+    names = list(dict.fromkeys([*declared, *actual]))
+    terms = tuple(
+        Term(name, actual.get(name, sympy.S.Zero), declared.get(name, sympy.S.Zero))
+        for name in names
+    )
+    words = "; ".join(f"{s.collective}: {s.why}" for s in sends) or "nothing is sent"
+    return Claim(
+        "communication as declared",
+        f"each collective moves what the layout must move ({words})",
+        "equal",
+        terms,
+        even=even,
+        assumptions=(shape, *even_words),
+    )
+
+
+def _symbols(
+    claims: list[Claim], requirements: tuple[Divides, ...], subs: dict[sympy.Symbol, sympy.Expr]
+) -> tuple[sympy.Symbol, ...]:
+    """Every dimension any claim or requirement mentions, less those substituted away."""
+    found: set[sympy.Symbol] = set()
+    exprs = [e for c in claims for t in c.terms for e in (t.lhs, t.rhs)]
+    exprs += [e for r in requirements for e in (r.total, r.parts)]
+    for expr in exprs:
+        found |= sympy.sympify(expr).xreplace(subs).free_symbols
+    return tuple(sorted((s for s in found if s in BY_SYMBOL), key=str))

@@ -1,0 +1,110 @@
+"""Verification results as terminal text or JSON (presentation only)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shardcost.formulas.invariants import LayoutVerification
+from shardcost.symbolic.dimensions import BY_SYMBOL, DIMENSIONS
+from shardcost.symbolic.text import one_line
+from shardcost.symbolic.verify import Verdict
+
+SHAPE = "hidden_size = num_heads × head_dim"
+
+
+def _status(v: Verdict) -> str:
+    return {"proved": "proved", "checked": f"checked at {v.points} points", "failed": "FAILED"}[
+        v.status
+    ]
+
+
+def _point(point: dict) -> str:
+    """name=value pairs in notation order."""
+    return " ".join(f"{dim.name}={point[dim.symbol]}" for dim in DIMENSIONS if dim.symbol in point)
+
+
+def _conventions(result: LayoutVerification) -> str:
+    applicable = result.layout.conventions_for(result.phase)
+    values = result.conventions.as_dict()
+    shown = [f"{k}={str(values[k]).lower()}" for k in applicable]
+    return f" [{' '.join(shown)}]" if shown else ""
+
+
+def verification_text(results: tuple[LayoutVerification, ...], seconds: float) -> str:
+    """Every verdict, grouped by layout and phase, then a summary line."""
+    lines = [f"Every claim assumes {SHAPE}; conservation assumes even splits where stated.", ""]
+    counts = {"proved": 0, "checked": 0, "failed": 0}
+    for result in results:
+        lay = result.layout
+        lines.append(f"{lay.name} · {lay.layer} · {result.phase}{_conventions(result)}")
+        for v in result.verdicts:
+            counts[v.status] += 1
+            lines.append(f"  {_status(v):22} {v.claim.name}: {v.claim.statement}")
+            if v.claim.shown is not None:
+                lines.append(f"  {'':22}   repeated: {one_line(v.claim.shown)}")
+            if v.status == "failed":
+                if v.residual is not None:
+                    lines.append(f"  {'':22}   {v.term}: residual {one_line(v.residual)}")
+                if v.counterexample is not None and v.sides is not None:
+                    lhs, rhs = v.sides
+                    lines.append(
+                        f"  {'':22}   counterexample: {_point(v.counterexample)}: "
+                        f"{v.term} = {lhs}, expected {rhs}"
+                    )
+            extra = [a for a in v.claim.assumptions if not a.startswith(SHAPE)]
+            if extra:
+                lines.append(f"  {'':22}   assuming {'; '.join(extra)}")
+        for s in result.statements:
+            lines.append(f"  {'stated':22} {s.name}: {s.text} = {one_line(s.expr)}")
+    total = sum(counts.values())
+    lines.append(
+        f"\n{len(results)} layout-phase checks, {total} invariants: {counts['proved']} proved, "
+        f"{counts['checked']} checked at points, {counts['failed']} failed ({seconds:.2f} s)"
+    )
+    return "\n".join(lines) + "\n"
+
+
+def verification_json(results: tuple[LayoutVerification, ...]) -> list[dict[str, Any]]:
+    """Every verdict as JSON-ready data."""
+    out = []
+    for result in results:
+        verdicts = []
+        for v in result.verdicts:
+            entry: dict[str, Any] = {
+                "invariant": v.claim.name,
+                "statement": v.claim.statement,
+                "status": v.status,
+                "assumptions": list(v.claim.assumptions),
+            }
+            if v.status == "checked":
+                entry["points"] = v.points
+            if v.claim.shown is not None:
+                entry["repeated"] = one_line(v.claim.shown)
+            if v.status == "failed":
+                entry["term"] = v.term
+                entry["residual"] = one_line(v.residual) if v.residual is not None else None
+                if v.counterexample is not None and v.sides is not None:
+                    entry["counterexample"] = {
+                        BY_SYMBOL[s].name: n for s, n in v.counterexample.items()
+                    }
+                    entry["values"] = [str(v.sides[0]), str(v.sides[1])]
+            verdicts.append(entry)
+        out.append(
+            {
+                "layout": result.layout.name,
+                "layer": result.layout.layer,
+                "phase": str(result.phase),
+                "conventions": {
+                    k: v
+                    for k, v in result.conventions.as_dict().items()
+                    if k in result.layout.conventions_for(result.phase)
+                },
+                "ok": result.ok,
+                "verdicts": verdicts,
+                "statements": [
+                    {"name": s.name, "text": s.text, "expression": one_line(s.expr)}
+                    for s in result.statements
+                ],
+            }
+        )
+    return out

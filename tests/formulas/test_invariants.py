@@ -1,0 +1,129 @@
+"""Every built-in layout satisfies its invariants under every convention, CP-5's
+redundancy is stated, and deliberately broken variants are caught with the residual
+worked out by hand."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+import sympy
+
+from shardcost.formulas import Conventions, Phase, all_layouts, get_layout
+from shardcost.formulas.invariants import verify_layout
+from shardcost.formulas.layouts import Layout
+from shardcost.formulas.verification import convention_choices
+from shardcost.symbolic import Cost, Derivation
+from shardcost.symbolic.dimensions import B, S, T, b, cp, dh, h, h_kv, tp
+
+CASES = [(lay, ph) for lay in all_layouts("attention") for ph in Phase]
+
+
+@pytest.mark.parametrize(("layout", "phase"), CASES, ids=lambda x: str(getattr(x, "name", x)))
+def test_every_builtin_holds_under_every_convention(layout: Layout, phase: Phase) -> None:
+    for conventions in convention_choices(layout, phase):
+        result = verify_layout(layout, phase, conventions)
+        failed = [(v.claim.name, v.term, v.residual) for v in result.verdicts if not v.ok]
+        assert not failed, (conventions, failed)
+        assert {v.status for v in result.verdicts} <= {"proved", "checked"}
+
+
+def test_only_what_sympy_cannot_decide_is_checked_at_points() -> None:
+    statuses = {
+        (lay.name, ph, v.claim.name): v.status
+        for lay, ph in CASES
+        for v in verify_layout(lay, ph).verdicts
+    }
+    checked = {k for k, s in statuses.items() if s == "checked"}
+    # busiest chip x chips >= reference needs ceil(S/cp) * cp >= S: not decidable by SymPy
+    assert checked == {k for k in statuses if k[2] == "uneven splits over-count"}
+    assert len(statuses) - len(checked) == 70
+
+
+def test_cp5_states_its_redundancy() -> None:
+    # CP-5: decode_projections=qo; every one of cp ranks repeats Q and O for the new
+    # tokens: (cp - 1) * (2*B*T*d*h*dh + 2*B*T*h*dh*d) with d = h*dh
+    conventions = Conventions(attention_keys_include_new_token=False, decode_projections="qo")
+    result = verify_layout(get_layout("tp-cp"), Phase.DECODE, conventions)
+    flops = next(v for v in result.verdicts if v.claim.name == "flops conserved")
+    assert flops.status == "proved"
+    assert sympy.expand(flops.claim.shown - 4 * B * T * h**2 * dh**2 * (cp - 1)) == 0
+
+
+def test_prefill_repeats_nothing() -> None:
+    result = verify_layout(get_layout("tp-cp"), Phase.PREFILL)
+    flops = next(v for v in result.verdicts if v.claim.name == "flops conserved")
+    assert flops.claim.shown is None and flops.status == "proved"
+
+
+def _broken(
+    layout: Layout, *, times: tuple[str, sympy.Expr] | None = None, drop: str | None = None
+) -> Layout:
+    """``layout`` with one step multiplied (a division undone) or one collective dropped."""
+
+    def build(phase: Phase, conventions: Conventions) -> Cost:
+        cost = layout.cost(phase, conventions)
+        steps = list(cost.derivation.steps)
+        for i, step in enumerate(steps):
+            if times is not None and step.key == times[0]:
+                steps[i] = replace(step, expr=step.expr * times[1])
+            if drop is not None and step.key == "communication_bytes":
+                kept = [c.symbol for c in cost.collectives if c.name != drop]
+                steps[i] = replace(step, expr=sympy.Add(*kept))
+        derivation = Derivation(tuple(steps), cost.derivation.splits, cost.derivation.requirements)
+        collectives = tuple(c for c in cost.collectives if c.name != drop)
+        return replace(cost, derivation=derivation, collectives=collectives)
+
+    return replace(layout, name=f"{layout.name}-broken", build=build)
+
+
+def _failures(layout: Layout, phase: Phase) -> dict[str, tuple[str, sympy.Expr]]:
+    result = verify_layout(layout, phase)
+    return {v.claim.name: (v.term, v.residual) for v in result.verdicts if not v.ok}
+
+
+@pytest.mark.parametrize(
+    ("name", "step", "degree", "residual"),
+    [
+        # o_proj left whole on each of tp ranks: (tp - 1) * 2*B*S*(h*dh)*d, d = h*dh
+        ("tp", "o_proj", tp, 2 * B * S * h**2 * dh**2 * (tp - 1)),
+        # scores over all S queries on each rank: (cp - 1) * 2*B*h*S*S*dh
+        ("cp-allgather", "scores", cp, 2 * B * S**2 * dh * h * (cp - 1)),
+        ("cp-kv-sharded", "apply_v", cp, 2 * B * S**2 * dh * h * (cp - 1)),
+        # heads not divided: scores on h instead of h/tp heads: (tp - 1) * 2*B*h*S*S*dh
+        ("tp-cp", "scores", tp, 2 * B * S**2 * dh * h * (tp - 1)),
+    ],
+)
+def test_a_term_left_undivided_is_caught(
+    name: str, step: str, degree: sympy.Symbol, residual: sympy.Expr
+) -> None:
+    failures = _failures(_broken(get_layout(name), times=(step, degree)), Phase.PREFILL)
+    term, found = failures["flops conserved"]
+    assert term == "flops_total"
+    assert sympy.expand(found - residual) == 0
+
+
+@pytest.mark.parametrize(
+    ("name", "phase", "collective", "residual"),
+    [
+        # the missing payload, negated: actual 0 - declared
+        ("tp", Phase.PREFILL, "output_allreduce", -B * S * b * h * dh),  # Y[B*S, d]
+        ("cp-allgather", Phase.DECODE, "kv_allgather", -2 * B * S * b * h_kv * dh),  # K,V[S_past]
+        (
+            "cp-kv-sharded",
+            Phase.PREFILL,
+            "softmax_stats_allreduce",
+            -2 * B * S * sympy.Symbol("b_s", integer=True, positive=True) * h / cp,
+        ),
+        ("tp-cp", Phase.DECODE, "tp_allgather", -B * T * b * h * dh),  # Y[B*T, d]
+    ],
+)
+def test_a_dropped_collective_is_caught(
+    name: str, phase: Phase, collective: str, residual: sympy.Expr
+) -> None:
+    broken = _broken(get_layout(name), drop=collective)
+    failures = _failures(broken, phase)
+    term, found = failures["communication as declared"]
+    assert term == collective
+    found = found.subs(sympy.Symbol("S_past", integer=True, positive=True), S)
+    assert sympy.simplify(found - residual) == 0
