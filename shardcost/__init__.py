@@ -37,6 +37,9 @@ from .formulas.cases import SPEC_CASES, SpecCase  # noqa: E402
 from .formulas.conventions import convention as _convention  # noqa: E402
 from .formulas.conventions import phase as _phase  # noqa: E402
 from .formulas.inputs import choose_conventions  # noqa: E402
+from .formulas.invariants import LayoutVerification  # noqa: E402
+from .formulas.user import define_layout, load_layout  # noqa: E402
+from .formulas.verification import verify as _verify  # noqa: E402
 from .symbolic import Cost  # noqa: E402
 
 __version__ = "0.1.0"
@@ -48,15 +51,19 @@ __all__ = [
     "InternalError",
     "InvalidValueError",
     "Layout",
+    "LayoutVerification",
     "ShardcostError",
     "SpecCase",
     "UnevenSplitWarning",
     "UnknownNameError",
     "__version__",
     "cost",
+    "define_layout",
     "layouts",
+    "load_layout",
     "metrics",
     "spec_cases",
+    "verify",
 ]
 
 
@@ -101,3 +108,27 @@ def layouts(layer: str | None = None) -> tuple[Layout, ...]:
 def spec_cases() -> tuple[SpecCase, ...]:
     """The seed documents' test cases, each with its expected values."""
     return SPEC_CASES
+
+
+def verify(
+    *layouts: str,
+    layer: str = "attention",
+    phase: str | None = None,
+    every_convention: bool = False,
+    **conventions: Any,
+) -> tuple[LayoutVerification, ...]:
+    """Prove (or check at points) every invariant of the named layouts (default: all).
+
+    Each result has ``ok`` and ``verdicts`` (status "proved", "checked" or "failed",
+    with the residual and a counterexample on failure). ``conventions`` fix convention
+    values; ``every_convention`` verifies every combination instead. User layouts made
+    with ``define_layout`` or ``load_layout`` are verified by name like built-ins.
+    """
+    chosen = [get_layout(name, layer) for name in layouts] or None
+    return _verify(
+        chosen,
+        phases=None if phase is None else [phase],
+        conventions=conventions,
+        every_convention=every_convention,
+        layer=layer,
+    )

@@ -14,15 +14,19 @@ INTENDED = {
     "InternalError",
     "InvalidValueError",
     "Layout",
+    "LayoutVerification",
     "ShardcostError",
     "SpecCase",
     "UnevenSplitWarning",
     "UnknownNameError",
     "__version__",
     "cost",
+    "define_layout",
     "layouts",
+    "load_layout",
     "metrics",
     "spec_cases",
+    "verify",
 }
 
 
