@@ -11,6 +11,7 @@ import json
 import os
 import re
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -30,6 +31,9 @@ from shardcost.formulas import (
 from shardcost.formulas.cases import SPEC_CASES, check_all, spec_case
 from shardcost.formulas.hardware import FIELDS as HARDWARE_FIELDS
 from shardcost.formulas.inputs import applicable_params, check_keys
+from shardcost.formulas.layouts import get_layout
+from shardcost.formulas.user import load_layout
+from shardcost.formulas.verification import verify
 from shardcost.reports.render import comparison_report, derivation_report, render_specs
 from shardcost.reports.roofline import write_roofline
 from shardcost.reports.tables import (
@@ -38,6 +42,7 @@ from shardcost.reports.tables import (
     result_text,
     value,
 )
+from shardcost.reports.verdicts import verification_json, verification_text
 from shardcost.symbolic import DIMENSIONS
 
 PROG = "shardcost"
@@ -117,7 +122,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     tables: list[list[Result]] = []
     for ph in phases:
         results = []
-        for lay in all_layouts(args.layer):
+        for lay in (lay for lay in all_layouts(args.layer) if ph in lay.phases):
             mine = applicable_params(lay, ph, params)
             used |= set(mine)
             inputs = resolve_inputs(
@@ -184,6 +189,28 @@ def _cmd_report(args: argparse.Namespace) -> int:
     result = evaluate(inputs)
     _output(args, derivation_report(result, plot=_plot(args, [result])))
     return 0
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    # LAYOUT and CONVENTION=VALUE arguments may come in any order
+    names = [x for x in args.layouts if "=" not in x]
+    params = _assignments([*(x for x in args.layouts if "=" in x), *args.assignments])
+    start = time.perf_counter()
+    chosen = [get_layout(name, args.layer) for name in names]
+    chosen += [load_layout(path) for path in args.file]
+    results = verify(
+        chosen or None,
+        phases=None if args.phase == "both" else [args.phase],
+        conventions=params,
+        every_convention=args.all_conventions,
+        layer=args.layer,
+    )
+    seconds = time.perf_counter() - start
+    if args.format == "json":
+        _emit(_json(verification_json(results)))
+    else:
+        _emit(verification_text(results, seconds))
+    return 0 if all(r.ok for r in results) else 1
 
 
 def _cmd_spec_render(args: argparse.Namespace) -> int:
@@ -400,6 +427,33 @@ def _parser() -> _Parser:
     _add_layout_options(p, formats=False)
     _add_output_options(p)
     p.set_defaults(run=_cmd_report)
+
+    p = sub.add_parser(
+        "verify",
+        help="prove layouts' invariants; exit 1 when one fails",
+        description="Prove each layout's invariants (conservation against its reference, "
+        "declared replication and communication, degree 1, non-negativity, monotonicity) "
+        "or check them exactly at points where SymPy cannot decide.",
+    )
+    p.add_argument("layouts", nargs="*", metavar="LAYOUT", help="built-in layouts (default: all)")
+    p.add_argument(
+        "--file",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="LAYOUT.toml",
+        help="a user layout to load and verify (repeatable)",
+    )
+    p.add_argument("--phase", choices=("prefill", "decode", "both"), default="both")
+    p.add_argument("--layer", default="attention")
+    p.add_argument(
+        "--all-conventions",
+        action="store_true",
+        help="verify under every combination of the conventions that apply",
+    )
+    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.add_argument("assignments", nargs="*", metavar="CONVENTION=VALUE", help=argparse.SUPPRESS)
+    p.set_defaults(run=_cmd_verify)
 
     p = sub.add_parser(
         "metrics",
