@@ -10,6 +10,7 @@ from typing import Any
 
 import sympy
 
+from shardcost.errors import InputError
 from shardcost.symbolic import METRICS, Derivation
 from shardcost.symbolic.numbers import count, ratio
 
@@ -95,13 +96,24 @@ def evaluate(inputs: Inputs) -> Result:
     values = derivation.values(subs)
     chips = count(cost.chips, subs)
     per_chip = (cost.flops, cost.weight_bytes, cost.activation_bytes, cost.kv_cache_bytes)
-    per_chip_values = [count(values[symbol], {}) for symbol in per_chip]
+
+    def whole(symbol: sympy.Symbol) -> int:
+        value = values[symbol]
+        if not value.is_Integer:
+            step = cost.derivation.step_of(symbol)
+            raise InputError(
+                f"{step.label} of layout {inputs.layout.name!r} is {value} here, not a whole "
+                "number: its formula divides unevenly (ceil() or floor() make it whole)"
+            )
+        return int(value)
+
+    per_chip_values = [whole(symbol) for symbol in per_chip]
     metrics = Metrics(
         *per_chip_values,
         *(v * chips for v in per_chip_values),
-        count(values[cost.communication_bytes], {}),
+        whole(cost.communication_bytes),
     )
-    collectives = {c.name: count(values[c.symbol], {}) for c in cost.collectives}
+    collectives = {c.name: whole(c.symbol) for c in cost.collectives}
     timing = None
     if model is not None:
         timing = Timing(*(float(ratio(values[symbol], {})) for symbol in model.times.values()))

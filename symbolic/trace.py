@@ -71,6 +71,10 @@ class Derivation:
                 return step
         raise KeyError(f"no step {key!r}; steps: {', '.join(s.key for s in self.steps)}")
 
+    def step_of(self, symbol: sympy.Symbol) -> Step:
+        """The step that defines ``symbol``."""
+        return next(step for step in self.steps if step.symbol == symbol)
+
     def has(self, key: str) -> bool:
         """Whether a step with this key exists."""
         return any(step.key == key for step in self.steps)
