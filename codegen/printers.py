@@ -1,0 +1,362 @@
+"""Printers from SymPy expressions to code, one small subclass per target.
+
+Counts are printed in exact integer arithmetic: a quotient is printed at the Mul that
+holds its denominator (where the derivation guarantees it divides), ``ceiling(a/b)``
+as a ceiling division, "no collective on one chip" as a conditional. Times are printed
+in floating point. A node a target cannot express fails loudly, naming the target and
+the node type: never a silently wrong line. SymPy's own printers are not used for
+integer code: they divide in floating point (and SymPy 1.14's Rust printer drops the
+parentheses of ``z*(x + y)`` inside a quotient).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import sympy
+from sympy.logic.boolalg import BooleanFalse, BooleanTrue
+from sympy.printing.printer import Printer
+
+from shardcost.errors import InternalError
+
+_RELATIONS = {
+    sympy.StrictGreaterThan: ">",
+    sympy.GreaterThan: ">=",
+    sympy.StrictLessThan: "<",
+    sympy.LessThan: "<=",
+    sympy.Equality: "==",
+    sympy.Unequality: "!=",
+}
+
+
+class UnsupportedNode(InternalError):
+    """An expression node a target language printer cannot express."""
+
+
+class InfixPrinter(Printer):
+    """Exact integer arithmetic with infix operators; Python syntax unless overridden."""
+
+    language = "python"
+    printmethod = "_shardcost_code"
+    div = "//"
+    true_div = "/"
+    and_op, or_op, true, false = " and ", " or ", "True", "False"
+
+    def __init__(self, names: Mapping[sympy.Symbol, str] | None = None, *, exact: bool = True):
+        super().__init__()
+        self.names = dict(names or {})
+        self.exact = exact
+
+    # -- leaves
+    def _print_Symbol(self, expr: sympy.Symbol) -> str:
+        return self.names.get(expr, expr.name)
+
+    def _print_Integer(self, expr: sympy.Integer) -> str:
+        return self.literal(int(expr))
+
+    def _print_Rational(self, expr: sympy.Rational) -> str:
+        return self.quotient(self.literal(int(expr.p)), self.literal(int(expr.q)))
+
+    def _print_Float(self, expr: sympy.Float) -> str:
+        if self.exact:
+            raise UnsupportedNode(f"{self.language}: a float {expr} in exact integer code")
+        return repr(float(expr))
+
+    def literal(self, n: int) -> str:
+        """An integer constant."""
+        return str(n)
+
+    # -- arithmetic
+    def _print_Add(self, expr: sympy.Add) -> str:
+        terms = sorted(expr.args, key=sympy.default_sort_key)
+        text = ""
+        for i, term in enumerate(terms):
+            coeff, _ = term.as_coeff_Mul()
+            if i and coeff.is_negative:
+                text += " - " + self._print(-term)
+            else:
+                text += (" + " if i else "") + self._print(term)
+        return self.subtract_free(text)
+
+    def subtract_free(self, text: str) -> str:
+        """Hook for targets without infix + and -."""
+        return text
+
+    def _print_Mul(self, expr: sympy.Mul) -> str:
+        num, den = sympy.fraction(expr)
+        if den != 1:
+            return self.quotient(self._factor(num), self._operand(den))
+        coeff, rest = expr.as_coeff_Mul()
+        if coeff == -1:
+            return "-" + self._factor(rest)
+        factors = [a for a in expr.as_ordered_factors()]
+        return self.product([self._factor(f) for f in factors])
+
+    def product(self, factors: list[str]) -> str:
+        """Factors multiplied."""
+        return " * ".join(factors)
+
+    def quotient(self, num: str, den: str) -> str:
+        """``num`` divided by ``den``: exact integer division, or true division for times."""
+        return f"{num} {self.div if self.exact else self.true_div} {den}"
+
+    def _factor(self, expr: sympy.Expr) -> str:
+        text = self._print(expr)
+        if isinstance(expr, sympy.Add) or (
+            isinstance(expr, sympy.Mul) and sympy.fraction(expr)[1] != 1
+        ):
+            return f"({text})"
+        return text
+
+    def _operand(self, expr: sympy.Expr) -> str:
+        text = self._print(expr)
+        return text if expr.is_Atom else f"({text})"
+
+    def _print_Pow(self, expr: sympy.Pow) -> str:
+        base, exp = expr.args
+        if exp.is_Integer and exp > 0:
+            return self.power(self._operand(base), int(exp))
+        if exp.is_Integer and exp < 0:
+            return self.quotient(self.literal(1), self._operand(base**-exp))
+        raise UnsupportedNode(f"{self.language}: cannot print the power {expr}")
+
+    def power(self, base: str, k: int) -> str:
+        """``base`` to a small whole power."""
+        return f"{base}**{k}"
+
+    # -- integer functions
+    def _print_ceiling(self, expr: sympy.ceiling) -> str:
+        num, den = sympy.fraction(sympy.together(expr.args[0]))
+        if not self.exact:
+            return self.call("ceil", [self._print(num / den)])
+        return self.ceil_div(self._print(num), self._print(den))
+
+    def _print_floor(self, expr: sympy.floor) -> str:
+        num, den = sympy.fraction(sympy.together(expr.args[0]))
+        if not self.exact:
+            return self.call("floor", [self._print(num / den)])
+        return self.quotient(self._factor(num), self._operand(den))
+
+    def ceil_div(self, num: str, den: str) -> str:
+        """The ceiling of ``num / den`` for positive integers."""
+        return f"-(-({num}) // ({den}))"
+
+    def _print_Max(self, expr: sympy.Max) -> str:
+        return self.call(
+            "max", [self._print(a) for a in sorted(expr.args, key=sympy.default_sort_key)]
+        )
+
+    def _print_Min(self, expr: sympy.Min) -> str:
+        return self.call(
+            "min", [self._print(a) for a in sorted(expr.args, key=sympy.default_sort_key)]
+        )
+
+    def call(self, function: str, args: list[str]) -> str:
+        """A call of a library or helper function."""
+        return f"{function}({', '.join(args)})"
+
+    # -- conditions
+    def _print_Piecewise(self, expr: sympy.Piecewise) -> str:
+        *branches, (last, cond) = expr.args
+        if cond is not sympy.true:
+            raise UnsupportedNode(f"{self.language}: a Piecewise without an otherwise branch")
+        text = self._print(last)
+        for value, condition in reversed(branches):
+            text = self.select(self._print(condition), self._print(value), text)
+        return text
+
+    def select(self, condition: str, then: str, otherwise: str) -> str:
+        """``then`` when ``condition`` holds, else ``otherwise``."""
+        return f"({then} if {condition} else {otherwise})"
+
+    def _print_Relational(self, expr: sympy.core.relational.Relational) -> str:
+        op = _RELATIONS.get(type(expr))
+        if op is None:
+            raise UnsupportedNode(f"{self.language}: cannot print the relation {expr}")
+        return self.compare(self._operand(expr.lhs), op, self._operand(expr.rhs))
+
+    def compare(self, lhs: str, op: str, rhs: str) -> str:
+        """A comparison."""
+        return f"{lhs} {op} {rhs}"
+
+    def _print_And(self, expr: sympy.And) -> str:
+        return "(" + self.and_op.join(self._print(a) for a in expr.args) + ")"
+
+    def _print_Or(self, expr: sympy.Or) -> str:
+        return "(" + self.or_op.join(self._print(a) for a in expr.args) + ")"
+
+    def _print_BooleanTrue(self, expr: BooleanTrue) -> str:
+        return self.true
+
+    def _print_BooleanFalse(self, expr: BooleanFalse) -> str:
+        return self.false
+
+    def emptyPrinter(self, expr: object) -> str:
+        raise UnsupportedNode(
+            f"the {self.language} printer cannot print {type(expr).__name__}: {expr}"
+        )
+
+
+class PythonPrinter(InfixPrinter):
+    """Python: integers are exact, ceiling is -(-a // b); small powers multiply out
+    (``x * x`` is faster than ``x**2`` on ints)."""
+
+    def power(self, base: str, k: int) -> str:
+        return " * ".join([base] * k) if k <= 4 else f"{base}**{k}"
+
+
+class NumpyPrinter(InfixPrinter):
+    """numpy arrays: elementwise where, maximum and minimum; exact on object arrays, or
+    floating point (true division, ceil) on float64 arrays."""
+
+    language = "numpy"
+    and_op, or_op = " & ", " | "
+
+    def select(self, condition: str, then: str, otherwise: str) -> str:
+        return f"np.where({condition}, {then}, {otherwise})"
+
+    def compare(self, lhs: str, op: str, rhs: str) -> str:
+        return f"({lhs} {op} {rhs})"
+
+    def call(self, function: str, args: list[str]) -> str:
+        name = {"max": "np.maximum", "min": "np.minimum", "ceil": "np.ceil", "floor": "np.floor"}[
+            function
+        ]
+        text = args[0]
+        for arg in args[1:]:  # np.maximum takes two arguments
+            text = f"{name}({text}, {arg})"
+        return text if len(args) > 1 else f"{name}({text})"
+
+    def ceil_div(self, num: str, den: str) -> str:
+        return f"-(-({num}) // ({den}))"
+
+    def _print_Function(self, expr: sympy.Function) -> str:
+        if expr.func.__name__ == "choose":  # a branch decided once for the whole array
+            condition, then, otherwise = (self._print(a) for a in expr.args)
+            return f"({then} if {condition} else {otherwise})"
+        raise UnsupportedNode(f"the {self.language} printer cannot print {expr.func.__name__}")
+
+
+class CPrinter(InfixPrinter):
+    """C with ``sc_int`` (a 128-bit integer): helpers sc_ceil_div, sc_max, sc_min."""
+
+    language = "c"
+    div = "/"
+    and_op, or_op, true, false = " && ", " || ", "1", "0"
+
+    def power(self, base: str, k: int) -> str:
+        return " * ".join([base] * k)
+
+    def ceil_div(self, num: str, den: str) -> str:
+        return f"sc_ceil_div({num}, {den})"
+
+    def call(self, function: str, args: list[str]) -> str:
+        text = args[0]
+        for arg in args[1:]:
+            text = f"sc_{function}({text}, {arg})"
+        return text
+
+    def select(self, condition: str, then: str, otherwise: str) -> str:
+        return f"({condition} ? {then} : {otherwise})"
+
+
+class RustPrinter(CPrinter):
+    """Rust with i128: integer literals take their type from the variables."""
+
+    language = "rust"
+    true, false = "true", "false"
+
+    def ceil_div(self, num: str, den: str) -> str:
+        return f"ceil_div({num}, {den})"
+
+    def call(self, function: str, args: list[str]) -> str:
+        text = args[0]
+        for arg in args[1:]:
+            text = f"({text}).{function}({arg})"
+        return text
+
+    def select(self, condition: str, then: str, otherwise: str) -> str:
+        return f"(if {condition} {{ {then} }} else {{ {otherwise} }})"
+
+
+class JavascriptPrinter(CPrinter):
+    """JavaScript with BigInt: literals carry an ``n``; integer division truncates."""
+
+    language = "javascript"
+    true, false = "true", "false"
+
+    def literal(self, n: int) -> str:
+        return f"{n}n"
+
+    def ceil_div(self, num: str, den: str) -> str:
+        return f"ceilDiv({num}, {den})"
+
+    def call(self, function: str, args: list[str]) -> str:
+        return f"{function}Big({', '.join(args)})"
+
+
+class GoPrinter(InfixPrinter):
+    """Go with math/big: arithmetic as helper calls (add, sub, mul, quo, ceilDiv ...)."""
+
+    language = "go"
+    and_op, or_op, true, false = " && ", " || ", "true", "false"
+
+    def literal(self, n: int) -> str:
+        return f"lit({n})"
+
+    def _print_Add(self, expr: sympy.Add) -> str:
+        plus, minus = [], []
+        for term in sorted(expr.args, key=sympy.default_sort_key):
+            coeff, _ = term.as_coeff_Mul()
+            (minus if coeff.is_negative else plus).append(
+                self._print(-term if coeff.is_negative else term)
+            )
+        text = plus[0] if len(plus) == 1 else f"add({', '.join(plus)})"
+        for term in minus:
+            text = f"sub({text}, {term})"
+        return text
+
+    def product(self, factors: list[str]) -> str:
+        return factors[0] if len(factors) == 1 else f"mul({', '.join(factors)})"
+
+    def _print_Mul(self, expr: sympy.Mul) -> str:
+        num, den = sympy.fraction(expr)
+        if den != 1:
+            return f"quo({self._print(num)}, {self._print(den)})"
+        coeff, rest = expr.as_coeff_Mul()
+        if coeff == -1:
+            return f"neg({self._print(rest)})"
+        return self.product([self._print(f) for f in expr.as_ordered_factors()])
+
+    def _factor(self, expr: sympy.Expr) -> str:
+        return self._print(expr)
+
+    def _operand(self, expr: sympy.Expr) -> str:
+        return self._print(expr)
+
+    def quotient(self, num: str, den: str) -> str:
+        return f"quo({num}, {den})"
+
+    def power(self, base: str, k: int) -> str:
+        return f"mul({', '.join([base] * k)})"
+
+    def ceil_div(self, num: str, den: str) -> str:
+        return f"ceilDiv({num}, {den})"
+
+    def call(self, function: str, args: list[str]) -> str:
+        return f"{function}Of({', '.join(args)})"
+
+    def compare(self, lhs: str, op: str, rhs: str) -> str:
+        return f"({lhs}.Cmp({rhs}) {op} 0)"
+
+    def select(self, condition: str, then: str, otherwise: str) -> str:
+        return f"pick({condition}, {then}, {otherwise})"
+
+
+PRINTERS: dict[str, type[InfixPrinter]] = {
+    "python": PythonPrinter,
+    "c": CPrinter,
+    "rust": RustPrinter,
+    "js": JavascriptPrinter,
+    "go": GoPrinter,
+}

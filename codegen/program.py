@@ -1,0 +1,244 @@
+"""A cost as a straight-line program: inputs, checks, one assignment per derivation step,
+outputs. Every back end (in-process Python, numpy, numba, C, Rust, JavaScript, Go)
+prints the same Program, so what runs is what the derivation says, step for step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from dataclasses import dataclass
+from functools import cache
+
+import sympy
+
+from shardcost.formulas import Conventions, Layout, Phase, timing_model
+from shardcost.formulas.hardware import NUMERIC_FIELDS, HardwareField
+from shardcost.formulas.inputs import describe
+from shardcost.symbolic import METRICS, PER_CHIP, Derivation
+from shardcost.symbolic.dimensions import BY_SYMBOL, DIMENSIONS, Dimension
+
+
+@dataclass(frozen=True)
+class Check:
+    """``parts`` must divide ``total`` (in inputs), or the configuration is impossible."""
+
+    total: sympy.Expr
+    parts: sympy.Expr
+    total_name: str
+    parts_name: str
+    why: str
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """One derivation step: ``symbol = expr`` (in inputs and earlier steps)."""
+
+    symbol: sympy.Symbol
+    expr: sympy.Expr
+    comment: str
+    exact: bool  # an integer count (False: a time or a ratio)
+
+
+@dataclass(frozen=True)
+class Program:
+    """Inputs, checks, assignments and outputs of one layout, phase and conventions."""
+
+    name: str  # e.g. "attention_tp_prefill"
+    layout: Layout
+    phase: Phase
+    conventions: Conventions
+    inputs: tuple[Dimension, ...]
+    hardware: tuple[HardwareField, ...]  # numeric hardware inputs (timing programs)
+    checks: tuple[Check, ...]
+    steps: tuple[Assignment, ...]
+    outputs: tuple[tuple[str, sympy.Expr], ...]  # metric name -> expression
+    overlap: bool | None = None  # timing programs: whether communication overlaps
+
+    @property
+    def symbols(self) -> tuple[sympy.Symbol, ...]:
+        """The input symbols, in notation order, then the hardware symbols."""
+        return (*(d.symbol for d in self.inputs), *(f.symbol for f in self.hardware))
+
+
+def _name(layout: Layout, phase: Phase) -> str:
+    return f"{layout.layer}_{layout.name}_{phase}".replace("-", "_")
+
+
+def _live(steps: list[Assignment], roots: list[sympy.Expr]) -> tuple[Assignment, ...]:
+    """The steps the outputs depend on, in order."""
+    needed: set[sympy.Symbol] = set()
+    for root in roots:
+        needed |= root.free_symbols
+    kept = []
+    for step in reversed(steps):
+        if step.symbol in needed:
+            kept.append(step)
+            needed |= step.expr.free_symbols
+    return tuple(reversed(kept))
+
+
+def _whole_steps(
+    steps: tuple[Assignment, ...], derivation: Derivation, known: tuple[Check, ...]
+) -> tuple[Check, ...]:
+    """Checks that each count's division is exact where no requirement already says so
+    (a user layout's ``S / cp``): compiled code divides in integers and must not floor."""
+    seen = {(c.total, c.parts) for c in known}
+    extra = []
+    for step in steps:
+        if not step.exact:
+            continue
+        num, den = sympy.fraction(sympy.together(step.expr))
+        if den == 1:
+            continue
+        total, parts = derivation.resolve(num), derivation.resolve(den)
+        if (total, parts) not in seen:
+            seen.add((total, parts))
+            extra.append(
+                Check(
+                    total,
+                    parts,
+                    f"the numerator of {step.comment}",
+                    describe(parts, derivation),
+                    "a count must be a whole number",
+                )
+            )
+    return tuple(extra)
+
+
+@cache
+def program(
+    layout: Layout,
+    phase: Phase,
+    conventions: Conventions | None = None,
+    overlap: bool | None = None,
+) -> Program:
+    """The Program of ``layout`` in ``phase``; with ``overlap`` set, timing outputs too."""
+    phase = Phase(phase)
+    conventions = conventions or Conventions()
+    cost = layout.cost(phase, conventions)
+    derivation = cost.derivation
+    outputs: list[tuple[str, sympy.Expr]] = []
+    per_chip = (cost.flops, cost.weight_bytes, cost.activation_bytes, cost.kv_cache_bytes)
+    outputs += [(f"{n}_per_chip", s) for n, s in zip(PER_CHIP, per_chip, strict=True)]
+    outputs += [(f"{n}_total", s * cost.chips) for n, s in zip(PER_CHIP, per_chip, strict=True)]
+    outputs.append(("communication_bytes", cost.communication_bytes))
+    assert tuple(n for n, _ in outputs) == METRICS
+    hardware: tuple[HardwareField, ...] = ()
+    if overlap is not None:
+        model = timing_model(cost, phase, overlap)
+        derivation = model.derivation
+        outputs += list(model.times.items())
+        hardware = NUMERIC_FIELDS
+    steps = [
+        Assignment(s.symbol, s.expr, s.label, s.unit not in ("ms", "FLOPs/byte"))
+        for s in derivation.steps
+    ]
+    live = _live(steps, [e for _, e in outputs])
+    used = set(cost.dimensions)
+    checks = tuple(
+        Check(
+            derivation.resolve(r.total),
+            derivation.resolve(r.parts),
+            describe(r.total, derivation),
+            describe(r.parts, derivation),
+            r.why,
+        )
+        for r in derivation.requirements
+    )
+    checks += _whole_steps(live, derivation, checks)
+    for check in checks:
+        used |= check.total.free_symbols | check.parts.free_symbols
+    inputs = tuple(dim for dim in DIMENSIONS if dim.symbol in used and dim.symbol in BY_SYMBOL)
+    return Program(
+        _name(layout, phase),
+        layout,
+        phase,
+        conventions,
+        inputs,
+        hardware,
+        checks,
+        live,
+        tuple(outputs),
+        overlap,
+    )
+
+
+def _polynomial(expr: sympy.Expr) -> bool:
+    """Sums and products of symbols with whole, non-negative powers: safe to rearrange
+    in integer arithmetic."""
+    if expr.has(sympy.ceiling, sympy.floor, sympy.Piecewise, sympy.Max, sympy.Min):
+        return False
+    return all(p.exp.is_Integer and p.exp > 0 for p in expr.atoms(sympy.Pow)) and all(
+        n.is_Integer for n in expr.atoms(sympy.Rational)
+    )
+
+
+def inlined(prog: Program) -> Program:
+    """``prog`` with its polynomial steps folded into their users, each count factored
+    where that saves operations, and common products shared: the same values in fewer
+    operations, for the in-process scalar path. Divisions and ceilings stay steps of
+    their own, so every integer division stays exact."""
+    roots = set().union(*(e.free_symbols for _, e in prog.outputs))
+    folded: dict[sympy.Symbol, sympy.Expr] = {}
+    kept: list[Assignment] = []
+    for step in prog.steps:
+        expr = step.expr.xreplace(folded)
+        if expr.is_Symbol or (step.exact and step.symbol not in roots and _polynomial(expr)):
+            folded[step.symbol] = expr  # an alias, or a polynomial its users absorb
+            continue
+        if step.exact and not expr.has(sympy.Piecewise):
+            for rewritten in (sympy.factor(expr), _collected(expr)):
+                if sympy.count_ops(rewritten) < sympy.count_ops(expr):
+                    expr = rewritten
+            expr = _collected(expr)
+        kept.append(Assignment(step.symbol, expr, step.comment, step.exact))
+    outputs = tuple((n, e.xreplace(folded)) for n, e in prog.outputs)
+    # Share common products among the steps without a division (a shared 1/tp would
+    # floor to zero in integers); the shared ones go right after the last division step.
+    safe = [a.exact and not _divides(a.expr) for a in kept]
+    temps = (sympy.Symbol(f"_t{i}") for i in itertools.count())
+    pairs, reduced = sympy.cse(
+        [a.expr for a, ok in zip(kept, safe, strict=True) if ok],
+        symbols=temps,
+        optimizations="basic",
+    )
+    if pairs and all(_polynomial(e) for _, e in pairs):
+        rewritten = iter(reduced)
+        kept = [
+            Assignment(a.symbol, next(rewritten), a.comment, True) if ok else a
+            for a, ok in zip(kept, safe, strict=True)
+        ]
+        first = next((i for i, ok in enumerate(safe) if ok), len(kept))
+        shared = [Assignment(t, e, "shared subexpression", True) for t, e in pairs]
+        kept = kept[:first] + shared + kept[first:]
+    return dataclasses.replace(prog, steps=tuple(kept), outputs=outputs)
+
+
+def _collected(expr: sympy.Expr) -> sympy.Expr:
+    """Sums rewritten by pulling out, greedily, the factor most of their terms share:
+    a·x + a·y + z becomes a·(x + y) + z. Fewer multiplications, and common sums for CSE."""
+    if expr.is_Atom:
+        return expr
+    args = [_collected(a) for a in expr.args]
+    if not isinstance(expr, sympy.Add):
+        return expr.func(*args)
+    terms = list(args)
+    counts: dict[sympy.Expr, int] = {}
+    for term in terms:
+        for factor in set(sympy.Mul.make_args(term)):
+            if not factor.is_Number:
+                counts[factor] = counts.get(factor, 0) + 1
+    if not counts or max(counts.values()) < 2:
+        return sympy.Add(*terms)
+    common = max(counts, key=lambda f: (counts[f], sympy.default_sort_key(f)))
+    inside = [t for t in terms if common in sympy.Mul.make_args(t)]
+    outside = [t for t in terms if common not in sympy.Mul.make_args(t)]
+    grouped = common * _collected(sympy.Add(*(t / common for t in inside)))
+    return sympy.Add(grouped, _collected(sympy.Add(*outside))) if outside else grouped
+
+
+def _divides(expr: sympy.Expr) -> bool:
+    return any(p.exp.is_negative for p in expr.atoms(sympy.Pow)) or any(
+        not n.is_Integer for n in expr.atoms(sympy.Rational)
+    )
