@@ -11,6 +11,7 @@ One tree, so callers can catch what they mean::
 
     UnevenSplitWarning (UserWarning)   a dimension does not divide evenly by a parallel
                                        degree: per-chip metrics describe the busiest chip
+    PrecisionWarning (UserWarning)     float64 array results at or above 2^53 may be rounded
 
 Every message is one line that names the key, the value and what is allowed.
 """
@@ -27,6 +28,7 @@ __all__ = [
     "InputError",
     "InternalError",
     "InvalidValueError",
+    "PrecisionWarning",
     "ShardcostError",
     "UnevenSplitWarning",
     "UnknownNameError",
@@ -56,6 +58,10 @@ class ImpossibleSplitError(InputError):
 
 class InternalError(ShardcostError):
     """A promise inside shardcost was broken (for example, a count that is not an integer)."""
+
+
+class PrecisionWarning(UserWarning):
+    """float64 array results at or above 2^53 may have been rounded: use exact mode."""
 
 
 class UnevenSplitWarning(UserWarning):
