@@ -34,12 +34,15 @@ from .errors import (  # noqa: E402
 )
 from .formulas import Layout, all_layouts, evaluate, get_layout, resolve_inputs  # noqa: E402
 from .formulas.cases import SPEC_CASES, SpecCase  # noqa: E402
+from .formulas.conventions import Conventions  # noqa: E402
 from .formulas.conventions import convention as _convention  # noqa: E402
 from .formulas.conventions import phase as _phase  # noqa: E402
 from .formulas.inputs import choose_conventions  # noqa: E402
 from .formulas.invariants import LayoutVerification  # noqa: E402
 from .formulas.user import define_layout, load_layout  # noqa: E402
 from .formulas.verification import verify as _verify  # noqa: E402
+
+_BACKENDS = ("python", "numba")
 from .symbolic import Cost  # noqa: E402
 
 __version__ = "0.1.0"
@@ -57,8 +60,10 @@ __all__ = [
     "UnevenSplitWarning",
     "UnknownNameError",
     "__version__",
+    "compile",
     "cost",
     "define_layout",
+    "export",
     "layouts",
     "load_layout",
     "metrics",
@@ -132,3 +137,47 @@ def verify(
         every_convention=every_convention,
         layer=layer,
     )
+
+
+def compile(
+    layout: str,
+    phase: str = "prefill",
+    *,
+    layer: str = "attention",
+    timing: bool = False,
+    backend: str = "python",
+) -> Any:
+    """``layout`` in ``phase`` as a fast function, compiled once and cached.
+
+    Call it with dimensions, conventions (and, with ``timing``, hardware fields and
+    supports_overlap) as keywords; missing ones take their defaults. Python ints in:
+    exact ints out, on a pure-Python path. Arrays in: float64 numpy arrays out,
+    broadcast; float64 is exact below 2^53 and a PrecisionWarning says when a result
+    reaches it; ``exact=True`` gives object arrays of Python ints instead. The generated
+    source is in ``f.__source__``.
+
+    ``backend="numba"`` (``pip install 'shardcost[fast]'``) returns a parallel loop
+    ``f(out=..., ok=..., **arrays)`` filling a caller-allocated 9 × n int64 array.
+    """
+    from .codegen.compiled import compile_layout
+    from .codegen.fast import fast_layout
+
+    chosen = get_layout(layout, layer)
+    if backend == "python":
+        return compile_layout(chosen, _phase(phase), timing)
+    if backend == "numba":
+        if timing:
+            raise InputError(
+                "the numba back end computes the nine metrics; timing=True needs backend='python'"
+            )
+        return fast_layout(chosen, _phase(phase))
+    raise UnknownNameError(f"backend={backend!r} is unknown; backends: {', '.join(_BACKENDS)}")
+
+
+def export(language: str, directory: str | Path, **conventions: Any) -> list[Path]:
+    """Write every layout's metrics as ``language`` source into ``directory/<language>/``,
+    with a dispatcher and run.sh; the paths written."""
+    from .codegen.export import export as _export
+
+    chosen = {name: _convention(name).parse(value) for name, value in conventions.items()}
+    return _export(language, Path(directory), conventions=Conventions(**chosen))

@@ -13,9 +13,12 @@ import re
 import sys
 import time
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, NoReturn
 
+from shardcost.codegen.export import LANGUAGES, export
+from shardcost.codegen.sweep import parse_values, sweep
 from shardcost.errors import InputError, InternalError
 from shardcost.formulas import (
     CATALOG,
@@ -29,6 +32,7 @@ from shardcost.formulas import (
     resolve_inputs,
 )
 from shardcost.formulas.cases import SPEC_CASES, check_all, spec_case
+from shardcost.formulas.conventions import Conventions, convention
 from shardcost.formulas.hardware import FIELDS as HARDWARE_FIELDS
 from shardcost.formulas.inputs import applicable_params, check_keys
 from shardcost.formulas.layouts import get_layout
@@ -211,6 +215,56 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     else:
         _emit(verification_text(results, seconds))
     return 0 if all(r.ok for r in results) else 1
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    given: dict[str, list[Any]] = {}
+    for item in args.assignments:
+        if not _ASSIGNMENT.fullmatch(item):
+            raise InputError(f"expected KEY=VALUES, got {item!r}")
+        key, _, text = item.partition("=")
+        if key in given:
+            raise InputError(f"{key} is given twice")
+        given[key] = parse_values(key, text)
+    layout = get_layout(args.layout, args.layer)
+    target = args.output
+    try:
+        with (
+            target.open("w", encoding="utf-8", newline="") if target else nullcontext(sys.stdout)
+        ) as out:
+            result = sweep(
+                layout,
+                args.phase,
+                given,
+                out,
+                hardware_name=args.hardware,
+                fmt=args.format,
+                progress=args.progress,
+            )
+    except OSError as exc:
+        raise InputError(f"cannot write {target}: {exc.strerror}") from None
+    dropped = "; ".join(f"{reason}: {n:,}" for reason, n in result.dropped.items())
+    where = f" to {target}" if target else ""
+    print(
+        f"wrote {result.rows:,} rows{where} in {result.seconds:.2f} s; dropped "
+        f"{result.total - result.rows:,} of {result.total:,} combinations"
+        + (f" ({dropped})" if dropped else ""),
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    params = _assignments(args.assignments)
+    conventions = Conventions(**{k: convention(k).parse(v) for k, v in params.items()})
+    languages = LANGUAGES if args.lang == "all" else (args.lang,)
+    for language in languages:
+        try:
+            written = export(language, args.output, conventions=conventions)
+        except OSError as exc:
+            raise InputError(f"cannot write into {args.output}: {exc.strerror}") from None
+        _emit(f"wrote {args.output / language}: {len(written)} files, run.sh LAYOUT PHASE KEY=...")
+    return 0
 
 
 def _cmd_spec_render(args: argparse.Namespace) -> int:
@@ -454,6 +508,44 @@ def _parser() -> _Parser:
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.add_argument("assignments", nargs="*", metavar="CONVENTION=VALUE", help=argparse.SUPPRESS)
     p.set_defaults(run=_cmd_verify)
+
+    p = sub.add_parser(
+        "sweep",
+        help="evaluate the product of parameter lists; CSV or JSON lines",
+        formatter_class=formatter,
+        epilog="VALUES: a list (seq_len=1024,2048), an inclusive range (seq_len=1024:8192:1024) "
+        "or a geometric range (batch_size=1:64:*2).\n\n" + keys_help(),
+    )
+    p.add_argument("layout", help="a layout name (see 'shardcost layouts')")
+    p.add_argument("--phase", choices=[ph.value for ph in Phase], default="prefill")
+    p.add_argument("--layer", default="attention")
+    p.add_argument("--hardware", metavar="NAME", help="adds the four timings")
+    p.add_argument("--format", choices=("csv", "jsonl"), default="csv")
+    p.add_argument("-o", "--output", type=Path, metavar="FILE", help="write to FILE, not stdout")
+    p.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="a progress bar on stderr (default: when stderr is a terminal)",
+    )
+    p.add_argument("assignments", nargs="*", metavar="KEY=VALUES")
+    p.set_defaults(run=_cmd_sweep)
+
+    p = sub.add_parser(
+        "export",
+        help="write the metrics of every layout as Python, C, Rust, JavaScript or Go",
+    )
+    p.add_argument("--lang", required=True, choices=(*LANGUAGES, "all"))
+    p.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        default=Path("shardcost-export"),
+        metavar="DIR",
+        help="DIR/<lang>/ receives the code (default: %(default)s)",
+    )
+    p.add_argument("assignments", nargs="*", metavar="CONVENTION=VALUE")
+    p.set_defaults(run=_cmd_export)
 
     p = sub.add_parser(
         "metrics",
