@@ -1,0 +1,148 @@
+"""shardcost.compile: scalars exact and equal to metrics(); arrays vectorised and
+broadcast; exact mode past 2^53; errors as clear as metrics()'s."""
+
+from __future__ import annotations
+
+import linecache
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import shardcost
+from shardcost.errors import ImpossibleSplitError, InvalidValueError, PrecisionWarning
+from shardcost.formulas import all_layouts
+from tests.formulas.strategies import configs, conventions, for_layout
+
+LAYOUTS = [lay.name for lay in all_layouts("attention")]
+CASES = [(lay, ph) for lay in LAYOUTS for ph in ("prefill", "decode")]
+SEED_HW = {
+    "peak_tflops": 1000,
+    "memory_bandwidth_gb_s": 1000,
+    "interconnect_bandwidth_gb_s": 100,
+    "interconnect_latency_us": 1,
+}
+
+
+def reference(layout: str, phase: str, params: dict) -> dict:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", shardcost.UnevenSplitWarning)
+        return shardcost.metrics(layout, phase, **params)
+
+
+@pytest.mark.parametrize(("layout", "phase"), CASES)
+@settings(max_examples=40, deadline=None)
+@given(data=st.data())
+def test_scalar_calls_equal_metrics_exactly(layout: str, phase: str, data: st.DataObject) -> None:
+    params = for_layout(layout, data.draw(configs(phase)), data.draw(conventions(phase)))
+    got = shardcost.compile(layout, phase)(**params)
+    assert got == reference(layout, phase, params)["metrics"]
+    assert all(type(v) is int for v in got.values())
+
+
+@pytest.mark.parametrize(("layout", "phase"), CASES)
+@settings(max_examples=15, deadline=None)
+@given(data=st.data(), overlap=st.booleans())
+def test_timing_equals_metrics(layout: str, phase: str, data: st.DataObject, overlap: bool) -> None:
+    params = for_layout(layout, data.draw(configs(phase)), data.draw(conventions(phase)))
+    hw = {**SEED_HW, "supports_overlap": overlap}
+    got = shardcost.compile(layout, phase, timing=True)(**params, **hw)
+    want = reference(layout, phase, {**params, **hw})
+    for name, value in want["timing"].items():
+        assert got[name] == pytest.approx(value, rel=1e-12, abs=1e-300)
+
+
+def test_defaults_are_the_notations() -> None:
+    assert shardcost.compile("tp-cp", "decode")() == reference("tp-cp", "decode", {})["metrics"]
+
+
+@pytest.mark.parametrize(("layout", "phase"), CASES)
+def test_arrays_equal_scalars_and_broadcast(layout: str, phase: str) -> None:
+    f = shardcost.compile(layout, phase)
+    lengths = np.array([128, 129, 4096, 65_537])
+    key = "seq_len" if phase == "prefill" else "past_seq_len"
+    batch = np.array([[1], [3]])  # broadcasts against lengths: shape (2, 4)
+    out = f(**{key: lengths, "batch_size": batch})
+    for name, array in out.items():
+        assert array.shape == (2, 4), name
+    for i, b in enumerate((1, 3)):
+        for j, length in enumerate(lengths):
+            want = f(**{key: int(length), "batch_size": b})
+            for name, value in want.items():
+                assert out[name][i, j] == value, (name, b, length)
+    assert not out["weight_memory_per_chip"].flags.writeable  # does not vary: a view
+
+
+def test_float64_warns_at_2_to_the_53_and_exact_mode_is_exact() -> None:
+    f = shardcost.compile("single", "prefill")
+    seq = np.array([2**20, 2**24])  # 2^24 tokens: attention FLOPs far beyond 2^53
+    with pytest.warns(PrecisionWarning, match="2\\^53"):
+        rounded = f(seq_len=seq)
+    exact = f(seq_len=seq, exact=True)
+    want = [f(seq_len=int(s)) for s in seq]
+    assert [int(x) for x in exact["flops_total"]] == [w["flops_total"] for w in want]
+    assert exact["flops_total"].dtype == object
+    assert float(rounded["flops_total"][1]) == pytest.approx(want[1]["flops_total"], rel=1e-15)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        f(seq_len=np.array([128, 256]))  # small: no warning
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        (
+            {"num_heads": 30, "head_dim": 128},
+            ImpossibleSplitError,
+            "num_heads=30 is not divisible by tensor_parallel=4",
+        ),
+        ({"batch_size": 0}, InvalidValueError, "batch_size=0 is not allowed"),
+        (
+            {"hidden_size": 1000, "num_heads": 16, "head_dim": 64},
+            ImpossibleSplitError,
+            "hidden_size=1000 but num_heads × head_dim",
+        ),
+        (
+            {"num_heads": np.array([32, 30]), "head_dim": 128},
+            ImpossibleSplitError,
+            "num_heads is not divisible by tensor_parallel in 1 of 2 configurations",
+        ),
+        ({"seq_len": np.array([1.5, 2.0])}, InvalidValueError, "seq_len=.* is not allowed"),
+        ({"seq_len": "many"}, InvalidValueError, "seq_len must be whole numbers"),
+    ],
+)
+def test_errors(kwargs: dict, error: type, message: str) -> None:
+    with pytest.raises(error, match=message):
+        shardcost.compile("tp", "prefill")(**kwargs)
+
+
+def test_conventions_are_arguments() -> None:
+    f = shardcost.compile("tp-cp", "decode")
+    # seed 001 CP-5: flops_per_chip 2,162,688 with qo projections, keys exclude the new token
+    out = f(
+        hidden_size=1024,
+        num_heads=16,
+        head_dim=64,
+        batch_size=2,
+        past_seq_len=128,
+        tensor_parallel=4,
+        context_parallel=4,
+        decode_projections="qo",
+        attention_keys_include_new_token=False,
+    )
+    assert out["flops_per_chip"] == 2_162_688
+    with pytest.raises(InvalidValueError, match="decode_projections: qkvo \\| qo \\| o"):
+        f(decode_projections="kv")
+    with pytest.raises(TypeError):
+        f(not_a_parameter=1)
+
+
+def test_source_is_kept_and_traceable() -> None:
+    f = shardcost.compile("cp-kv-sharded", "decode")
+    assert f.__source__.startswith("# Compiled by shardcost")
+    assert "ceil" in f.__source__ or "//" in f.__source__
+    filename = f.__code__.co_filename
+    assert linecache.getline(filename, 2).startswith("def attention_cp_kv_sharded_decode")
+    assert shardcost.compile("cp-kv-sharded", "decode") is f  # compiled once
