@@ -15,6 +15,6 @@ fi
 sudo=""
 [ "$(id -u)" = 0 ] || sudo="sudo"
 echo "tests/toolchains.sh: installing$missing" >&2
-$sudo apt-get update -q >/dev/null
+$sudo apt-get update -q >/dev/null || echo "tests/toolchains.sh: apt-get update failed; trying the current index" >&2
 # shellcheck disable=SC2086  # word splitting is wanted: one argument per package
 DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends $missing >/dev/null
