@@ -27,7 +27,7 @@ from .python import identifiers
 
 VERSION = "0.1.0"
 TEMPLATES = Path(__file__).resolve().parent / "templates"
-LANGUAGES = ("python", "c", "rust", "js", "go")
+LANGUAGES = tuple(PRINTERS)  # one per printer
 _FILES = {
     "python": (("shardcost_metrics.py.j2", "shardcost_metrics.py"),),
     "c": (

@@ -1,5 +1,8 @@
 """The ``shardcost`` command line.
 
+Commands import what only they need (Jinja2, numpy, code generation) when they run, so
+that ``shardcost metrics`` starts as fast as SymPy allows.
+
 Exit status: 0 success; 1 a check found a mismatch; 2 bad input (one line on stderr,
 never a traceback); 3 an internal error.
 """
@@ -17,8 +20,7 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, NoReturn
 
-from shardcost.codegen.export import LANGUAGES, export
-from shardcost.codegen.sweep import parse_values, sweep
+from shardcost.codegen.printers import PRINTERS
 from shardcost.errors import InputError, InternalError
 from shardcost.formulas import (
     CATALOG,
@@ -36,17 +38,12 @@ from shardcost.formulas.conventions import Conventions, convention
 from shardcost.formulas.hardware import FIELDS as HARDWARE_FIELDS
 from shardcost.formulas.inputs import applicable_params, check_keys
 from shardcost.formulas.layouts import get_layout
-from shardcost.formulas.user import load_layout
-from shardcost.formulas.verification import verify
-from shardcost.reports.render import comparison_report, derivation_report, render_specs
-from shardcost.reports.roofline import write_roofline
 from shardcost.reports.tables import (
     Table,
     comparison_text,
     result_text,
     value,
 )
-from shardcost.reports.verdicts import verification_json, verification_text
 from shardcost.symbolic import DIMENSIONS
 
 PROG = "shardcost"
@@ -149,6 +146,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
             merged |= r.inputs.params()
     shown = "  ".join(f"{k}={value(merged[k])}" for k in KEYS if k in merged)
     if args.format == "markdown":
+        from shardcost.reports.render import comparison_report
+
         plot = _plot(args, [r for results in tables for r in results])
         _output(args, comparison_report(tables, shown, plot=plot))
         return 0
@@ -178,6 +177,8 @@ def _plot(args: argparse.Namespace, results: list[Result]) -> str | None:
         return None
     if args.output is None:
         raise InputError("--plot writes an SVG beside the Markdown: give -o FILE.md as well")
+    from shardcost.reports.roofline import write_roofline
+
     svg = args.output.with_name(args.output.stem + ".roofline.svg")
     svg.parent.mkdir(parents=True, exist_ok=True)
     write_roofline(results, svg)
@@ -186,6 +187,8 @@ def _plot(args: argparse.Namespace, results: list[Result]) -> str | None:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
+    from shardcost.reports.render import derivation_report
+
     params = _assignments(args.assignments)
     inputs = resolve_inputs(
         args.layout, args.phase, layer=args.layer, hardware=args.hardware, params=params
@@ -196,6 +199,10 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
+    from shardcost.formulas.user import load_layout
+    from shardcost.formulas.verification import verify
+    from shardcost.reports.verdicts import verification_json, verification_text
+
     # LAYOUT and CONVENTION=VALUE arguments may come in any order
     names = [x for x in args.layouts if "=" not in x]
     params = _assignments([*(x for x in args.layouts if "=" in x), *args.assignments])
@@ -218,6 +225,8 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
+    from shardcost.codegen.sweep import parse_values, sweep
+
     given: dict[str, list[Any]] = {}
     for item in args.assignments:
         if not _ASSIGNMENT.fullmatch(item):
@@ -255,9 +264,11 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
+    from shardcost.codegen.export import export
+
     params = _assignments(args.assignments)
     conventions = Conventions(**{k: convention(k).parse(v) for k, v in params.items()})
-    languages = LANGUAGES if args.lang == "all" else (args.lang,)
+    languages = tuple(PRINTERS) if args.lang == "all" else (args.lang,)
     for language in languages:
         try:
             written = export(language, args.output, conventions=conventions)
@@ -268,6 +279,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_spec_render(args: argparse.Namespace) -> int:
+    from shardcost.reports.render import render_specs
+
     try:
         written = render_specs(args.out_dir)
     except OSError as exc:
@@ -535,7 +548,7 @@ def _parser() -> _Parser:
         "export",
         help="write the metrics of every layout as Python, C, Rust, JavaScript or Go",
     )
-    p.add_argument("--lang", required=True, choices=(*LANGUAGES, "all"))
+    p.add_argument("--lang", required=True, choices=(*PRINTERS, "all"))
     p.add_argument(
         "-o",
         "--output",
