@@ -113,9 +113,12 @@ class ArrayPaths:
             for check in prog.checks:  # name the requirement that fails
                 total = requirement_side(check.total, arrays)
                 parts = requirement_side(check.parts, arrays)
-                if np.any(total % parts):
+                bad = total % parts != 0
+                if check.either:
+                    bad = bad & (parts % total != 0)
+                if np.any(bad):
                     raise runtime.not_divisible(
-                        check.total_name, total, check.parts_name, parts, check.why
+                        check.total_name, total, check.parts_name, parts, check.why, check.either
                     )
         return result, (ok if strict else ok & fine)
 

@@ -74,13 +74,14 @@ _RESERVED = {
 
 @dataclass(frozen=True)
 class CheckView:
-    """A requirement as printed code."""
+    """A requirement as printed code: the values, and a condition true when it fails."""
 
     total: str
     parts: str
     total_name: str
     parts_name: str
     why: str
+    fails: str
 
 
 def _function(prog: Program, language: str) -> dict[str, object]:
@@ -106,6 +107,7 @@ def _function(prog: Program, language: str) -> dict[str, object]:
                 c.total_name,
                 c.parts_name,
                 c.why,
+                printer.fails(c.total, c.parts, c.either),
             )
             for c in prog.checks
         ],

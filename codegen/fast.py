@@ -54,7 +54,7 @@ def kernel_source(prog: Program, name: str) -> str:
     if set(shape) <= set(inputs):
         d, h, dh = (names[x] for x in shape)
         tests.append(f"{d} == {h} * {dh}")
-    tests += [f"{printer.doprint(c.total)} % {printer.doprint(c.parts)} == 0" for c in prog.checks]
+    tests += [printer.holds(c.total, c.parts, c.either) for c in prog.checks]
     body = [f"        {names[s]} = {a}[i]" for s, a in zip(inputs, arrays, strict=True)]
     body += [f"        if not ({' and '.join(tests)}):", "            ok[i] = False"]
     body += [f"            out[{k}, i] = 0" for k in range(len(METRICS))]

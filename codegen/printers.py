@@ -179,6 +179,26 @@ class InfixPrinter(Printer):
         """A comparison."""
         return f"{lhs} {op} {rhs}"
 
+    # -- divisibility checks: ``parts`` divides ``total`` (``either``: or the reverse)
+    remainder_is_not_zero = "({a}) % ({b})"
+    remainder_is_zero = "({a}) % ({b}) == 0"
+
+    def fails(self, total: sympy.Expr, parts: sympy.Expr, either: bool = False) -> str:
+        """A condition true when the check fails."""
+        t, p = self._print(total), self._print(parts)
+        text = self.remainder_is_not_zero.format(a=t, b=p)
+        if either:
+            text += self.and_op + self.remainder_is_not_zero.format(a=p, b=t)
+        return text
+
+    def holds(self, total: sympy.Expr, parts: sympy.Expr, either: bool = False) -> str:
+        """A condition true when the check holds."""
+        t, p = self._print(total), self._print(parts)
+        text = self.remainder_is_zero.format(a=t, b=p)
+        if either:
+            text = f"({text}{self.or_op}{self.remainder_is_zero.format(a=p, b=t)})"
+        return text
+
     def _print_And(self, expr: sympy.And) -> str:
         return "(" + self.and_op.join(self._print(a) for a in expr.args) + ")"
 
@@ -211,6 +231,8 @@ class NumpyPrinter(InfixPrinter):
 
     language = "numpy"
     and_op, or_op = " & ", " | "
+    remainder_is_not_zero = "(({a}) % ({b}) != 0)"
+    remainder_is_zero = "(({a}) % ({b}) == 0)"
 
     def select(self, condition: str, then: str, otherwise: str) -> str:
         return f"np.where({condition}, {then}, {otherwise})"
@@ -243,6 +265,7 @@ class CPrinter(InfixPrinter):
     language = "c"
     div = "/"
     and_op, or_op, true, false = " && ", " || ", "1", "0"
+    remainder_is_not_zero = "({a}) % ({b}) != 0"
 
     def power(self, base: str, k: int) -> str:
         return " * ".join([base] * k)
@@ -284,6 +307,7 @@ class JavascriptPrinter(CPrinter):
 
     language = "javascript"
     true, false = "true", "false"
+    remainder_is_not_zero = "({a}) % ({b}) !== 0n"
 
     def literal(self, n: int) -> str:
         return f"{n}n"
@@ -300,6 +324,7 @@ class GoPrinter(InfixPrinter):
 
     language = "go"
     and_op, or_op, true, false = " && ", " || ", "true", "false"
+    remainder_is_not_zero = "rem({a}, {b}).Sign() != 0"
 
     def literal(self, n: int) -> str:
         return f"lit({n})"

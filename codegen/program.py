@@ -28,6 +28,7 @@ class Check:
     total_name: str
     parts_name: str
     why: str
+    either: bool = False  # or total divides parts
 
 
 @dataclass(frozen=True)
@@ -143,6 +144,7 @@ def program(
             describe(r.total, derivation),
             describe(r.parts, derivation),
             r.why,
+            r.either,
         )
         for r in derivation.requirements
     )

@@ -74,10 +74,9 @@ def check_lines(prog: Program, printer: InfixPrinter, indent: str) -> list[str]:
     lines = []
     for c in prog.checks:
         total, parts = printer.doprint(c.total), printer.doprint(c.parts)
-        test = f"({total}) % ({parts})"
         lines.append(
-            f"{indent}if {test}: raise _rt.not_divisible({c.total_name!r}, {total}, "
-            f"{c.parts_name!r}, {parts}, {c.why!r})"
+            f"{indent}if {printer.fails(c.total, c.parts, c.either)}: raise _rt.not_divisible("
+            f"{c.total_name!r}, {total}, {c.parts_name!r}, {parts}, {c.why!r}, {c.either!r})"
         )
     return lines
 
@@ -170,7 +169,7 @@ def module_source(layout: Layout, phase: Phase, timing: bool) -> tuple[str, str]
     tests = [f"{c} < 1" for c in counts]
     if shaped:
         tests.append("hidden_size != num_heads * head_dim")
-    tests += [f"{exact.doprint(c.total)} % {exact.doprint(c.parts)}" for c in common]
+    tests += [f"({exact.fails(c.total, c.parts, c.either)})" for c in common]
     lines += [
         "    try:",
         f"        bad = {' or '.join(tests)}",
@@ -327,9 +326,7 @@ def _store(expr: sympy.Expr, target: str, printer: NumpyPrinter) -> str:
 
 def mask(prog: Program, printer: InfixPrinter) -> str:
     """Where every requirement of ``prog`` holds (an expression)."""
-    tests = [
-        f"(({printer.doprint(c.total)}) % ({printer.doprint(c.parts)}) == 0)" for c in prog.checks
-    ]
+    tests = [f"({printer.holds(c.total, c.parts, c.either)})" for c in prog.checks]
     return " & ".join(tests) or "True"
 
 

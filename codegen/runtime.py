@@ -43,9 +43,20 @@ def _divisible(total_name: str, total: object, parts_name: str, parts: object, w
 
 
 def not_divisible(
-    total_name: str, total: object, parts_name: str, parts: object, why: str
+    total_name: str, total: object, parts_name: str, parts: object, why: str, either: bool = False
 ) -> ImpossibleSplitError:
     """The error for a split that cannot be made."""
+    if either:
+        if np.ndim(total) or np.ndim(parts):
+            t, p = np.asarray(total), np.asarray(parts)
+            bad = (t % p != 0) & (p % t != 0)
+            return ImpossibleSplitError(
+                f"{total_name} and {parts_name} do not divide one another in "
+                f"{int(np.sum(bad))} of {bad.size} configurations: {why}"
+            )
+        return ImpossibleSplitError(
+            f"{total_name}={total} and {parts_name}={parts} do not divide one another: {why}"
+        )
     if np.ndim(total) or np.ndim(parts):
         bad = np.asarray(total) % np.asarray(parts) != 0
         return ImpossibleSplitError(

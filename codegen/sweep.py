@@ -270,10 +270,16 @@ def _count_drops(
             ("hidden_size != num_heads x head_dim", np.broadcast_to(mismatch, bad.shape))
         )
     for check in prog.checks:
-        fails = requirement_side(check.total, arrays) % requirement_side(check.parts, arrays) != 0
+        total = requirement_side(check.total, arrays)
+        parts = requirement_side(check.parts, arrays)
+        fails = total % parts != 0
+        if check.either:
+            fails = fails & (parts % total != 0)
         reasons.append(
             (
-                f"{check.total_name} not divisible by {check.parts_name}",
+                f"{check.total_name} and {check.parts_name} do not divide one another"
+                if check.either
+                else f"{check.total_name} not divisible by {check.parts_name}",
                 np.broadcast_to(fails, bad.shape),
             )
         )

@@ -33,7 +33,7 @@ from shardcost.symbolic.dimensions import (
 )
 
 from .conventions import Conventions, Phase
-from .layouts import Checks, Redundancy, Send, layout, ref, state_assumptions
+from .layouts import Checks, Send, layout, ref, state_assumptions
 from .primitives import bmm_flops, matmul_flops, tensor_bytes
 
 LAYER = "attention"
@@ -137,9 +137,16 @@ def _sequence(t: Trace, phase: Phase, conv: Conventions) -> Shard:
 
 
 def _heads_over_tp(t: Trace) -> tuple[sympy.Symbol, sympy.Symbol]:
-    """Query and KV heads per TP rank; both must divide evenly."""
+    """Query heads per TP rank (whole), and KV heads per TP rank: whole, or, when
+    tensor_parallel exceeds num_kv_heads, one replicated KV head per rank."""
     t.require_divisible(h, tp, "heads are sharded whole across tensor-parallel ranks")
-    t.require_divisible(h_kv, tp, "KV heads are sharded whole across tensor-parallel ranks")
+    t.require_divisible(
+        h_kv,
+        tp,
+        "KV heads are sharded whole across tensor-parallel ranks, or replicated whole when "
+        "tensor_parallel exceeds num_kv_heads",
+        either=True,
+    )
     heads = t.define(
         "heads_local",
         "query heads per TP rank",
@@ -149,14 +156,17 @@ def _heads_over_tp(t: Trace) -> tuple[sympy.Symbol, sympy.Symbol]:
         name="h_local",
         latex=r"h_{\mathrm{local}}",
     )
-    kv_heads = t.define(
+    kv_heads = t.split(
         "kv_heads_local",
         "KV heads per TP rank",
-        h_kv / tp,
-        section="derived",
-        unit="heads",
+        h_kv,
+        tp,
+        what="KV heads",
         name="h_kv_local",
         latex=r"h_{kv,\mathrm{local}}",
+        unit="heads",
+        note="one replicated head per rank when tensor_parallel exceeds num_kv_heads",
+        replicates=True,
     )
     return heads, kv_heads
 
@@ -308,14 +318,33 @@ def _attention_cost(
     )
 
     # Weights: all four matrices stay resident whatever a decode step computes.
+    weights_qo = t.define(
+        "weights_qo",
+        "Wq and Wo bytes",
+        2 * d * heads * dh * b,
+        section="weights",
+        unit="bytes",
+        name="W_qo",
+        latex=r"W_{QO}",
+        note="d × h·dh each",
+    )
+    weights_kv = t.define(
+        "weights_kv",
+        "Wk and Wv bytes",
+        2 * d * kv_heads * dh * b,
+        section="weights",
+        unit="bytes",
+        name="W_kv",
+        latex=r"W_{KV}",
+        note="d × h_kv·dh each",
+    )
     weights = t.define(
         "weight_bytes",
         "weight bytes per chip",
-        (d * heads * dh + 2 * d * kv_heads * dh + heads * dh * d) * b,
+        weights_qo + weights_kv,
         section="weights",
         unit="bytes",
         name="W",
-        note="Wq, Wk, Wv, Wo",
     )
 
     # Activations: the input, the projections this step computes, the output.
@@ -459,18 +488,20 @@ def _cp_sends(heads_over: sympy.Expr) -> tuple[Send, ...]:
 
 
 # What the CP layouts repeat in decode, where the new tokens cannot be split (seed CP-5).
-_PROJECTIONS_REPEATED = Redundancy(
-    Phase.DECODE,
-    cp,
-    "Q is replicated: every CP rank repeats the new tokens' projections",
-    steps=("q_proj", "k_proj", "v_proj", "o_proj"),
+# What verify expects, over all chips, in terms of single's steps (see Checks).
+_COPIES = tp * sympy.ceiling(h_kv / tp) / h_kv  # each KV head is held by this many TP ranks
+_KV_PROJ = ref("k_proj") + ref("v_proj")
+_PROJ = ref("q_proj") + _KV_PROJ + ref("o_proj")
+_KV_REPLICATED = (
+    "when tensor_parallel exceeds num_kv_heads, each KV head (Wk, Wv, its projections "
+    "and cache) lives on tensor_parallel / num_kv_heads ranks"
 )
-_WHOLE_DECODE_REPEATED = Redundancy(
-    Phase.DECODE,
-    cp,
-    "with K/V gathered, every CP rank computes the whole decode step for the same tokens",
-    steps=("flops",),
-)
+_Q_REPLICATED = "Q is replicated: every CP rank repeats the new tokens' projections"
+_TP_CHECKS = {
+    "flops": ref("flops") + (_COPIES - 1) * _KV_PROJ,
+    "weights": ref("weights_qo") + ref("weights_kv") * _COPIES,
+    "kv_cache": ref("kv_cache_bytes") * _COPIES,
+}
 
 
 @layout(
@@ -493,6 +524,8 @@ def single(phase: Phase, conv: Conventions) -> Cost:
     degrees=(TENSOR_PARALLEL,),
     conventions=_DECODE,
     checks=Checks(
+        **_TP_CHECKS,
+        repeated=_KV_REPLICATED,
         sends=(
             Send(
                 "output_allreduce",
@@ -500,7 +533,7 @@ def single(phase: Phase, conv: Conventions) -> Cost:
                 ref("act_output"),
                 "the row-parallel output projection leaves partial sums of all of Y",
             ),
-        )
+        ),
     ),
 )
 def tensor_parallel(phase: Phase, conv: Conventions) -> Cost:
@@ -527,8 +560,10 @@ def tensor_parallel(phase: Phase, conv: Conventions) -> Cost:
     degrees=(CONTEXT_PARALLEL,),
     conventions=_DECODE,
     checks=Checks(
-        weight_replication=cp,
-        repeats=(_WHOLE_DECODE_REPEATED,),
+        weights=ref("weight_bytes") * cp,
+        decode_flops=cp * ref("flops"),
+        decode_repeated="with K/V gathered, every CP rank computes the whole decode step "
+        "for the same new tokens",
         sends=(
             Send("kv_allgather", cp, ref("kv_cache_bytes"), "every rank gathers all of K and V"),
         ),
@@ -557,7 +592,12 @@ def cp_allgather(phase: Phase, conv: Conventions) -> Cost:
     "partial outputs all-reduced",
     degrees=(CONTEXT_PARALLEL,),
     conventions=_DECODE,
-    checks=Checks(weight_replication=cp, repeats=(_PROJECTIONS_REPEATED,), sends=_cp_sends(1)),
+    checks=Checks(
+        weights=ref("weight_bytes") * cp,
+        decode_flops=ref("flops") + (cp - 1) * _PROJ,
+        decode_repeated=_Q_REPLICATED,
+        sends=_cp_sends(1),
+    ),
 )
 def cp_kv_sharded(phase: Phase, conv: Conventions) -> Cost:
     """Ring/KV-sharded attention: no K/V moves; softmax statistics and outputs do."""
@@ -574,8 +614,12 @@ def cp_kv_sharded(phase: Phase, conv: Conventions) -> Cost:
     degrees=(TENSOR_PARALLEL, CONTEXT_PARALLEL),
     conventions=(*_DECODE, "materialize_full_hidden_after_tp"),
     checks=Checks(
-        weight_replication=cp,
-        repeats=(_PROJECTIONS_REPEATED,),
+        flops=_TP_CHECKS["flops"],
+        decode_flops=ref("flops") + (cp - 1) * _PROJ + cp * (_COPIES - 1) * _KV_PROJ,
+        repeated=_KV_REPLICATED,
+        decode_repeated=f"{_Q_REPLICATED}; {_KV_REPLICATED}",
+        weights=_TP_CHECKS["weights"] * cp,
+        kv_cache=_TP_CHECKS["kv_cache"],
         sends=(
             *_cp_sends(tp),
             Send(

@@ -128,7 +128,13 @@ def _uneven_notes(
     for split in derivation.splits:
         total = count(split.total, values)
         parts = count(split.parts, values)
-        if total % parts:
+        if split.replicates and total < parts:
+            notes.append(
+                f"{describe(split.total, derivation)}={total} is less than "
+                f"{describe(split.parts, derivation)}={parts}: each of the {total} "
+                f"{split.what} is replicated on {parts // total} ranks (one per chip)"
+            )
+        elif total % parts:
             notes.append(
                 f"{describe(split.total, derivation)}={total} does not divide evenly by "
                 f"{describe(split.parts, derivation)}={parts}: per-chip metrics describe the "

@@ -291,9 +291,14 @@ def _check_requirements(cost: Cost, dims: Mapping[str, int]) -> None:
     for req in derivation.requirements:
         total = int(derivation.resolve(req.total).xreplace(subs))
         parts = int(derivation.resolve(req.parts).xreplace(subs))
-        if total % parts:
+        if not req.holds(total, parts):
             total_name = describe(req.total, derivation)
             parts_name = describe(req.parts, derivation)
+            if req.either:
+                raise ImpossibleSplitError(
+                    f"{total_name}={total} and {parts_name}={parts} do not divide one "
+                    f"another: {req.why}"
+                )
             raise ImpossibleSplitError(
                 f"{total_name}={total} is not divisible by {parts_name}={parts}: {req.why}; "
                 f"allowed {parts_name}: {_divisors(total)}"

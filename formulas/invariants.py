@@ -15,6 +15,7 @@ assumes. hidden_size = num_heads × head_dim throughout.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import sympy
@@ -67,6 +68,7 @@ def _rules(
             derivation.resolve(r.total).xreplace(subs),
             derivation.resolve(r.parts).xreplace(subs),
             f"{describe(r.parts, derivation)} divides {describe(r.total, derivation)}",
+            r.either,
         )
         for r in derivation.requirements
     )
@@ -111,35 +113,27 @@ def verify_layout(
     if reference is not None:
         ref = reference.metrics
         name = checks.reference
-        extra = sympy.S.Zero
-        redundancy = checks.redundancy(phase)
+
+        def expected(declared: sympy.Expr) -> sympy.Expr:
+            return _expected(declared, reference)
+
+        flops = expected(checks.expected_flops(phase))
+        extra = sympy.simplify((flops - ref["flops_total"]).xreplace(subs))
         words = f"FLOPs over all chips = {name}'s"
-        if redundancy is not None:
-            extra = (
-                redundancy.expr
-                if redundancy.expr is not None
-                else (redundancy.over - 1)
-                * sum(
-                    (
-                        reference.derivation.resolve(reference.derivation.step(key).symbol)
-                        for key in redundancy.steps
-                        if reference.derivation.has(key)
-                    ),
-                    sympy.S.Zero,
-                )
-            )
-            words += f" + repeated work ({redundancy.why})"
+        if extra != 0:
+            words += f" + repeated work ({checks.repeated_in(phase)})"
         claims.append(
             Claim(
                 "flops conserved",
                 words,
                 "equal",
-                (Term("flops_total", metrics["flops_total"], ref["flops_total"] + extra),),
+                (Term("flops_total", metrics["flops_total"], flops),),
                 even=even,
                 assumptions=(shape, *even_words),
-                shown=closed_form(extra.xreplace(subs)) if redundancy is not None else None,
+                shown=closed_form(extra) if extra != 0 else None,
             )
         )
+        kv = expected(checks.kv_cache)
         if even:
             claims.append(
                 Claim(
@@ -148,34 +142,23 @@ def verify_layout(
                     f"{name}'s FLOPs and KV bytes (never less)",
                     "atleast",
                     (
-                        Term("flops_total", metrics["flops_total"], ref["flops_total"] + extra),
-                        Term(
-                            "kv_cache_total",
-                            metrics["kv_cache_total"],
-                            ref["kv_cache_total"] * checks.kv_replication,
-                        ),
+                        Term("flops_total", metrics["flops_total"], flops),
+                        Term("kv_cache_total", metrics["kv_cache_total"], kv),
                     ),
                     assumptions=(shape,),
                 )
             )
-        factor = checks.kv_replication
         claims.append(
             Claim(
-                "unique KV bytes conserved",
-                f"KV-cache bytes over all chips = {name}'s"
-                + ("" if factor == 1 else f" × {factor}"),
+                "KV bytes as declared",
+                f"KV-cache bytes over all chips = {_words(checks.kv_cache, name)}",
                 "equal",
-                (
-                    Term(
-                        "kv_cache_total", metrics["kv_cache_total"], ref["kv_cache_total"] * factor
-                    ),
-                ),
+                (Term("kv_cache_total", metrics["kv_cache_total"], kv),),
                 even=even,
                 assumptions=(shape, *even_words),
             )
         )
-        copies = checks.weight_replication
-        if copies is None:
+        if checks.weights is None:
             found = sympy.simplify(
                 (metrics["weight_memory_total"] / ref["weight_memory_total"]).xreplace(subs)
             )
@@ -187,17 +170,18 @@ def verify_layout(
         else:
             claims.append(
                 Claim(
-                    "weights replicated as declared",
-                    f"weight bytes over all chips = {name}'s × {copies}",
+                    "weights as declared",
+                    f"weight bytes over all chips = {_words(checks.weights, name)}",
                     "equal",
                     (
                         Term(
                             "weight_memory_total",
                             metrics["weight_memory_total"],
-                            ref["weight_memory_total"] * copies,
+                            expected(checks.weights),
                         ),
                     ),
-                    assumptions=(shape,),
+                    even=even,
+                    assumptions=(shape, *even_words),
                 )
             )
         if degrees:
@@ -261,13 +245,9 @@ def _communication_claim(
     even_words: tuple[str, ...],
 ) -> Claim:
     """Each collective's payload equals what the layout declares must move, and no other."""
-    stand_ins: dict[sympy.Symbol, sympy.Expr] = {}
-    if reference is not None:
-        derivation = reference.derivation
-        stand_ins = {ref(s.key): derivation.resolve(s.symbol) for s in derivation.steps}
     declared: dict[str, sympy.Expr] = {}
     for send in sends:
-        payload = over_group(send.payload.xreplace(stand_ins), send.group)
+        payload = over_group(_expected(send.payload, reference), send.group)
         declared[send.collective] = declared.get(send.collective, sympy.S.Zero) + payload
     actual = cost.collective_bytes
     names = list(dict.fromkeys([*declared, *actual]))
@@ -296,3 +276,21 @@ def _symbols(
     for expr in exprs:
         found |= sympy.sympify(expr).xreplace(subs).free_symbols
     return tuple(sorted((s for s in found if s in BY_SYMBOL), key=str))
+
+
+def _expected(declared: sympy.Expr, reference: Cost | None) -> sympy.Expr:
+    """A declaration with each ``ref("step")`` replaced by the reference's step (in
+    dimensions), and a step the reference does not have by zero."""
+    stand_ins: dict[sympy.Symbol, sympy.Expr] = {}
+    if reference is not None:
+        derivation = reference.derivation
+        stand_ins = {ref(s.key): derivation.resolve(s.symbol) for s in derivation.steps}
+    value = sympy.sympify(declared).xreplace(stand_ins)
+    leftover = {s: sympy.S.Zero for s in value.free_symbols if s.name.startswith("ref:")}
+    return value.xreplace(leftover)
+
+
+def _words(declared: sympy.Expr, name: str) -> str:
+    """A declaration in words: ref("x") reads as the reference's x."""
+    text = str(declared)
+    return re.sub(r"ref:(\w+)", rf"{name}'s \1", text)

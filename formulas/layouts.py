@@ -21,24 +21,12 @@ from .conventions import Conventions, Phase
 Builder = Callable[[Phase, Conventions], Cost]
 
 
-@dataclass(frozen=True)
-class Redundancy:
-    """Work a layout repeats on every rank of one degree: stated by verify, never hidden.
-
-    The excess over the reference is ``(over - 1)`` times the sum of the reference's
-    ``steps`` (or ``expr`` itself, when a user layout gives the excess directly).
-    """
-
-    phase: Phase
-    over: sympy.Expr  # the degree whose ranks each repeat the work
-    why: str
-    steps: tuple[str, ...] = ()
-    expr: sympy.Expr | None = None
-
-
 def ref(key: str) -> sympy.Symbol:
     """A stand-in for the reference layout's step ``key``, for use in a Send's payload."""
     return sympy.Symbol(f"ref:{key}", nonnegative=True)
+
+
+REF_FLOPS, REF_WEIGHTS, REF_KV = ref("flops"), ref("weight_bytes"), ref("kv_cache_bytes")
 
 
 @dataclass(frozen=True)
@@ -59,13 +47,34 @@ class Send:
 
 @dataclass(frozen=True)
 class Checks:
-    """What verify holds a layout to, beyond what every layout must satisfy."""
+    """What verify holds a layout to, beyond what every layout must satisfy.
+
+    Expected totals over all chips are written with ``ref("step")`` stand-ins for the
+    reference layout's steps (a step the reference lacks counts as zero). Work or memory
+    a layout repeats is stated in them, never hidden: CP decode expects
+    ``ref("flops") + (cp - 1) * (ref("q_proj") + ... )``.
+    """
 
     reference: str | None = "single"  # whose totals it conserves; None: it is the reference
-    weight_replication: sympy.Expr | None = sympy.S.One  # None: undeclared, verify states it
-    kv_replication: sympy.Expr = sympy.S.One
-    repeats: tuple[Redundancy, ...] = ()
+    flops: sympy.Expr = REF_FLOPS  # expected flops_total in prefill
+    decode_flops: sympy.Expr | None = None  # ... in decode, when it differs
+    repeated: str = ""  # why the FLOPs exceed the reference's, in words
+    decode_repeated: str | None = None  # ... in decode, when it differs
+    weights: sympy.Expr | None = REF_WEIGHTS  # expected; None: undeclared, stated
+    kv_cache: sympy.Expr = REF_KV
     sends: tuple[Send, ...] | None = None  # None: undeclared, verify does not check them
+
+    def expected_flops(self, phase: Phase) -> sympy.Expr:
+        """The expected total FLOPs in ``phase``."""
+        if Phase(phase) is Phase.DECODE and self.decode_flops is not None:
+            return self.decode_flops
+        return self.flops
+
+    def repeated_in(self, phase: Phase) -> str:
+        """Why the FLOPs in ``phase`` exceed the reference's, in words."""
+        if Phase(phase) is Phase.DECODE and self.decode_repeated is not None:
+            return self.decode_repeated
+        return self.repeated
 
     def sent(self, phase: Phase, conventions: Conventions) -> tuple[Send, ...] | None:
         """The collectives declared for ``phase`` under ``conventions``."""
@@ -76,10 +85,6 @@ class Checks:
             for s in self.sends
             if s.phase in (None, Phase(phase)) and (s.when is None or getattr(conventions, s.when))
         )
-
-    def redundancy(self, phase: Phase) -> Redundancy | None:
-        """The work repeated in ``phase``, if any."""
-        return next((r for r in self.repeats if r.phase is Phase(phase)), None)
 
 
 @dataclass(frozen=True)

@@ -46,7 +46,16 @@ from shardcost.symbolic.parse import ExpressionError, parse_formula
 
 from .conventions import Conventions, Phase
 from .conventions import phase as parse_phase
-from .layouts import Checks, Layout, Redundancy, check_layer, get_layout, register
+from .layouts import (
+    REF_FLOPS,
+    REF_KV,
+    REF_WEIGHTS,
+    Checks,
+    Layout,
+    check_layer,
+    get_layout,
+    register,
+)
 
 MAX_FILE_BYTES = 64 * 1024
 NAMES: dict[str, sympy.Symbol] = {
@@ -132,17 +141,18 @@ def define_layout(
     }
 
     degrees = tuple(BY_SYMBOL[s] for s in sorted(chips_expr.free_symbols, key=str))
-    repeats: tuple[Redundancy, ...] = ()
+    excess = sympy.S.Zero
     if flops_redundancy is not None:
         excess = _formula(flops_redundancy, f"{at}[checks] flops_redundancy")
-        repeats = (Redundancy(ph, sympy.S.One, "declared by the layout", expr=excess),)
+    copies = None
+    if weight_replication is not None:
+        copies = _formula(weight_replication, f"{at}[checks] weight_replication")
     checks = Checks(
         reference=reference,
-        weight_replication=None
-        if weight_replication is None
-        else _formula(weight_replication, f"{at}[checks] weight_replication"),
-        kv_replication=_formula(kv_replication, f"{at}[checks] kv_replication"),
-        repeats=repeats,
+        flops=REF_FLOPS + excess,
+        repeated="declared by the layout",
+        weights=None if copies is None else REF_WEIGHTS * copies,
+        kv_cache=REF_KV * _formula(kv_replication, f"{at}[checks] kv_replication"),
     )
 
     def build(_phase: Phase, _conventions: Conventions) -> Cost:

@@ -159,7 +159,7 @@ def stated_assumptions(result: Result) -> tuple[str, ...]:
             f"Softmax statistics (running max and sum) take softmax_stat_bytes = "
             f"{inputs.dims['softmax_stat_bytes']} bytes each."
         )
-    lines += [f"Per-chip metrics describe the busiest chip: {note}." for note in result.notes]
+    lines += [f"{note[0].upper()}{note[1:]}." for note in result.notes]
     if inputs.hardware is not None:
         lines += [*TIMING_ASSUMPTIONS, OVERLAP[inputs.hardware.supports_overlap]]
     return tuple(lines)

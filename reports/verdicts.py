@@ -51,7 +51,7 @@ def verification_text(results: tuple[LayoutVerification, ...], seconds: float) -
                         f"  {'':22}   counterexample: {_point(v.counterexample)}: "
                         f"{v.term} = {lhs}, expected {rhs}"
                     )
-            extra = [a for a in v.claim.assumptions if not a.startswith(SHAPE)]
+            extra = [a for a in v.assumed if not a.startswith(SHAPE)]
             if extra:
                 lines.append(f"  {'':22}   assuming {'; '.join(extra)}")
         for s in result.statements:
@@ -74,7 +74,7 @@ def verification_json(results: tuple[LayoutVerification, ...]) -> list[dict[str,
                 "invariant": v.claim.name,
                 "statement": v.claim.statement,
                 "status": v.status,
-                "assumptions": list(v.claim.assumptions),
+                "assumptions": list(v.assumed),
             }
             if v.status == "checked":
                 entry["points"] = v.points

@@ -42,15 +42,22 @@ class Split:
     total: sympy.Expr
     parts: sympy.Expr
     what: str  # what is being split, e.g. "sequence positions"
+    replicates: bool = False  # fewer than parts: each one is copied, not left idle
 
 
 @dataclass(frozen=True)
 class Requirement:
-    """``total`` must divide evenly by ``parts``, or the layout cannot be built."""
+    """``parts`` must divide ``total`` (or, ``either``: one of them must divide the other),
+    or the layout cannot be built."""
 
     total: sympy.Expr
     parts: sympy.Expr
     why: str
+    either: bool = False
+
+    def holds(self, total: int, parts: int) -> bool:
+        """Whether the requirement holds for these values."""
+        return total % parts == 0 or (self.either and parts % total == 0)
 
 
 @dataclass(frozen=True)
@@ -160,6 +167,8 @@ class Trace:
         name: str,
         latex: str,
         unit: str,
+        note: str = "rounded up: the busiest chip's share when the split is uneven",
+        replicates: bool = False,
     ) -> sympy.Symbol:
         """Define ``⌈total / parts⌉``: the busiest chip's share when the split is uneven."""
         symbol = self.define(
@@ -170,9 +179,9 @@ class Trace:
             unit=unit,
             name=name,
             latex=latex,
-            note="rounded up: the busiest chip's share when the split is uneven",
+            note=note,
         )
-        self.splits.append(Split(symbol, total, parts, what))
+        self.splits.append(Split(symbol, total, parts, what, replicates))
         return symbol
 
     def symbol(self, key: str) -> sympy.Symbol:
@@ -182,9 +191,14 @@ class Trace:
                 return step.symbol
         raise KeyError(f"no step {key!r} yet")
 
-    def require_divisible(self, total: sympy.Expr, parts: sympy.Expr, why: str) -> None:
-        """Record that ``parts`` must divide ``total`` for this layout to exist."""
-        self.requirements.append(Requirement(sympy.sympify(total), sympy.sympify(parts), why))
+    def require_divisible(
+        self, total: sympy.Expr, parts: sympy.Expr, why: str, *, either: bool = False
+    ) -> None:
+        """Record that ``parts`` must divide ``total`` (``either``: one the other) for this
+        layout to exist."""
+        self.requirements.append(
+            Requirement(sympy.sympify(total), sympy.sympify(parts), why, either)
+        )
 
     def freeze(self) -> Derivation:
         """The finished, immutable derivation."""

@@ -32,11 +32,17 @@ UNDECIDABLE = (sympy.ceiling, sympy.floor, sympy.Max, sympy.Min, sympy.Piecewise
 
 @dataclass(frozen=True)
 class Divides:
-    """``parts`` divides ``total`` (both in dimensions)."""
+    """``parts`` divides ``total`` (``either``: or ``total`` divides ``parts``)."""
 
     total: sympy.Expr
     parts: sympy.Expr
     words: str = ""  # e.g. "context_parallel divides seq_len"
+    either: bool = False
+
+    def holds(self, point: Mapping[sympy.Symbol, int]) -> bool:
+        """Whether it holds at ``point``."""
+        total, parts = _value(self.total, point), _value(self.parts, point)
+        return total % parts == 0 or (self.either and parts % total == 0)
 
 
 @dataclass(frozen=True)
@@ -51,18 +57,18 @@ class Domain:
     def fix(self, point: dict[sympy.Symbol, int], rules: tuple[Divides, ...]) -> bool:
         """Nudge ``point`` up until every rule holds; False when it cannot."""
         for _ in range(6):
-            broken = [r for r in rules if _value(r.total, point) % _value(r.parts, point)]
+            broken = [r for r in rules if not r.holds(point)]
             if not broken:
                 return True
             for rule in broken:
-                total, parts = _value(rule.total, point), _value(rule.parts, point)
-                if total % parts == 0:
+                if rule.holds(point):
                     continue
+                total, parts = _value(rule.total, point), _value(rule.parts, point)
                 knob = _linear_knob(rule, self.symbols)
                 if knob is None:
                     return False
                 point[knob] += (-total) % parts
-        return all(_value(r.total, point) % _value(r.parts, point) == 0 for r in rules)
+        return all(r.holds(point) for r in rules)
 
     def sample(
         self, n: int, rules: tuple[Divides, ...], seed: str
@@ -155,6 +161,7 @@ class Verdict:
     residual: sympy.Expr | None = None
     counterexample: Mapping[sympy.Symbol, int] | None = None
     sides: tuple[Fraction, Fraction] | None = None  # lhs, rhs at the counterexample
+    assumed: tuple[str, ...] = ()  # the assumptions the verdict rests on
 
     @property
     def ok(self) -> bool:
@@ -204,18 +211,26 @@ def decide(claim: Claim, domain: Domain, points: int = 48) -> Verdict:
         Term(t.label, sympy.sympify(t.lhs).xreplace(subs), sympy.sympify(t.rhs).xreplace(subs))
         for t in claim.terms
     ]
-    proved = all(_prove(claim, term) for term in terms)
-    if proved:
-        return Verdict(claim, "proved")
+    # First with every ceiling an opaque atom: a proof then needs no split to be even.
+    even_words = {d.words for d in claim.even}
+    general = tuple(a for a in claim.assumptions if a not in even_words)
+    if claim.even and all(_prove(claim, term, even=False) for term in terms):
+        return Verdict(claim, "proved", assumed=general)
+    if all(_prove(claim, term) for term in terms):
+        return Verdict(claim, "proved", assumed=claim.assumptions)
     sample = domain.sample(points, rules, claim.name)
     for term in terms:
         if not all(_holds(claim, term, p, domain) for p in sample):
             return _failure(claim, term, domain, rules)
-    return Verdict(claim, "checked", points=len(sample))
+    return Verdict(claim, "checked", points=len(sample), assumed=claim.assumptions)
 
 
-def _prove(claim: Claim, term: Term) -> bool:
-    lhs, rhs = _even(term.lhs, claim.even), _even(term.rhs, claim.even)
+def _prove(claim: Claim, term: Term, *, even: bool = True) -> bool:
+    lhs, rhs = (
+        (term.lhs, term.rhs)
+        if not even
+        else (_even(term.lhs, claim.even), _even(term.rhs, claim.even))
+    )
     if claim.kind == "equal":
         return _zero(lhs - rhs) is True
     if claim.kind == "atleast":
@@ -239,7 +254,7 @@ def _holds(claim: Claim, term: Term, point: dict[sympy.Symbol, int], domain: Dom
     bigger = dict(point)
     bigger[claim.variable] = point[claim.variable] * 2
     rules = (*domain.requirements, *claim.even)
-    if not all(_exact(r.total, bigger) % _exact(r.parts, bigger) == 0 for r in rules):
+    if not all(r.holds(bigger) for r in rules):
         return True  # the doubled degree is not a valid layout here: nothing to compare
     return _exact(term.lhs, bigger) <= _exact(term.lhs, point)
 
@@ -266,8 +281,10 @@ def _failure(claim: Claim, term: Term, domain: Domain, rules: tuple[Divides, ...
         if not _holds(claim, term, point, domain):
             sides = (_exact(term.lhs, point), _exact(term.rhs, point))
             shown_point = {s: v for s, v in point.items() if s in relevant}
-            return Verdict(claim, "failed", 0, term.label, shown, shown_point, sides)
-    return Verdict(claim, "failed", 0, term.label, shown)
+            return Verdict(
+                claim, "failed", 0, term.label, shown, shown_point, sides, claim.assumptions
+            )
+    return Verdict(claim, "failed", 0, term.label, shown, assumed=claim.assumptions)
 
 
 def verdict_counts(verdicts: list[Verdict]) -> dict[str, int]:

@@ -28,7 +28,8 @@ def reference(layout: str, phase: str, p: dict, conv: dict | None = None) -> dic
     b, bs = p.get("bytes_per_elem", 2), p.get("softmax_stat_bytes", 4)
     tp = p["tensor_parallel"] if layout in TP_LAYOUTS else 1
     cp = p["context_parallel"] if layout in CP_LAYOUTS else 1
-    h_loc, hkv_loc = h // tp, hkv // tp
+    h_loc = h // tp
+    hkv_loc = ceil_div(hkv, tp)  # more TP ranks than KV heads: one replicated head each
 
     if phase == "prefill":
         S = p["seq_len"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from hypothesis import strategies as st
 
 from tests.formulas.reference import CP_LAYOUTS, TP_LAYOUTS
@@ -11,8 +13,11 @@ from tests.formulas.reference import CP_LAYOUTS, TP_LAYOUTS
 def configs(draw: st.DrawFn, phase: str) -> dict:
     """A valid attention configuration: heads divisible by KV heads, both by tp."""
     tp = draw(st.sampled_from([1, 2, 4, 8]))
-    kv_heads = tp * draw(st.integers(1, 4))
-    heads = kv_heads * draw(st.sampled_from([1, 2, 4]))
+    if draw(st.booleans()):  # KV heads sharded whole: tp divides them
+        kv_heads = tp * draw(st.integers(1, 4))
+    else:  # fewer KV heads than TP ranks (GQA, MQA): each replicated
+        kv_heads = draw(st.sampled_from([k for k in (1, 2, 4, 8) if tp % k == 0]))
+    heads = math.lcm(kv_heads, tp) * draw(st.sampled_from([1, 2, 4]))
     dh = draw(st.sampled_from([16, 64, 128]))
     p = {
         "hidden_size": heads * dh,

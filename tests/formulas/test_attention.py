@@ -63,8 +63,15 @@ def test_prefill_conserves_flops_and_kv(layout: str, data: st.DataObject) -> Non
     p["seq_len"] = p["context_parallel"] * data.draw(st.integers(1, 512))  # even split
     split = run(layout, "prefill", for_layout(layout, p, {}))["metrics"]
     alone = run("single", "prefill", for_layout("single", p, {}))["metrics"]
-    assert split["flops_total"] == alone["flops_total"]
-    assert split["kv_cache_total"] == alone["kv_cache_total"]
+    # KV heads the TP ranks hold beyond the model's own: tp*ceil(h_kv/tp) - h_kv (zero
+    # unless tensor_parallel exceeds num_kv_heads); each costs its K and V projections,
+    # 2 * (2*B*S*d*dh) FLOPs, and its K and V cache, 2*B*S*dh*b bytes.
+    tp, kv = (p["tensor_parallel"], p["num_kv_heads"]) if "tp" in layout else (1, 1)
+    extra = tp * -(-kv // tp) - kv
+    b_s_d_dh = p["batch_size"] * p["seq_len"] * p["hidden_size"] * p["head_dim"]
+    assert split["flops_total"] == alone["flops_total"] + extra * 4 * b_s_d_dh
+    per_head_kv = 2 * p["batch_size"] * p["seq_len"] * p["head_dim"] * p["bytes_per_elem"]
+    assert split["kv_cache_total"] == alone["kv_cache_total"] + extra * per_head_kv
 
 
 @pytest.mark.parametrize("layout", ["cp-kv-sharded", "tp-cp"])
@@ -132,3 +139,48 @@ def test_uneven_split_describes_the_busiest_chip_and_says_so() -> None:
         m = shardcost.metrics("cp-allgather", "prefill", **p)["metrics"]
     # busiest chip: 33 positions; KV = 2 * 2 * 33 * 1024 * 2 = 270,336 bytes
     assert m["kv_cache_per_chip"] == 270_336
+
+
+LLAMA3 = {"hidden_size": 4096, "num_heads": 32, "num_kv_heads": 8, "head_dim": 128}
+
+
+def test_more_tp_ranks_than_kv_heads_replicates_them() -> None:
+    # Llama-3-8B-like layer on 16 TP ranks: 8 KV heads, so each rank holds one, each
+    # head on 2 ranks. Decode, B=1, S_past=1024, bf16:
+    m = run(
+        "tp", "decode", LLAMA3 | {"batch_size": 1, "past_seq_len": 1024, "tensor_parallel": 16}
+    )["metrics"]
+    # KV per chip: 2 (K,V) * 1 seq * 1024 pos * 1 head * 128 * 2 B = 524,288
+    assert m["kv_cache_per_chip"] == 524_288
+    # ... 16 chips hold 8,388,608 B: twice the model's 2*1024*8*128*2 = 4,194,304
+    assert m["kv_cache_total"] == 2 * 4_194_304
+    # weights per chip: Wq+Wo 2*4096*(32/16=2 heads)*128*2 = 4,194,304;
+    # Wk+Wv 2*4096*1*128*2 = 2,097,152
+    assert m["weight_memory_per_chip"] == 4_194_304 + 2_097_152
+
+
+def test_mqa_replicates_the_one_kv_head_everywhere() -> None:
+    # MQA: one KV head on 4 TP ranks; prefill B=2, S=512: KV per chip
+    # 2 * 2 * 512 * 1 * 128 * 2 = 524,288, the same on every rank
+    m = run(
+        "tp",
+        "prefill",
+        LLAMA3 | {"num_kv_heads": 1, "batch_size": 2, "seq_len": 512, "tensor_parallel": 4},
+    )["metrics"]
+    assert m["kv_cache_per_chip"] == 524_288
+    assert m["kv_cache_total"] == 4 * 524_288
+
+
+def test_replication_is_said() -> None:
+    with pytest.warns(
+        shardcost.UnevenSplitWarning, match="each of the 8 KV heads is replicated on 2 ranks"
+    ):
+        shardcost.metrics("tp", "decode", **LLAMA3, tensor_parallel=16)
+
+
+def test_kv_heads_and_tp_must_divide_one_another() -> None:
+    with pytest.raises(
+        shardcost.ImpossibleSplitError,
+        match="num_kv_heads=6 and tensor_parallel=4 do not divide one another",
+    ):
+        shardcost.metrics("tp", hidden_size=3072, num_heads=24, num_kv_heads=6, tensor_parallel=4)

@@ -50,10 +50,15 @@ def test_cp5_states_its_redundancy() -> None:
     assert sympy.expand(flops.claim.shown - 4 * B * T * h**2 * dh**2 * (cp - 1)) == 0
 
 
-def test_prefill_repeats_nothing() -> None:
+def test_prefill_repeats_only_the_kv_projections_of_replicated_kv_heads() -> None:
+    # K and V projections of one head: 2 * (2*B*S*d*dh) = 4*B*S*h*dh^2 (d = h*dh); the TP
+    # ranks hold tp*ceil(h_kv/tp) KV heads where the model has h_kv: zero extra when tp
+    # divides h_kv, tp - h_kv extra heads when each KV head is replicated.
     result = verify_layout(get_layout("tp-cp"), Phase.PREFILL)
     flops = next(v for v in result.verdicts if v.claim.name == "flops conserved")
-    assert flops.claim.shown is None and flops.status == "proved"
+    assert flops.status == "proved"
+    extra = 4 * B * S * h * dh**2 * (tp * sympy.ceiling(h_kv / tp) - h_kv)
+    assert sympy.expand(flops.claim.shown - extra) == 0
 
 
 def _broken(

@@ -63,7 +63,7 @@ def test_declared_checks_are_held(tmp_path: Path) -> None:
     (result,) = shardcost.verify(layout.name)
     assert result.ok and not result.statements
     names = {v.claim.name for v in result.verdicts}
-    assert "weights replicated as declared" in names
+    assert "weights as declared" in names
 
 
 def test_a_wrong_declaration_fails(tmp_path: Path) -> None:
@@ -73,7 +73,7 @@ def test_a_wrong_declaration_fails(tmp_path: Path) -> None:
     (result,) = shardcost.verify(layout.name)
     failed = {v.claim.name: v for v in result.verdicts if not v.ok}
     # 4*d^2*b on each of cp chips against single's 4*d^2*b: residual 4*b*dh^2*h^2*(cp - 1)
-    assert str(failed["weights replicated as declared"].residual) == "4*b*dh**2*h**2*(cp - 1)"
+    assert str(failed["weights as declared"].residual) == "4*b*dh**2*h**2*(cp - 1)"
 
 
 def test_python_route() -> None:
