@@ -23,6 +23,7 @@ import sympy
 
 from shardcost.formulas import Conventions, Layout, Phase
 from shardcost.formulas.conventions import BY_NAME as CONVENTIONS_BY_NAME
+from shardcost.formulas.hardware import DEFAULTS as HARDWARE_DEFAULTS
 from shardcost.symbolic import METRICS, closed_form
 from shardcost.symbolic.dimensions import HEAD_DIM, HIDDEN_SIZE, NUM_HEADS, NUM_KV_HEADS
 
@@ -142,7 +143,12 @@ def module_source(layout: Layout, phase: Phase, timing: bool) -> tuple[str, str]
     for dim in inputs:
         default = None if dim in (HIDDEN_SIZE, NUM_HEADS, HEAD_DIM, NUM_KV_HEADS) else dim.default
         sig.append(f"{dim.name}={default!r}")
-    sig += [f"{f.name}" for f in hardware]
+    sig += [
+        f.name
+        if HARDWARE_DEFAULTS.get(f.name) is None
+        else f"{f.name}={float(HARDWARE_DEFAULTS[f.name])!r}"  # type: ignore[arg-type]
+        for f in hardware
+    ]
     sig += [f"{n}={values[0]!r}" for n, values in switches.items()]
     sig.append("exact=False")
     everything = ", ".join(p.name for p in params)

@@ -26,7 +26,8 @@ from shardcost.formulas.conventions import BY_NAME as CONVENTIONS_BY_NAME
 from shardcost.formulas.conventions import parse_bool
 from shardcost.formulas.hardware import FIELDS as HARDWARE_FIELDS
 from shardcost.formulas.hardware import SUPPORTS_OVERLAP, hardware
-from shardcost.formulas.inputs import check_keys, parse_count, parse_number
+from shardcost.formulas.hardware import number as parse_number
+from shardcost.formulas.inputs import check_keys, parse_count
 from shardcost.symbolic import METRICS
 from shardcost.symbolic.dimensions import BY_NAME as DIMENSIONS_BY_NAME
 from shardcost.symbolic.dimensions import HEAD_DIM, NUM_HEADS

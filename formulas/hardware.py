@@ -1,13 +1,27 @@
-"""Hardware descriptions: the five fields the timing model reads, and a named catalog."""
+"""Hardware: the fields the timing model reads, and a catalog of sourced accelerators.
+
+The catalog (``hardware.toml`` beside this module) holds vendor datasheet figures, each
+entry with a ``source`` naming its document and table. Decimal units throughout:
+1 TFLOP/s = 10^12 FLOP/s, 1 GB/s = 10^9 B/s, 1 GB = 10^9 B. Users add their own
+accelerators in a TOML file of the same keys, named where a catalog name is taken.
+
+Efficiency knobs scale the peaks (achieved fraction of peak compute, memory and link
+bandwidth) and add a fixed overhead per kernel; their defaults (1, 1, 1, 0) leave the
+peaks as they are, which is what seed 000's figures assume.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import tomllib
+from dataclasses import dataclass, replace
 from fractions import Fraction
+from pathlib import Path
 
 import sympy
 
-from shardcost.errors import lookup
+from shardcost.errors import InputError, InvalidValueError, UnknownNameError
+
+CATALOG_FILE = Path(__file__).resolve().parent / "hardware.toml"
 
 
 @dataclass(frozen=True)
@@ -15,7 +29,7 @@ class HardwareField:
     """One hardware quantity: its name, symbol and unit."""
 
     name: str
-    symbol: sympy.Symbol | None  # None for the supports_overlap flag
+    symbol: sympy.Symbol | None  # None for fields the formulas do not read directly
     latex: str
     meaning: str
     unit: str
@@ -35,7 +49,7 @@ INTERCONNECT_BANDWIDTH = _field(
     "interconnect_bandwidth_gb_s",
     "BW_ic",
     r"BW_{\mathrm{ic}}",
-    "interconnect bandwidth per chip",
+    "interconnect bandwidth per chip, per direction",
     "GB/s",
 )
 INTERCONNECT_LATENCY = HardwareField(
@@ -45,60 +59,214 @@ INTERCONNECT_LATENCY = HardwareField(
     "latency of one collective",
     "µs",
 )
+COMPUTE_EFFICIENCY = _field(
+    "compute_efficiency", "eta_c", r"\eta_{c}", "achieved fraction of peak compute", "fraction"
+)
+MEMORY_EFFICIENCY = _field(
+    "memory_efficiency", "eta_m", r"\eta_{m}", "achieved fraction of memory bandwidth", "fraction"
+)
+LINK_EFFICIENCY = _field(
+    "link_efficiency", "eta_l", r"\eta_{l}", "achieved fraction of link bandwidth", "fraction"
+)
+KERNEL_OVERHEAD = HardwareField(
+    "kernel_overhead_us",
+    sympy.Symbol("t_k", nonnegative=True),
+    r"t_{k}",
+    "fixed overhead per kernel (one per matrix-product step)",
+    "µs",
+)
 SUPPORTS_OVERLAP = HardwareField(
     "supports_overlap", None, "", "communication overlaps compute and loads", "boolean"
 )
+PEAK_TFLOPS_FP8 = HardwareField(
+    "peak_tflops_fp8",
+    None,
+    "",
+    "peak dense FP8 throughput (used when bytes_per_elem = 1)",
+    "TFLOP/s",
+)
+MEMORY_CAPACITY = HardwareField(
+    "memory_capacity_gb", None, "", "memory (HBM) capacity per chip", "GB"
+)
 
+# What the timing formulas read, in order.
 NUMERIC_FIELDS: tuple[HardwareField, ...] = (
     PEAK_TFLOPS,
     MEMORY_BANDWIDTH,
     INTERCONNECT_BANDWIDTH,
     INTERCONNECT_LATENCY,
+    COMPUTE_EFFICIENCY,
+    MEMORY_EFFICIENCY,
+    LINK_EFFICIENCY,
+    KERNEL_OVERHEAD,
 )
-FIELDS: tuple[HardwareField, ...] = (*NUMERIC_FIELDS, SUPPORTS_OVERLAP)
+FIELDS: tuple[HardwareField, ...] = (
+    *NUMERIC_FIELDS,
+    SUPPORTS_OVERLAP,
+    PEAK_TFLOPS_FP8,
+    MEMORY_CAPACITY,
+)
 FIELDS_BY_NAME: dict[str, HardwareField] = {f.name: f for f in FIELDS}
+REQUIRED = ("peak_tflops", "memory_bandwidth_gb_s", "interconnect_bandwidth_gb_s")
+DEFAULTS: dict[str, Fraction | bool | None] = {  # for the fields one may leave out
+    "interconnect_latency_us": Fraction(1),
+    "compute_efficiency": Fraction(1),
+    "memory_efficiency": Fraction(1),
+    "link_efficiency": Fraction(1),
+    "kernel_overhead_us": Fraction(0),
+    "supports_overlap": False,
+    "peak_tflops_fp8": None,
+    "memory_capacity_gb": None,
+}
+_FRACTIONS = ("compute_efficiency", "memory_efficiency", "link_efficiency")
 
 
 @dataclass(frozen=True)
 class Hardware:
-    """One accelerator as the timing model sees it. Decimal units: 1 GB/s = 10^9 B/s."""
+    """One accelerator as the timing model sees it."""
 
     name: str
     peak_tflops: Fraction
     memory_bandwidth_gb_s: Fraction
     interconnect_bandwidth_gb_s: Fraction
-    interconnect_latency_us: Fraction
-    supports_overlap: bool
+    interconnect_latency_us: Fraction = Fraction(1)
+    compute_efficiency: Fraction = Fraction(1)
+    memory_efficiency: Fraction = Fraction(1)
+    link_efficiency: Fraction = Fraction(1)
+    kernel_overhead_us: Fraction = Fraction(0)
+    supports_overlap: bool = False
+    peak_tflops_fp8: Fraction | None = None
+    memory_capacity_gb: Fraction | None = None
     description: str = ""
     source: str = ""
 
-    def values(self) -> dict[sympy.Symbol, Fraction]:
-        """The numeric fields keyed by their symbols."""
-        return {f.symbol: getattr(self, f.name) for f in NUMERIC_FIELDS}
+    def peak_for(self, bytes_per_elem: int) -> Fraction:
+        """The compute peak the timing model uses: FP8's for one-byte elements, when the
+        chip has one; else the (BF16) peak."""
+        if bytes_per_elem == 1 and self.peak_tflops_fp8 is not None:
+            return self.peak_tflops_fp8
+        return self.peak_tflops
 
-    def fields(self) -> dict[str, Fraction | bool]:
-        """Every field by name, in catalog order."""
+    def values(self, bytes_per_elem: int = 2) -> dict[sympy.Symbol, Fraction]:
+        """The fields the formulas read, keyed by their symbols."""
+        out = {f.symbol: getattr(self, f.name) for f in NUMERIC_FIELDS}
+        out[PEAK_TFLOPS.symbol] = self.peak_for(bytes_per_elem)
+        return out
+
+    def fields(self) -> dict[str, Fraction | bool | None]:
+        """Every field by name, in FIELDS order."""
         return {f.name: getattr(self, f.name) for f in FIELDS}
 
 
-CATALOG: dict[str, Hardware] = {
-    hw.name: hw
-    for hw in (
-        Hardware(
-            "seed-test",
-            Fraction(1000),
-            Fraction(1000),
-            Fraction(100),
-            Fraction(1),
-            False,
-            description="the simplified test hardware of seed 000: 1 PFLOP/s, 1 TB/s, "
-            "100 GB/s links, 1 µs latency",
-            source="seed 000 (000_e2edf87efce70075.txt), 'Test Hardware'",
-        ),
+def number(key: str, raw: object, *, allow_zero: bool = False) -> Fraction:
+    """A finite number, exact: > 0 (or >= 0), and at most 1 for an efficiency."""
+    try:
+        if isinstance(raw, bool):
+            raise ValueError
+        value = Fraction(raw.strip()) if isinstance(raw, str) else Fraction(str(raw))
+    except (ValueError, ZeroDivisionError, TypeError):
+        raise InvalidValueError(
+            f"{key}={raw!r} is not a number; {key} takes a decimal number"
+        ) from None
+    if value < 0 or (value == 0 and not allow_zero):
+        bound = "zero or more" if allow_zero else "greater than zero"
+        raise InvalidValueError(f"{key}={raw!r} is not allowed; {key} takes a number {bound}")
+    if key in _FRACTIONS and value > 1:
+        raise InvalidValueError(f"{key}={raw!r} is not allowed; {key} is a fraction, at most 1")
+    return value
+
+
+def build(name: str, values: dict[str, object], *, where: str = "") -> Hardware:
+    """A Hardware from field values (text or numbers), checked; ``where`` prefixes errors."""
+    at = f"{where}: " if where else ""
+    unknown = [k for k in values if k not in FIELDS_BY_NAME]
+    if unknown:
+        raise InputError(
+            f"{at}unknown hardware field {unknown[0]!r}; fields: {', '.join(FIELDS_BY_NAME)}"
+        )
+    missing = [k for k in REQUIRED if k not in values]
+    if missing:
+        raise InputError(f"{at}hardware needs {', '.join(missing)}")
+    out: dict[str, object] = dict(DEFAULTS)
+    try:
+        for key, raw in values.items():
+            if key == SUPPORTS_OVERLAP.name:
+                from .conventions import parse_bool  # a hardware file may say "true"
+
+                out[key] = parse_bool(key, raw)
+            else:
+                zero = key in ("interconnect_latency_us", "kernel_overhead_us")
+                out[key] = number(key, raw, allow_zero=zero)
+    except InputError as exc:
+        raise type(exc)(f"{at}{exc}") from None  # the same kind of error, located
+    return Hardware(name, **out)  # type: ignore[arg-type]
+
+
+def _read(path: Path) -> dict:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such hardware file") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: malformed TOML: {exc}") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read: {exc.strerror}") from None
+
+
+def load_hardware(path: str | Path) -> tuple[Hardware, ...]:
+    """The accelerators in a TOML file: [[accelerator]] tables, or one table's keys at
+    the top level."""
+    path = Path(path)
+    data = _read(path)
+    entries = data.get("accelerator", [data] if "name" in data else [])
+    if not isinstance(entries, list) or not entries:
+        raise InputError(f"{path}: no accelerator: give [[accelerator]] tables with a name")
+    out = []
+    for entry in entries:
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+            raise InputError(f"{path}: every accelerator needs a name")
+        values = {k: v for k, v in entry.items() if k not in ("name", "description", "source")}
+        hw = build(entry["name"], values, where=f"{path} [{entry['name']}]")
+        out.append(
+            replace(
+                hw,
+                description=str(entry.get("description", "")),
+                source=str(entry.get("source", "")),
+            )
+        )
+    return tuple(out)
+
+
+def catalog() -> dict[str, Hardware]:
+    """The catalog: seed 000's test hardware, then every sourced accelerator."""
+    seed = Hardware(
+        "seed-test",
+        Fraction(1000),
+        Fraction(1000),
+        Fraction(100),
+        description="the simplified test hardware of seed 000: 1 PFLOP/s, 1 TB/s, "
+        "100 GB/s links, 1 µs latency",
+        source="seed 000 (000_e2edf87efce70075.txt), 'Test Hardware'",
     )
-}
+    return {hw.name: hw for hw in (seed, *load_hardware(CATALOG_FILE))}
 
 
 def hardware(name: str) -> Hardware:
-    """The catalog entry called ``name``; UnknownNameError naming the choices."""
-    return lookup(CATALOG, name, "hardware")
+    """The catalog entry called ``name``, or the one accelerator in a TOML file (a name
+    ending in .toml); UnknownNameError naming the catalog otherwise."""
+    if name.endswith(".toml"):
+        found = load_hardware(name)
+        if len(found) != 1:
+            names = ", ".join(hw.name for hw in found)
+            raise InputError(f"{name}: holds {len(found)} accelerators ({names}); give one")
+        return found[0]
+    table = CATALOG
+    if name not in table:
+        allowed = ", ".join(table)
+        raise UnknownNameError(
+            f"hardware {name!r} is unknown; choices: {allowed} (or a FILE.toml of your own)"
+        )
+    return table[name]
+
+
+CATALOG: dict[str, Hardware] = catalog()

@@ -11,7 +11,7 @@ import difflib
 import operator
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 
 import sympy
@@ -37,15 +37,11 @@ from shardcost.symbolic.dimensions import (
 from shardcost.symbolic.numbers import substitution
 
 from .conventions import BY_NAME as CONVENTIONS_BY_NAME
-from .conventions import Conventions, Phase, parse_bool, phase
+from .conventions import Conventions, Phase, phase
 from .hardware import (
     FIELDS_BY_NAME as HARDWARE_BY_NAME,
 )
-from .hardware import (
-    NUMERIC_FIELDS,
-    SUPPORTS_OVERLAP,
-    Hardware,
-)
+from .hardware import REQUIRED, Hardware, build
 from .hardware import (
     hardware as catalog_hardware,
 )
@@ -87,22 +83,6 @@ def parse_count(key: str, raw: object) -> int:
         )
     if value <= 0:
         raise InvalidValueError(f"{key}={value} is not allowed; {key} takes a positive integer")
-    return value
-
-
-def parse_number(key: str, raw: object, *, allow_zero: bool = False) -> Fraction:
-    """A positive (or non-negative) finite number, kept exact as a Fraction."""
-    try:
-        if isinstance(raw, bool):
-            raise ValueError
-        value = Fraction(raw.strip()) if isinstance(raw, str) else Fraction(str(raw))
-    except (ValueError, ZeroDivisionError, TypeError):
-        raise InvalidValueError(
-            f"{key}={raw!r} is not a number; {key} takes a decimal number"
-        ) from None
-    if value < 0 or (value == 0 and not allow_zero):
-        bound = "zero or more" if allow_zero else "greater than zero"
-        raise InvalidValueError(f"{key}={raw!r} is not allowed; {key} takes a number {bound}")
     return value
 
 
@@ -182,7 +162,7 @@ class Inputs:
             DIMENSIONS_BY_NAME[name].symbol: value for name, value in self.dims.items()
         }
         if self.hardware is not None:
-            values |= self.hardware.values()
+            values |= self.hardware.values(self.dims.get("bytes_per_elem", 2))
         return substitution(values)
 
     def params(self) -> dict[str, int | bool | str | float]:
@@ -192,7 +172,8 @@ class Inputs:
         out |= {k: v for k, v in self.conventions.as_dict().items() if k in applicable}
         if self.hardware is not None:
             for name, value in self.hardware.fields().items():
-                out[name] = _json_number(value) if isinstance(value, Fraction) else value
+                if value is not None:
+                    out[name] = _json_number(value) if isinstance(value, Fraction) else value
         return out
 
 
@@ -306,29 +287,24 @@ def _check_requirements(cost: Cost, dims: Mapping[str, int]) -> None:
 
 
 def _hardware(name: str | None, params: Mapping[str, object]) -> Hardware | None:
+    """The catalog (or file) hardware named, with any fields given overriding it."""
     overrides = {k: v for k, v in params.items() if k in HARDWARE_BY_NAME}
     if name is None and not overrides:
         return None
-    base = catalog_hardware(name) if name is not None else None
-    if base is None:
-        missing = [f.name for f in NUMERIC_FIELDS if f.name not in overrides]
+    if name is None:
+        missing = [k for k in REQUIRED if k not in overrides]
         if missing:
             raise InputError(
                 f"timing needs {', '.join(missing)} as well (or a catalog entry: --hardware NAME); "
                 "given: " + ", ".join(overrides)
             )
-    fields: dict[str, object] = dict(base.fields()) if base else {SUPPORTS_OVERLAP.name: False}
-    for key, raw in overrides.items():
-        if key == SUPPORTS_OVERLAP.name:
-            fields[key] = parse_bool(key, raw)
-        else:
-            fields[key] = parse_number(key, raw, allow_zero=key == "interconnect_latency_us")
-    label = (
-        base.name if base and not overrides else (f"{base.name} (modified)" if base else "custom")
-    )
-    return Hardware(
-        label,
-        **fields,  # type: ignore[arg-type]
-        description=base.description if base else "",
-        source=base.source if base else "",
-    )
+        return build("custom", overrides)
+    base = catalog_hardware(name)
+    if not overrides:
+        return base
+    merged: dict[str, object] = {k: v for k, v in base.fields().items() if v is not None}
+    if "peak_tflops" in overrides and "peak_tflops_fp8" not in overrides:
+        merged.pop("peak_tflops_fp8", None)  # a new peak replaces the catalog's FP8 figure too
+    merged |= overrides
+    changed = build(f"{base.name} (modified)", merged)
+    return replace(changed, description=base.description, source=base.source)

@@ -1,8 +1,8 @@
 """The timing model of seed 000, as expressions over the hardware fields.
 
-compute      = F / (P · 10^12) · 10^3                 ms
-load         = (W [+ KV in decode]) / (BW_mem · 10^9) · 10^3
-comm         = L_ic / 10^3 + C / (BW_ic · 10^9) · 10^3   when C > 0, else 0
+compute      = F / (P · η_c · 10^12) · 10^3 + kernels · t_k / 10^3       ms
+load         = (W [+ KV in decode]) / (BW_mem · η_m · 10^9) · 10^3
+comm         = L_ic / 10^3 + C / (BW_ic · η_l · 10^9) · 10^3   when C > 0, else 0
 wall (overlap)    = max(max(compute, load), comm)
 wall (no overlap) = max(compute, load) + comm
 """
@@ -17,7 +17,16 @@ import sympy
 from shardcost.symbolic import Cost, Derivation, Trace
 
 from .conventions import Phase
-from .hardware import INTERCONNECT_BANDWIDTH, INTERCONNECT_LATENCY, MEMORY_BANDWIDTH, PEAK_TFLOPS
+from .hardware import (
+    COMPUTE_EFFICIENCY,
+    INTERCONNECT_BANDWIDTH,
+    INTERCONNECT_LATENCY,
+    KERNEL_OVERHEAD,
+    LINK_EFFICIENCY,
+    MEMORY_BANDWIDTH,
+    MEMORY_EFFICIENCY,
+    PEAK_TFLOPS,
+)
 
 ASSUMPTIONS = (
     "Decimal units: 1 TFLOP/s = 10^12 FLOP/s, 1 GB/s = 10^9 B/s.",
@@ -25,6 +34,10 @@ ASSUMPTIONS = (
     "the whole KV cache.",
     "Memory loads overlap compute: the busy time is max(compute, load).",
     "One interconnect latency is charged per layer when anything is sent.",
+    "Achieved fractions of peak compute, memory and link bandwidth scale the peaks; a fixed "
+    "overhead is charged per kernel, one kernel per matrix-product step (defaults: 1, 1, 1 "
+    "and 0 µs, the peaks as printed).",
+    "The compute peak is FP8's when bytes_per_elem = 1 and the chip has FP8, else BF16's.",
 )
 OVERLAP = {
     True: "Communication overlaps the busy time: wall clock = max(busy, communication).",
@@ -33,8 +46,18 @@ OVERLAP = {
 
 TIMINGS = ("compute_time_ms", "load_time_ms", "communication_time_ms", "wall_clock_time_ms")
 
-_P, _BW, _BW_IC, _L = (
-    f.symbol for f in (PEAK_TFLOPS, MEMORY_BANDWIDTH, INTERCONNECT_BANDWIDTH, INTERCONNECT_LATENCY)
+_P, _BW, _BW_IC, _L, _ETA_C, _ETA_M, _ETA_L, _T_K = (
+    f.symbol
+    for f in (
+        PEAK_TFLOPS,
+        MEMORY_BANDWIDTH,
+        INTERCONNECT_BANDWIDTH,
+        INTERCONNECT_LATENCY,
+        COMPUTE_EFFICIENCY,
+        MEMORY_EFFICIENCY,
+        LINK_EFFICIENCY,
+        KERNEL_OVERHEAD,
+    )
 )
 
 
@@ -49,6 +72,12 @@ class TimingModel:
     def expressions(self) -> dict[str, sympy.Expr]:
         """The four timings in dimensions and hardware fields."""
         return {name: self.derivation.resolve(sym) for name, sym in self.times.items()}
+
+
+def _kernels(cost: Cost) -> int:
+    """Kernels a chip launches: one per matrix-product step (at least one)."""
+    steps = [s for s in cost.derivation.section("flops") if s.symbol != cost.flops]
+    return max(1, len(steps))
 
 
 @cache
@@ -83,20 +112,20 @@ def timing_model(cost: Cost, phase: Phase, overlap: bool) -> TimingModel:
     compute = t.define(
         "compute_time",
         "compute time",
-        cost.flops / (_P * 10**9),
+        cost.flops / (_P * _ETA_C * 10**9) + _kernels(cost) * _T_K / 10**3,
         **ms,
         name="t_compute",
         latex=r"t_{\mathrm{compute}}",
-        note="F / (P · 10^12 FLOP/s) · 10^3 ms/s",
+        note="F / (P · η_c · 10^12 FLOP/s) · 10^3 ms/s, plus each kernel's overhead",
     )
     weight_load = t.define(
         "weight_load_time",
         "weight load time",
-        cost.weight_bytes / (_BW * 10**6),
+        cost.weight_bytes / (_BW * _ETA_M * 10**6),
         **ms,
         name="t_weights",
         latex=r"t_{\mathrm{weights}}",
-        note="W / (BW_mem · 10^9 B/s) · 10^3",
+        note="W / (BW_mem · η_m · 10^9 B/s) · 10^3",
     )
     loads = [weight_load]
     if decode:
@@ -104,7 +133,7 @@ def timing_model(cost: Cost, phase: Phase, overlap: bool) -> TimingModel:
             t.define(
                 "kv_load_time",
                 "KV-cache load time",
-                cost.kv_cache_bytes / (_BW * 10**6),
+                cost.kv_cache_bytes / (_BW * _ETA_M * 10**6),
                 **ms,
                 name="t_kv",
                 latex=r"t_{\mathrm{KV}}",
@@ -131,11 +160,11 @@ def timing_model(cost: Cost, phase: Phase, overlap: bool) -> TimingModel:
     transfer = t.define(
         "comm_transfer_time",
         "communication transfer time",
-        cost.communication_bytes / (_BW_IC * 10**6),
+        cost.communication_bytes / (_BW_IC * _ETA_L * 10**6),
         **ms,
         name="t_transfer",
         latex=r"t_{\mathrm{transfer}}",
-        note="C / (BW_ic · 10^9 B/s) · 10^3",
+        note="C / (BW_ic · η_l · 10^9 B/s) · 10^3",
     )
     # Every payload is a product of positive sizes, so bytes are sent exactly when some
     # collective's group has more than one chip; saying so keeps Piecewise out of the test.

@@ -331,37 +331,58 @@ def _cmd_layouts(args: argparse.Namespace) -> int:
 
 
 def _cmd_hardware(args: argparse.Namespace) -> int:
+    from shardcost.formulas.hardware import load_hardware
+
+    entries = load_hardware(args.file) if args.file else tuple(CATALOG.values())
     if args.format == "json":
         _emit(
             _json(
                 [
                     {
                         "name": hw.name,
+                        "description": hw.description,
                         **{
-                            k: (float(v) if not isinstance(v, bool) else v)
+                            k: (v if isinstance(v, bool) or v is None else float(v))
                             for k, v in hw.fields().items()
                         },
-                        "description": hw.description,
                         "source": hw.source,
                     }
-                    for hw in CATALOG.values()
+                    for hw in entries
                 ]
             )
         )
         return 0
+
+    def number(v: object) -> str:
+        return "—" if v is None else f"{float(v):g}"  # type: ignore[arg-type]
+
     rows = tuple(
         (
             hw.name,
-            *(
-                value(v) if isinstance(v, bool) else str(float(v)).removesuffix(".0")
-                for v in hw.fields().values()
-            ),
-            hw.source,
+            number(hw.peak_tflops),
+            number(hw.peak_tflops_fp8),
+            number(hw.memory_bandwidth_gb_s),
+            number(hw.memory_capacity_gb),
+            number(hw.interconnect_bandwidth_gb_s),
+            hw.description,
         )
-        for hw in CATALOG.values()
+        for hw in entries
     )
-    headers = ("name", *(f.name for f in HARDWARE_FIELDS), "source")
-    _emit(Table(headers, rows, "l" + "r" * (len(HARDWARE_FIELDS) - 1) + "ll").render(args.format))
+    headers = (
+        "name",
+        "BF16 TFLOP/s",
+        "FP8 TFLOP/s",
+        "HBM GB/s",
+        "HBM GB",
+        "link GB/s",
+        "description",
+    )
+    _emit(Table(headers, rows, "lrrrrrl").render(args.format))
+    if args.format == "table":
+        _emit(
+            "\ndense figures; decimal units; link bandwidth per direction. Sources: "
+            "shardcost hardware --format json"
+        )
     return 0
 
 
@@ -575,8 +596,14 @@ def _parser() -> _Parser:
     p.add_argument("--format", choices=("table", "json", "markdown"), default="table")
     p.set_defaults(run=_cmd_layouts)
 
-    p = sub.add_parser("hardware", help="the hardware catalog")
+    p = sub.add_parser("hardware", help="the hardware catalog, with each figure's source")
     p.add_argument("--format", choices=("table", "json", "markdown"), default="table")
+    p.add_argument(
+        "--file",
+        type=Path,
+        metavar="FILE.toml",
+        help="check and list the accelerators in a file of your own instead",
+    )
     p.set_defaults(run=_cmd_hardware)
 
     p = sub.add_parser("spec", help="the seed documents' test cases")

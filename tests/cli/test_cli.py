@@ -120,7 +120,8 @@ def test_layouts_and_hardware_list(capsys: pytest.CaptureFixture[str]) -> None:
     assert [x["name"] for x in json.loads(out)][:2] == ["single", "tp"]
     code, out, _ = run(capsys, "hardware", "--format", "json")
     assert code == 0
-    assert json.loads(out)[0]["peak_tflops"] == 1000.0
+    catalog = {x["name"]: x for x in json.loads(out)}
+    assert catalog["seed-test"]["peak_tflops"] == 1000.0
 
 
 def test_spec_list_and_check(capsys: pytest.CaptureFixture[str]) -> None:

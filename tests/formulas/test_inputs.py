@@ -11,7 +11,8 @@ from shardcost.errors import (
     UnknownNameError,
 )
 from shardcost.formulas import resolve_inputs
-from shardcost.formulas.inputs import parse_count, parse_number
+from shardcost.formulas.hardware import number as parse_number
+from shardcost.formulas.inputs import parse_count
 
 
 @pytest.mark.parametrize(("raw", "value"), [("4096", 4096), (" 12 ", 12), ("4_096", 4096), (7, 7)])
