@@ -1,5 +1,8 @@
 """Export every layout's metrics to Python, C, Rust, JavaScript or Go source.
 
+run.sh takes attention layouts by name (``run.sh tp decode``) and other layers' as
+``layer/name`` (``run.sh ffn/tp prefill``).
+
 For each language, ``DIR/<lang>/`` holds one function per layer × layout × phase (one
 line per derivation step, each with its label), a dispatcher ``metrics(layout, phase,
 params)``, and ``run.sh LAYOUT PHASE KEY=VALUE ...`` that builds the code if needed and
@@ -96,6 +99,10 @@ def _function(prog: Program, language: str) -> dict[str, object]:
         "go_name": "".join(part.capitalize() for part in prog.name.split("_")),
         "layer": prog.layout.layer,
         "layout": prog.layout.name,
+        # run.sh's LAYOUT: attention layouts by name, others as layer/name (ffn/tp)
+        "key": prog.layout.name
+        if prog.layout.layer == "attention"
+        else f"{prog.layout.layer}/{prog.layout.name}",
         "phase": str(prog.phase),
         "summary": prog.layout.summary,
         "conventions": conventions,

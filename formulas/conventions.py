@@ -113,6 +113,19 @@ CONVENTIONS: tuple[Convention, ...] = (
         },
     ),
     Convention(
+        "ffn_gated",
+        True,
+        (True, False),
+        (Phase.PREFILL, Phase.DECODE),
+        "FFN: gated (gate, up and down matrices, as SwiGLU) or plain (up and down)",
+        {
+            True: "the FFN is gated (SwiGLU): gate and up projections d -> d_ff, a down "
+            "projection d_ff -> d; three matrices",
+            False: "the FFN is a plain MLP: an up projection d -> d_ff and a down projection "
+            "d_ff -> d; two matrices",
+        },
+    ),
+    Convention(
         "materialize_full_hidden_after_tp",
         True,
         (True, False),
@@ -137,6 +150,7 @@ class Conventions:
     attention_keys_include_new_token: bool = True
     kv_includes_new_token: bool = False
     decode_projections: str = "qkvo"
+    ffn_gated: bool = True
     materialize_full_hidden_after_tp: bool = True
 
     def as_dict(self) -> dict[str, bool | str]:

@@ -93,7 +93,8 @@ def describe(expr: sympy.Expr, derivation: Derivation) -> str:
     for step in derivation.steps:
         if step.symbol == expr:
             return f"{step.label} ({step.symbol})"
-    return str(expr)
+    named = {s: sympy.Symbol(BY_SYMBOL[s].name) for s in expr.free_symbols if s in BY_SYMBOL}
+    return str(expr.xreplace(named))
 
 
 def _divisors(n: int, limit: int = 12) -> str:
@@ -258,8 +259,10 @@ def _dimensions(
             )
         given[key] = parse_count(key, raw)
 
-    values = _shape(given)
-    values[NUM_KV_HEADS.name] = given.get(NUM_KV_HEADS.name, values[NUM_HEADS.name])
+    values = dict(given)
+    if NUM_HEADS.name in used or HEAD_DIM.name in used:  # attention: d = h × dh
+        values |= _shape(given)
+        values[NUM_KV_HEADS.name] = given.get(NUM_KV_HEADS.name, values[NUM_HEADS.name])
     for dim in DIMENSIONS:
         if dim.name not in values:
             values[dim.name] = given.get(dim.name, dim.default)

@@ -29,9 +29,9 @@ def verify(
     phases: Iterable[str] | None = None,
     conventions: Mapping[str, object] | None = None,
     every_convention: bool = False,
-    layer: str = "attention",
+    layer: str | None = None,
 ) -> tuple[LayoutVerification, ...]:
-    """Verify layouts (every one of ``layer`` by default) in each phase they define."""
+    """Verify layouts (every one, or every one of ``layer``) in each phase they define."""
     conventions = dict(conventions or {})
     unknown = [k for k in conventions if k not in CONVENTIONS_BY_NAME]
     if unknown:

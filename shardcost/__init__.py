@@ -117,19 +117,20 @@ def spec_cases() -> tuple[SpecCase, ...]:
 
 def verify(
     *layouts: str,
-    layer: str = "attention",
+    layer: str | None = None,
     phase: str | None = None,
     every_convention: bool = False,
     **conventions: Any,
 ) -> tuple[LayoutVerification, ...]:
-    """Prove (or check at points) every invariant of the named layouts (default: all).
+    """Prove (or check at points) every invariant of the named layouts (default: every
+    layout, or every one of ``layer``; names are looked up in ``layer``, attention by default).
 
     Each result has ``ok`` and ``verdicts`` (status "proved", "checked" or "failed",
     with the residual and a counterexample on failure). ``conventions`` fix convention
     values; ``every_convention`` verifies every combination instead. User layouts made
     with ``define_layout`` or ``load_layout`` are verified by name like built-ins.
     """
-    chosen = [get_layout(name, layer) for name in layouts] or None
+    chosen = [get_layout(name, layer or "attention") for name in layouts] or None
     return _verify(
         chosen,
         phases=None if phase is None else [phase],

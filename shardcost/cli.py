@@ -207,7 +207,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     names = [x for x in args.layouts if "=" not in x]
     params = _assignments([*(x for x in args.layouts if "=" in x), *args.assignments])
     start = time.perf_counter()
-    chosen = [get_layout(name, args.layer) for name in names]
+    chosen = [get_layout(name, args.layer or "attention") for name in names]
     chosen += [load_layout(path) for path in args.file]
     results = verify(
         chosen or None,
@@ -533,7 +533,7 @@ def _parser() -> _Parser:
         help="a user layout to load and verify (repeatable)",
     )
     p.add_argument("--phase", choices=("prefill", "decode", "both"), default="both")
-    p.add_argument("--layer", default="attention")
+    p.add_argument("--layer", default=None, help="only this layer's layouts (default: all)")
     p.add_argument(
         "--all-conventions",
         action="store_true",

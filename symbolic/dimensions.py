@@ -41,6 +41,9 @@ NUM_KV_HEADS = _dimension(
     "num_kv_heads", "h_kv", "h_{kv}", "key/value heads (default: num_heads)", "heads", None
 )
 HEAD_DIM = _dimension("head_dim", "dh", "d_h", "width of one head", "elements", 128)
+INTERMEDIATE_SIZE = _dimension(
+    "intermediate_size", "d_ff", "d_{ff}", "FFN hidden width", "elements", 11008
+)
 BATCH_SIZE = _dimension("batch_size", "B", "B", "sequences in the batch", "sequences", 1)
 SEQ_LEN = _dimension("seq_len", "S", "S", "prompt length per sequence (prefill)", "tokens", 2048)
 PAST_SEQ_LEN = _dimension(
@@ -82,6 +85,7 @@ DIMENSIONS: tuple[Dimension, ...] = (
     NUM_HEADS,
     NUM_KV_HEADS,
     HEAD_DIM,
+    INTERMEDIATE_SIZE,
     BATCH_SIZE,
     SEQ_LEN,
     PAST_SEQ_LEN,
@@ -101,6 +105,7 @@ d = HIDDEN_SIZE.symbol
 h = NUM_HEADS.symbol
 h_kv = NUM_KV_HEADS.symbol
 dh = HEAD_DIM.symbol
+d_ff = INTERMEDIATE_SIZE.symbol
 B = BATCH_SIZE.symbol
 S = SEQ_LEN.symbol
 S_past = PAST_SEQ_LEN.symbol

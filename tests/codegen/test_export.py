@@ -152,3 +152,29 @@ def test_generated_code_is_readable(exported: Path, language: str) -> None:
         "softmax statistics all-reduce",
     ):
         assert label in text, label
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_ffn_layouts_are_exported_under_layer_slash_name(exported: Path, language: str) -> None:
+    rng = random.Random(11)
+    for layout in (lay.name for lay in all_layouts("ffn")):
+        for phase in ("prefill", "decode"):
+            p = {
+                "hidden_size": rng.choice([2048, 4096]),
+                "intermediate_size": rng.choice([8192, 14336]),
+                "batch_size": rng.randint(1, 64),
+                "bytes_per_elem": rng.choice([1, 2]),
+            }
+            p |= {"seq_len": rng.randint(1, 2**20)} if phase == "prefill" else {}
+            if "tp" in layout:
+                p["tensor_parallel"] = rng.choice([1, 2, 4])
+            if "sp" in layout:
+                p["context_parallel"] = rng.choice([1, 2, 3])
+            proc = run(
+                exported, language, f"ffn/{layout}", phase, *(f"{k}={v}" for k, v in p.items())
+            )
+            assert proc.returncode == 0, proc.stderr
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", shardcost.UnevenSplitWarning)
+                want = shardcost.metrics(layout, phase, layer="ffn", **p)["metrics"]
+            assert json.loads(proc.stdout) == want, (layout, phase)
