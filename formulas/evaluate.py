@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from fractions import Fraction
 from functools import cached_property
 from typing import Any
@@ -12,8 +12,11 @@ import sympy
 
 from shardcost.errors import InputError
 from shardcost.symbolic import METRICS, Derivation
+from shardcost.symbolic.dimensions import PAST_SEQ_LEN
 from shardcost.symbolic.numbers import count, ratio
 
+from . import ragged
+from .conventions import Phase
 from .inputs import Inputs, describe
 from .timing import TIMINGS, TimingModel, timing_model
 
@@ -48,6 +51,56 @@ assert tuple(f.name for f in fields(Timing)) == TIMINGS
 
 
 @dataclass(frozen=True)
+class RaggedBatch:
+    """A decode batch whose requests have their own past lengths, and what a batch × longest
+    model would charge for it instead."""
+
+    lengths: tuple[int, ...]
+    kinds: Mapping[sympy.Symbol, str]  # how each step adds up: see ragged.step_kinds
+    requests: tuple[Mapping[sympy.Symbol, sympy.Expr], ...]  # each request as a batch of one
+    at_longest: Metrics  # every request charged the longest past length
+    at_longest_timing: Timing | None
+
+    @property
+    def mean(self) -> Fraction:
+        """The mean past length."""
+        return ragged.mean(self.lengths)
+
+    @property
+    def longest(self) -> int:
+        """The longest past length."""
+        return max(self.lengths)
+
+    @property
+    def max_over_mean(self) -> Fraction:
+        """How much a batch × longest model over-counts the lengths: max / mean."""
+        return self.longest / self.mean
+
+    def request_values(self, key: str, derivation: Derivation) -> tuple[int | Fraction, ...]:
+        """One step's exact value for each request on its own."""
+        symbol = derivation.step(key).symbol
+        return tuple(_exact(r[symbol]) for r in self.requests)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: the lengths, their mean and max, and the batch × longest metrics."""
+        out: dict[str, Any] = {
+            "lengths": list(self.lengths),
+            "mean": float(self.mean),
+            "max": self.longest,
+            "max_over_mean": float(self.max_over_mean),
+            "metrics_at_max": asdict(self.at_longest),
+        }
+        if self.at_longest_timing is not None:
+            out["timing_at_max"] = asdict(self.at_longest_timing)
+        return out
+
+
+def _exact(value: sympy.Expr) -> int | Fraction:
+    exact = ratio(value, {})
+    return int(exact) if exact.denominator == 1 else exact
+
+
+@dataclass(frozen=True)
 class Result:
     """One layout evaluated at one set of inputs."""
 
@@ -58,23 +111,36 @@ class Result:
     timing: Timing | None
     notes: tuple[str, ...]  # e.g. uneven splits: per-chip metrics describe the busiest chip
     derivation: Derivation  # every step behind it (with timing steps when hardware is given)
-    values: Mapping[sympy.Symbol, sympy.Expr]  # each step's exact value
+    # each step's exact value; None for a step with one value per request (a ragged batch)
+    values: Mapping[sympy.Symbol, sympy.Expr | None]
     model: TimingModel | None  # the timing steps' names, when hardware is given
+    ragged: RaggedBatch | None = None  # a decode batch with one past length per request
 
     def step_value(self, key: str) -> int | Fraction:
         """The exact value of one derivation step: an int for counts, else a Fraction."""
-        value = ratio(self.values[self.derivation.step(key).symbol], {})
-        return int(value) if value.denominator == 1 else value
+        value = self.values[self.derivation.step(key).symbol]
+        if value is None:
+            raise InputError(
+                f"step {key} has one value per request in this ragged batch; "
+                "result.ragged.request_values(key, result.derivation) gives them"
+            )
+        return _exact(value)
+
+    @property
+    def loaded_bytes_per_chip(self) -> int:
+        """Bytes a chip loads from memory: its weights, and its KV cache in decode."""
+        m = self.metrics
+        decode = self.inputs.phase is Phase.DECODE
+        return m.weight_memory_per_chip + (m.kv_cache_per_chip if decode else 0)
 
     @cached_property
     def arithmetic_intensity(self) -> Fraction:
         """FLOPs per byte loaded (weights, plus the KV cache in decode)."""
-        model = timing_model(self.inputs.cost, self.inputs.phase, False)
-        values = model.derivation.values(self.values, until="arithmetic_intensity")
-        return ratio(values[model.arithmetic_intensity], {})
+        return Fraction(self.metrics.flops_per_chip, self.loaded_bytes_per_chip)
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON object of DESIGN.md: layout, phase, params, metrics, timing (with hardware)."""
+        """The JSON object of DESIGN.md: layout, phase, params, metrics, timing (with hardware)
+        and, for a ragged batch, ``ragged``."""
         out: dict[str, Any] = {
             "layout": self.inputs.layout.name,
             "phase": str(self.inputs.phase),
@@ -83,23 +149,36 @@ class Result:
         }
         if self.timing is not None:
             out["timing"] = asdict(self.timing)
+        if self.ragged is not None:
+            out["ragged"] = self.ragged.to_dict()
         return out
 
 
 def evaluate(inputs: Inputs) -> Result:
-    """Evaluate ``inputs.cost`` exactly at ``inputs``, one derivation step at a time."""
+    """Evaluate ``inputs.cost`` exactly at ``inputs``, one derivation step at a time.
+
+    A ragged decode batch (one past length per request) is charged per request: every
+    step that grows with the batch is the sum of its value for each request alone.
+    """
     cost = inputs.cost
     subs = inputs.substitution()
     hw = inputs.hardware
     model = timing_model(cost, inputs.phase, hw.supports_overlap) if hw is not None else None
     derivation = model.derivation if model else cost.derivation
-    values = derivation.values(subs)
+    lengths = inputs.ragged
+    values: Mapping[sympy.Symbol, sympy.Expr | None]
+    if lengths is None:
+        values = derivation.values(subs)
+        requests: tuple[Mapping[sympy.Symbol, sympy.Expr], ...] = ()
+    else:
+        batch = ragged.evaluate(derivation, subs, lengths)
+        values, requests = batch.values, batch.requests
     chips = count(cost.chips, subs)
     per_chip = (cost.flops, cost.weight_bytes, cost.activation_bytes, cost.kv_cache_bytes)
 
     def whole(symbol: sympy.Symbol) -> int:
         value = values[symbol]
-        if not value.is_Integer:
+        if value is None or not value.is_Integer:
             step = cost.derivation.step_of(symbol)
             raise InputError(
                 f"{step.label} of layout {inputs.layout.name!r} is {value} here, not a whole "
@@ -117,8 +196,28 @@ def evaluate(inputs: Inputs) -> Result:
     timing = None
     if model is not None:
         timing = Timing(*(float(ratio(values[symbol], {})) for symbol in model.times.values()))
-    notes = _uneven_notes(cost.derivation, values)
-    return Result(inputs, chips, metrics, collectives, timing, notes, derivation, values, model)
+    batch_info = None
+    if lengths is None:
+        notes = _uneven_notes(cost.derivation, values)  # type: ignore[arg-type]
+    else:
+        known = {k: v for k, v in values.items() if v is not None}
+        # a split of a per-request length is reported once for each distinct length
+        notes = tuple(
+            dict.fromkeys(
+                note for r in requests for note in _uneven_notes(cost.derivation, {**r, **known})
+            )
+        )
+        longest = evaluate(replace(inputs, dims={**inputs.dims, PAST_SEQ_LEN.name: max(lengths)}))
+        batch_info = RaggedBatch(
+            lengths,
+            ragged.step_kinds(derivation),
+            requests,
+            longest.metrics,
+            longest.timing,
+        )
+    return Result(
+        inputs, chips, metrics, collectives, timing, notes, derivation, values, model, batch_info
+    )
 
 
 def _uneven_notes(

@@ -24,15 +24,17 @@ from shardcost.errors import (
 )
 from shardcost.symbolic import Cost, Derivation
 from shardcost.symbolic.dimensions import (
-    BY_NAME as DIMENSIONS_BY_NAME,
-)
-from shardcost.symbolic.dimensions import (
+    BATCH_SIZE,
     BY_SYMBOL,
     DIMENSIONS,
     HEAD_DIM,
     HIDDEN_SIZE,
     NUM_HEADS,
     NUM_KV_HEADS,
+    PAST_SEQ_LEN,
+)
+from shardcost.symbolic.dimensions import (
+    BY_NAME as DIMENSIONS_BY_NAME,
 )
 from shardcost.symbolic.numbers import substitution
 
@@ -149,7 +151,8 @@ class Inputs:
     layout: Layout
     phase: Phase
     conventions: Conventions
-    dims: Mapping[str, int]  # every dimension the cost uses, by name, in notation order
+    dims: Mapping[str, int | tuple[int, ...]]  # by name, in notation order; a ragged
+    # decode batch gives past_seq_len as one length per request
     hardware: Hardware | None
 
     @property
@@ -157,18 +160,29 @@ class Inputs:
         """The symbolic cost these inputs evaluate."""
         return self.layout.cost(self.phase, self.conventions)
 
+    @property
+    def ragged(self) -> tuple[int, ...] | None:
+        """The past length of each request, for a ragged decode batch."""
+        value = self.dims.get(PAST_SEQ_LEN.name)
+        return value if isinstance(value, tuple) else None
+
     def substitution(self) -> dict[sympy.Symbol, sympy.Expr]:
-        """Every dimension (and hardware field) as an exact SymPy number."""
+        """Every dimension (and hardware field) as an exact SymPy number; a ragged batch's
+        lengths are left out (see ragged.evaluate)."""
         values: dict[sympy.Symbol, int | Fraction] = {
-            DIMENSIONS_BY_NAME[name].symbol: value for name, value in self.dims.items()
+            DIMENSIONS_BY_NAME[name].symbol: value
+            for name, value in self.dims.items()
+            if not isinstance(value, tuple)
         }
         if self.hardware is not None:
             values |= self.hardware.values(self.dims.get("bytes_per_elem", 2))
         return substitution(values)
 
-    def params(self) -> dict[str, int | bool | str | float]:
+    def params(self) -> dict[str, object]:
         """The parameters in force, keyed as the CLI and API take them (JSON-ready)."""
-        out: dict[str, int | bool | str | float] = dict(self.dims)
+        out: dict[str, object] = {
+            k: list(v) if isinstance(v, tuple) else v for k, v in self.dims.items()
+        }
         applicable = self.layout.conventions_for(self.phase)
         out |= {k: v for k, v in self.conventions.as_dict().items() if k in applicable}
         if self.hardware is not None:
@@ -257,25 +271,61 @@ def _dimensions(
                 f"{key} is not a parameter of {layout.layer} layout {layout.name!r} in {ph}"
                 f"{hint}; its parameters: {names}"
             )
+        if key == PAST_SEQ_LEN.name and _many(raw):
+            continue  # one length per request: below
         given[key] = parse_count(key, raw)
+    raw_lengths = params.get(PAST_SEQ_LEN.name)
+    lengths = _lengths(raw_lengths) if raw_lengths is not None and _many(raw_lengths) else None
+    if lengths is not None:
+        batch = given.setdefault(BATCH_SIZE.name, len(lengths))
+        if batch != len(lengths):
+            raise InputError(
+                f"batch_size={batch} but past_seq_len gives {len(lengths)} lengths; a ragged "
+                "batch has one past length per request (leave batch_size out to count them)"
+            )
 
-    values = dict(given)
+    values: dict[str, int | tuple[int, ...]] = dict(given)
     if NUM_HEADS.name in used or HEAD_DIM.name in used:  # attention: d = h × dh
         values |= _shape(given)
         values[NUM_KV_HEADS.name] = given.get(NUM_KV_HEADS.name, values[NUM_HEADS.name])
     for dim in DIMENSIONS:
         if dim.name not in values:
             values[dim.name] = given.get(dim.name, dim.default)
+    if lengths is not None:
+        values[PAST_SEQ_LEN.name] = lengths
     return {dim.name: values[dim.name] for dim in DIMENSIONS if dim.name in used}
 
 
-def _check_requirements(cost: Cost, dims: Mapping[str, int]) -> None:
-    subs = {DIMENSIONS_BY_NAME[name].symbol: value for name, value in dims.items()}
+def _many(raw: object) -> bool:
+    """Several values: a list or tuple, or text with commas."""
+    return isinstance(raw, (list, tuple)) or (isinstance(raw, str) and "," in raw)
+
+
+def _lengths(raw: object) -> tuple[int, ...]:
+    """One past length per request, each a positive integer."""
+    items = raw.split(",") if isinstance(raw, str) else list(raw)  # type: ignore[union-attr]
+    if not items:
+        raise InvalidValueError("past_seq_len=[] is empty; give one past length per request")
+    return tuple(parse_count(PAST_SEQ_LEN.name, item) for item in items)
+
+
+def _check_requirements(cost: Cost, dims: Mapping[str, object]) -> None:
+    fixed = {
+        DIMENSIONS_BY_NAME[name].symbol: value
+        for name, value in dims.items()
+        if not isinstance(value, tuple)
+    }
+    lengths = dims.get(PAST_SEQ_LEN.name)
+    cases = [fixed]
+    if isinstance(lengths, tuple):  # a ragged batch: every request's length must split
+        cases = [fixed | {PAST_SEQ_LEN.symbol: n} for n in dict.fromkeys(lengths)]
     derivation = cost.derivation
-    for req in derivation.requirements:
-        total = int(derivation.resolve(req.total).xreplace(subs))
-        parts = int(derivation.resolve(req.parts).xreplace(subs))
-        if not req.holds(total, parts):
+    for subs in cases:
+        for req in derivation.requirements:
+            total = int(derivation.resolve(req.total).xreplace(subs))
+            parts = int(derivation.resolve(req.parts).xreplace(subs))
+            if req.holds(total, parts):
+                continue
             total_name = describe(req.total, derivation)
             parts_name = describe(req.parts, derivation)
             if req.either:

@@ -6,21 +6,24 @@ report cannot disagree with the model.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from fractions import Fraction
 
 import sympy
 
-from shardcost.formulas import Result, timing_model
+from shardcost.errors import InternalError
+from shardcost.formulas import Result
 from shardcost.formulas.conventions import BY_NAME as CONVENTIONS_BY_NAME
 from shardcost.formulas.hardware import NUMERIC_FIELDS, SUPPORTS_OVERLAP
 from shardcost.formulas.layouts import assumptions
+from shardcost.formulas.ragged import LENGTHS, REQUEST, ragged_expression
 from shardcost.formulas.timing import ASSUMPTIONS as TIMING_ASSUMPTIONS
 from shardcost.formulas.timing import OVERLAP
-from shardcost.symbolic import PER_CHIP, closed_form
+from shardcost.symbolic import PER_CHIP, Derivation, closed_form
 from shardcost.symbolic.dimensions import BY_NAME as DIMENSIONS_BY_NAME
+from shardcost.symbolic.dimensions import B, S_past
 
-from .latex import formula, significant, with_numbers
+from .latex import formula, latex_names, significant, with_numbers
 
 SECTION_TITLES = {
     "derived": "Derived values",
@@ -83,14 +86,33 @@ class Section:
 
 
 def sections(result: Result) -> tuple[Section, ...]:
-    """Every derivation step, grouped by section, with formula, numbers and result."""
+    """Every derivation step, grouped by section, with formula, numbers and result.
+
+    In a ragged batch a step with one value per request lists them, and a step summed over
+    the requests is written as the sum it is.
+    """
     derivation, values = result.derivation, result.values
+    known = {s: v for s, v in values.items() if v is not None}
+    marks = _request_marks(result)
     grouped: dict[str, list[Line]] = {}
     for step in derivation.steps:
         if step.section == "timing" and step.key == "arithmetic_intensity":
             continue  # stated in the results, not a step of the time
+        value = values[step.symbol]
         shown = formula(step.expr, derivation, {})
-        numbers = with_numbers(step.expr, derivation, values) if step.expr.free_symbols else ""
+        if value is None:  # one value per request
+            numbers = with_numbers(step.expr, derivation, known, marks)
+            result_text = "per request: " + _listed(
+                result.ragged.request_values(step.key, derivation)  # type: ignore[union-attr]
+            )
+        elif marks and step.expr.free_symbols & marks.keys():
+            shown, numbers = _summed(
+                step.expr, derivation, known, marks, len(result.ragged.lengths)
+            )  # type: ignore[union-attr]
+            result_text = text_value(value)
+        else:
+            numbers = with_numbers(step.expr, derivation, known) if step.expr.free_symbols else ""
+            result_text = text_value(value)
         grouped.setdefault(step.section, []).append(
             Line(
                 step.key,
@@ -98,7 +120,7 @@ def sections(result: Result) -> tuple[Section, ...]:
                 derivation.latex_names[step.symbol],
                 shown,
                 numbers,
-                text_value(values[step.symbol]),
+                result_text,
                 step.unit,
                 step.note,
             )
@@ -110,12 +132,95 @@ def sections(result: Result) -> tuple[Section, ...]:
     )
 
 
+def _request_marks(result: Result) -> dict[sympy.Symbol, str]:
+    """LaTeX for each value that differs per request in a ragged batch: request i's own."""
+    if result.ragged is None:
+        return {}
+    names = latex_names(result.derivation)
+    per_request = [s for s, v in result.values.items() if v is None] + [S_past]
+    return {s: f"{{{names[s]}}}^{{(i)}}" for s in per_request}
+
+
+def _summed(
+    expr: sympy.Expr,
+    derivation: Derivation,
+    known: dict[sympy.Symbol, sympy.Expr],
+    marks: dict[sympy.Symbol, str],
+    requests: int,
+) -> tuple[str, str]:
+    """A step of a ragged batch as a sum over its requests: formula and numbers."""
+    slope = sympy.diff(expr, B)
+    if expr.xreplace({B: sympy.S.Zero}) != 0 or B in slope.free_symbols:
+        raise InternalError(f"{expr} is not B times a per-request amount")
+    head = r"\sum_{i=1}^{%s} "
+    shown = head % latex_names(derivation)[B] + formula(slope, derivation, marks)
+    numbers = head % requests + with_numbers(slope, derivation, known, marks)
+    return shown, numbers
+
+
+def _listed(values: tuple[object, ...], limit: int = 8) -> str:
+    """Up to ``limit`` values, then how many more."""
+    shown = ", ".join(str(v) if isinstance(v, int) else text_value(v) for v in values[:limit])
+    more = len(values) - limit
+    return shown + (f", … ({more} more)" if more > 0 else "")
+
+
+def ragged_batch(result: Result) -> dict[str, object] | None:
+    """The ragged-batch section: the lengths, the sums over requests as formulas, and what
+    a batch × longest model would charge instead."""
+    batch = result.ragged
+    if batch is None:
+        return None
+    cost = result.inputs.cost
+    derivation = cost.derivation
+    own = sympy.Symbol("S_past_i", positive=True, integer=True)  # request i's past length
+    names = latex_names(derivation) | {own: r"{S_{\mathrm{past}}}^{(i)}"}
+    sums = []
+    for label, expr in (
+        ("flops_per_chip", cost.per_chip["flops"]),
+        ("kv_cache_per_chip", cost.per_chip["kv_cache"]),
+        ("communication_bytes", cost.metrics["communication_bytes"]),
+    ):
+        summed = ragged_expression(closed_form(expr)).xreplace({LENGTHS[REQUEST]: own})
+        if summed.has(own):
+            sums.append((label, formula(summed, derivation, names)))
+    ours, longest = asdict(result.metrics), asdict(batch.at_longest)
+    rows = [
+        (name, text_value(ours[name]), text_value(longest[name]), _times(longest[name], ours[name]))
+        for name in ("flops_per_chip", "kv_cache_per_chip", "communication_bytes")
+    ]
+    if result.timing is not None and batch.at_longest_timing is not None:
+        for name in ("load_time_ms", "wall_clock_time_ms"):
+            a, b = getattr(result.timing, name), getattr(batch.at_longest_timing, name)
+            rows.append((name, significant(a), significant(b), _times(b, a)))
+    return {
+        "requests": text_value(len(batch.lengths)),
+        "lengths": _listed(batch.lengths, 16),
+        "mean": text_value(batch.mean),
+        "longest": text_value(batch.longest),
+        "ratio": significant(float(batch.max_over_mean), 4),
+        "sums": tuple(sums),
+        "rows": tuple(rows),
+    }
+
+
+def _times(longest: float, ours: float) -> str:
+    if ours == longest:
+        return "1"
+    return "—" if ours == 0 else significant(longest / ours, 4) + "×"
+
+
 def parameters(result: Result) -> tuple[tuple[str, str, str, str, str], ...]:
     """(key, symbol, value, unit, meaning) for every dimension and hardware field in force."""
     rows = []
     for name, value in result.inputs.dims.items():
         dim = DIMENSIONS_BY_NAME[name]
-        rows.append((name, f"${dim.latex}$", text_value(value), dim.unit, dim.meaning))
+        shown = (
+            "[" + _listed(tuple(str(n) for n in value), 16) + "]"
+            if isinstance(value, tuple)
+            else text_value(value)
+        )
+        rows.append((name, f"${dim.latex}$", shown, dim.unit, dim.meaning))
     hw = result.inputs.hardware
     if hw is not None:
         for field in (*NUMERIC_FIELDS, SUPPORTS_OVERLAP):
@@ -254,10 +359,7 @@ def takeaway(result: Result) -> str:
 
 
 def _intensity_takeaway(result: Result) -> str:
-    model = timing_model(result.inputs.cost, result.inputs.phase, False)
-    loaded = model.derivation.values(result.values, until="load_bytes")[
-        model.derivation.step("load_bytes").symbol
-    ]
+    loaded = result.loaded_bytes_per_chip
     intensity = result.arithmetic_intensity
     comm = result.metrics.communication_bytes
     sentence = (
@@ -267,7 +369,7 @@ def _intensity_takeaway(result: Result) -> str:
         "memory-bound above it"
     )
     if comm:
-        share = significant(100 * comm / int(loaded), 3)
+        share = significant(100 * comm / loaded, 3)
         sentence += (
             f"; each chip also sends {text_value(comm)} bytes, {share}% of the bytes it loads"
         )

@@ -38,7 +38,8 @@ class _Printer(LatexPrinter):
         return super()._print_Add(expr, order)
 
 
-def _names(derivation: Derivation) -> dict[sympy.Symbol, str]:
+def latex_names(derivation: Derivation) -> dict[sympy.Symbol, str]:
+    """How every dimension, hardware field and step is written in LaTeX."""
     names = {dim.symbol: dim.latex for dim in DIMENSIONS}
     names |= {field.symbol: field.latex for field in NUMERIC_FIELDS}
     names |= dict(derivation.latex_names)
@@ -51,7 +52,7 @@ def _order(derivation: Derivation) -> dict[sympy.Symbol, int]:
 
 def formula(expr: sympy.Expr, derivation: Derivation, extra: Mapping[sympy.Symbol, str]) -> str:
     """``expr`` as LaTeX, in the derivation's symbols."""
-    names = _names(derivation) | dict(extra)
+    names = latex_names(derivation) | dict(extra)
     return _Printer(_order(derivation), symbol_names=names, mul_symbol="dot").doprint(expr)
 
 
@@ -81,13 +82,16 @@ def with_numbers(
     expr: sympy.Expr,
     derivation: Derivation,
     values: Mapping[sympy.Symbol, sympy.Expr],
+    unknown: Mapping[sympy.Symbol, str] | None = None,
 ) -> str:
-    """``expr`` as LaTeX with every symbol replaced by its value, structure unchanged.
+    """``expr`` as LaTeX with every symbol replaced by its value, structure unchanged;
+    symbols without a value are written as ``unknown`` names them.
 
     A Piecewise (e.g. "no collective on one chip") is shown as the branch in force.
     """
     expr = _active_branches(expr, values)
-    names = {symbol: number(values[symbol]) for symbol in expr.free_symbols if symbol in values}
+    names = dict(unknown or {})
+    names |= {symbol: number(values[symbol]) for symbol in expr.free_symbols if symbol in values}
     return _Printer(_order(derivation), symbol_names=names, mul_symbol="times").doprint(expr)
 
 

@@ -20,6 +20,7 @@ from .derivation import (
     expected_results,
     notation,
     parameters,
+    ragged_batch,
     sections,
     stated_assumptions,
     takeaway,
@@ -58,6 +59,7 @@ def _derivation_context(result: Result, plot: str | None) -> dict[str, object]:
         "closed_forms": closed_forms(result),
         "results": expected_results(result),
         "takeaway": takeaway(result),
+        "ragged": ragged_batch(result),
         "plot": plot,
     }
 

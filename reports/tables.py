@@ -126,8 +126,54 @@ def result_text(result: Result, fmt: str) -> str:
             "",
             Table(("timing", "ms"), rows, "lr").render(fmt),
         ]
+    if result.ragged is not None:
+        parts += ["", *_ragged_lines(result, fmt)]
     parts += [""] + [note_line(note, fmt) for note in result.notes]
     return "\n".join(parts).rstrip() + "\n"
+
+
+def _ragged_lines(result: Result, fmt: str) -> list[str]:
+    """A ragged batch against what a batch × longest model would charge for it."""
+    batch = result.ragged
+    assert batch is not None
+    mean = batch.mean
+    mean_text = count(int(mean)) if mean.denominator == 1 else f"{float(mean):.6g}"
+    rows = [
+        (
+            label,
+            count(getattr(result.metrics, key)),
+            count(getattr(batch.at_longest, key)),
+            _times(getattr(batch.at_longest, key), getattr(result.metrics, key)),
+        )
+        for label, key in (
+            ("FLOPs per chip", "flops_per_chip"),
+            ("KV-cache bytes per chip", "kv_cache_per_chip"),
+            ("communication bytes", "communication_bytes"),
+        )
+    ]
+    if result.timing is not None and batch.at_longest_timing is not None:
+        ours, longest = result.timing.wall_clock_time_ms, batch.at_longest_timing.wall_clock_time_ms
+        rows.append(
+            ("wall_clock_time_ms", milliseconds(ours), milliseconds(longest), _times(longest, ours))
+        )
+    return [
+        heading(
+            f"ragged batch: {len(batch.lengths)} requests, mean past length {mean_text}, "
+            f"longest {count(batch.longest)} (max/mean {float(batch.max_over_mean):.4g})",
+            fmt,
+            3,
+        ),
+        "",
+        Table(("charged", "per request", "batch × longest", "ratio"), tuple(rows), "lrrr").render(
+            fmt
+        ),
+    ]
+
+
+def _times(longest: float, ours: float) -> str:
+    if longest == ours:
+        return "1"
+    return "—" if ours == 0 else f"{longest / ours:.4g}×"
 
 
 def comparison_text(results: Sequence[Result], fmt: str) -> str:

@@ -87,6 +87,11 @@ def metrics(
     Metrics are exact ints; ``timing`` (ms, floats) appears when hardware is given, by
     catalog name or as fields. Bad input raises InputError; an uneven split warns
     (UnevenSplitWarning) that per-chip metrics describe the busiest chip.
+
+    In decode ``past_seq_len`` may be a list, one past length per request (a ragged
+    batch; ``batch_size`` defaults to its length): every length-dependent quantity is a
+    sum over the requests, and the dict gains ``ragged`` (the lengths, their mean and max,
+    max_over_mean, and the metrics a batch × longest model would give).
     """
     result = evaluate(resolve_inputs(layout, phase, layer=layer, hardware=hardware, params=params))
     for note in result.notes:

@@ -72,6 +72,21 @@ def test_metrics_table_and_markdown_show_the_numbers(capsys: pytest.CaptureFixtu
         assert "wall_clock_time_ms" in out
 
 
+def test_ragged_lengths_on_the_command_line(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["metrics", "single", "--phase", "decode", "past_seq_len=4096,64,64"]
+    code, out, _ = run(capsys, *argv, "--format", "json")
+    assert code == 0
+    got = json.loads(out)
+    assert got == shardcost.metrics("single", "decode", past_seq_len=[4096, 64, 64])
+    assert got["params"]["batch_size"] == 3
+    # KV: 2·b·h·dh = 16,384 bytes per cached position x (4096 + 64 + 64) = 69,206,016
+    assert got["metrics"]["kv_cache_per_chip"] == 69_206_016
+    code, out, _ = run(capsys, *argv)
+    assert code == 0
+    assert "ragged batch: 3 requests, mean past length 1,408, longest 4,096 (max/mean 2.909)" in out
+    assert "69,206,016" in out and "201,326,592" in out  # and 16,384 x 3 x 4096 at the longest
+
+
 def test_timing_json_matches_seed_000(capsys: pytest.CaptureFixture[str]) -> None:
     # ATT-TIME-3: wall = max(41,947,136/10^12, (33,554,432 + 8,388,608)/10^9) + 0.00108192
     code, out, _ = run(
@@ -164,6 +179,11 @@ def test_spec_check_exits_1_on_a_mismatch(
         (["metrics", "tp", "banana"], "expected KEY=VALUE, got 'banana'"),
         (["metrics", "tp", "batch_size=1", "batch_size=2"], "batch_size is given twice"),
         (["spec", "check", "NOPE"], "spec case 'NOPE' is unknown"),
+        (
+            ["metrics", "single", "--phase", "decode", "past_seq_len=64,64", "batch_size=3"],
+            "batch_size=3 but past_seq_len gives 2 lengths",
+        ),
+        (["metrics", "single", "--phase", "decode", "past_seq_len=64,,64"], "past_seq_len=''"),
         (["frobnicate"], "invalid choice: 'frobnicate'"),
     ],
 )

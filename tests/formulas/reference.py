@@ -15,7 +15,11 @@ def ceil_div(a: int, n: int) -> int:
 
 
 def reference(layout: str, phase: str, p: dict, conv: dict | None = None) -> dict:
-    """The nine metrics and each collective's bytes, as the seeds define them."""
+    """The nine metrics and each collective's bytes, as the seeds define them.
+
+    In decode ``past_seq_len`` may be a list, one past length per request (a ragged
+    batch): every length-dependent quantity is then summed sequence by sequence.
+    """
     conv = {
         "attention_keys_include_new_token": True,
         "kv_includes_new_token": False,
@@ -34,18 +38,22 @@ def reference(layout: str, phase: str, p: dict, conv: dict | None = None) -> dic
     if phase == "prefill":
         S = p["seq_len"]
         q_len = ceil_div(S, cp)  # each CP rank's own positions (queries and KV slice)
-        k_len = S  # local queries see the whole context (gathered or shard by shard)
-        cached = q_len
-        full_cached = S
+        k_lens = [S] * B  # local queries see the whole context (gathered or shard by shard)
+        cached = [q_len] * B
+        full_cached = [S] * B
         M = B * q_len
         proj = "qkvo"
     else:
-        S_past, T = p["past_seq_len"], p.get("new_tokens", 1)
-        S_k = S_past + T if conv["attention_keys_include_new_token"] else S_past
-        S_kv = S_past + T if conv["kv_includes_new_token"] else S_past
+        past = p["past_seq_len"]
+        lengths = list(past) if isinstance(past, list) else [past] * B  # ragged: one each
+        assert len(lengths) == B
+        T = p.get("new_tokens", 1)
+        S_k = [n + T if conv["attention_keys_include_new_token"] else n for n in lengths]
+        S_kv = [n + T if conv["kv_includes_new_token"] else n for n in lengths]
         q_len = T  # new tokens are replicated on every CP rank
-        k_len = ceil_div(S_k, cp) if layout in ("cp-kv-sharded", "tp-cp") else S_k
-        cached = ceil_div(S_kv, cp)
+        sharded_keys = layout in ("cp-kv-sharded", "tp-cp")
+        k_lens = [ceil_div(n, cp) if sharded_keys else n for n in S_k]
+        cached = [ceil_div(n, cp) for n in S_kv]
         full_cached = S_kv
         M = B * T
         proj = conv["decode_projections"]
@@ -54,7 +62,7 @@ def reference(layout: str, phase: str, p: dict, conv: dict | None = None) -> dic
     flops = (
         (2 * M * d * h_loc * dh if q else 0)
         + (2 * 2 * M * d * hkv_loc * dh if kv_proj else 0)
-        + 2 * 2 * B * h_loc * q_len * k_len * dh  # scores and apply-V
+        + sum(2 * 2 * h_loc * q_len * k * dh for k in k_lens)  # scores, apply-V per sequence
         + 2 * M * h_loc * dh * d  # output projection
     )
     weights = (2 * d * h_loc * dh + 2 * d * hkv_loc * dh) * b
@@ -66,13 +74,13 @@ def reference(layout: str, phase: str, p: dict, conv: dict | None = None) -> dic
         + (2 * M * hkv_loc * dh if kv_proj else 0)
         + M * out_width
     ) * b
-    kv = 2 * B * cached * hkv_loc * dh * b
+    kv = sum(2 * n * hkv_loc * dh * b for n in cached)
 
     comm: dict[str, int] = {}
     if layout == "tp":
         comm["output_allreduce"] = M * d * b if tp > 1 else 0
     elif layout == "cp-allgather":
-        comm["kv_allgather"] = 2 * B * full_cached * hkv * dh * b if cp > 1 else 0
+        comm["kv_allgather"] = sum(2 * n * hkv * dh * b for n in full_cached) if cp > 1 else 0
     elif layout in ("cp-kv-sharded", "tp-cp"):
         comm["softmax_stats_allreduce"] = M * h_loc * 2 * bs if cp > 1 else 0
         comm["output_allreduce"] = M * h_loc * dh * b if cp > 1 else 0

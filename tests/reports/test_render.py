@@ -118,3 +118,28 @@ def test_table_checker_catches_a_short_row() -> None:
     with pytest.raises(AssertionError):
         assert_valid_tables("| a | b |\n|---|---|\n| 1 |\n")
     assert columns(r"| a \| b | c |") == 2
+
+
+def test_ragged_report_shows_the_sums_and_the_max_over_mean_ratio() -> None:
+    result = evaluate(
+        resolve_inputs(
+            "single", "decode", hardware="h100-sxm", params={"past_seq_len": [4096, 64, 64]}
+        )
+    )
+    doc = derivation_report(result)
+    assert_valid_tables(doc)
+    section = doc[doc.index("## Ragged batch") : doc.index("## Expected results")]
+    assert "3 requests with past lengths [4096, 64, 64] (mean 1,408, longest 4,096)" in section
+    assert "max/mean = **2.909**" in section  # 4096 / 1408 = 2.90909...
+    assert r"\sum_{i=1}^{B}" in section and r"{S_{\mathrm{past}}}^{(i)}" in section
+    # KV: 16,384 bytes per position x 4224 positions, against 16,384 x 3 x 4096
+    assert "| `kv_cache_per_chip` | 69,206,016 | 201,326,592 | 2.909× |" in section
+    # Steps with one value per request list them; summed steps say so.
+    assert "**per request: 4097, 65, 65**" in doc
+    assert r"\sum_{i=1}^{3} 2 \times {S_{kv}}^{(i)} \times 2 \times 128 \times 32" in doc
+    assert "| `past_seq_len` | $S_{\\mathrm{past}}$ | [4096, 64, 64] |" in doc
+
+
+def test_a_uniform_batch_has_no_ragged_section() -> None:
+    doc = derivation_report(evaluate(resolve_inputs("single", "decode")))
+    assert "## Ragged batch" not in doc
