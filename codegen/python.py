@@ -141,7 +141,8 @@ def module_source(layout: Layout, phase: Phase, timing: bool) -> tuple[str, str]
 
     sig = []
     for dim in inputs:
-        default = None if dim in (HIDDEN_SIZE, NUM_HEADS, HEAD_DIM, NUM_KV_HEADS) else dim.default
+        derived = (shaped and dim in (HIDDEN_SIZE, NUM_HEADS, HEAD_DIM)) or dim is NUM_KV_HEADS
+        default = None if derived else dim.default
         sig.append(f"{dim.name}={default!r}")
     sig += [
         f.name

@@ -1,6 +1,6 @@
 """Formulas: primitives, layers, the layout registry, conventions, hardware and timing."""
 
-from . import attention, ffn  # noqa: F401  (register their layouts)
+from . import attention, ffn, vocab  # noqa: F401  (register their layouts)
 from .conventions import CONVENTIONS, Convention, Conventions, Phase
 from .evaluate import Metrics, Result, Timing, evaluate
 from .hardware import CATALOG, Hardware

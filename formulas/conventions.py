@@ -126,6 +126,19 @@ CONVENTIONS: tuple[Convention, ...] = (
         },
     ),
     Convention(
+        "logits_for_all_tokens",
+        False,
+        (True, False),
+        (Phase.PREFILL,),
+        "LM head, prefill: logits for every position, or for each sequence's last only",
+        {
+            False: "prefill computes logits for each sequence's last position only, as "
+            "serving does (B rows)",
+            True: "prefill computes logits for every position, as a plain forward pass "
+            "does (B × S rows)",
+        },
+    ),
+    Convention(
         "materialize_full_hidden_after_tp",
         True,
         (True, False),
@@ -151,6 +164,7 @@ class Conventions:
     kv_includes_new_token: bool = False
     decode_projections: str = "qkvo"
     ffn_gated: bool = True
+    logits_for_all_tokens: bool = False
     materialize_full_hidden_after_tp: bool = True
 
     def as_dict(self) -> dict[str, bool | str]:

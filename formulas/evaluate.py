@@ -131,7 +131,9 @@ class Result:
         """Bytes a chip loads from memory: its weights, and its KV cache in decode."""
         m = self.metrics
         decode = self.inputs.phase is Phase.DECODE
-        return m.weight_memory_per_chip + (m.kv_cache_per_chip if decode else 0)
+        reads = self.inputs.cost.weight_reads
+        weights = m.weight_memory_per_chip if reads is None else int(self.values[reads])  # type: ignore[arg-type]
+        return weights + (m.kv_cache_per_chip if decode else 0)
 
     @cached_property
     def arithmetic_intensity(self) -> Fraction:

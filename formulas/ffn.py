@@ -48,7 +48,7 @@ state_assumptions(
 )
 
 
-def _tokens(t: Trace, phase: Phase, *, over_cp: bool) -> sympy.Symbol:
+def token_share(t: Trace, phase: Phase, *, over_cp: bool) -> sympy.Symbol:
     """The tokens this chip runs through the FFN: all of them, or its CP rank's share
     (prefill: its sequence slice; decode: its share of the new tokens)."""
     if phase is Phase.PREFILL:
@@ -282,7 +282,7 @@ _PARTIAL_SUMS = "the row-parallel down projection leaves partial sums of Y"
 def single(phase: Phase, conv: Conventions) -> Cost:
     """The FFN on one chip."""
     t = Trace()
-    return _ffn_cost(t, conv, _tokens(t, phase, over_cp=False), d_ff)
+    return _ffn_cost(t, conv, token_share(t, phase, over_cp=False), d_ff)
 
 
 @layout(
@@ -298,7 +298,7 @@ def tensor_parallel(phase: Phase, conv: Conventions) -> Cost:
     """Megatron-style: Wg and Wu column-parallel, Wd row-parallel, one all-reduce of Y."""
     t = Trace()
     width = _width(t, over_tp=True)
-    tokens = _tokens(t, phase, over_cp=False)
+    tokens = token_share(t, phase, over_cp=False)
     return _ffn_cost(t, conv, tokens, width, chips=tp, allreduce_over=tp)
 
 
@@ -313,7 +313,7 @@ def tensor_parallel(phase: Phase, conv: Conventions) -> Cost:
 def sequence_parallel(phase: Phase, conv: Conventions) -> Cost:
     """Each CP rank runs its own tokens through a full copy of the FFN."""
     t = Trace()
-    return _ffn_cost(t, conv, _tokens(t, phase, over_cp=True), d_ff, chips=cp)
+    return _ffn_cost(t, conv, token_share(t, phase, over_cp=True), d_ff, chips=cp)
 
 
 @layout(
@@ -334,5 +334,5 @@ def tp_sp(phase: Phase, conv: Conventions) -> Cost:
     """TP shards d_ff within each CP rank's tokens."""
     t = Trace()
     width = _width(t, over_tp=True)
-    tokens = _tokens(t, phase, over_cp=True)
+    tokens = token_share(t, phase, over_cp=True)
     return _ffn_cost(t, conv, tokens, width, chips=tp * cp, allreduce_over=tp)

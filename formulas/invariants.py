@@ -96,11 +96,16 @@ def verify_layout(
         if checks.reference
         else None
     )
-    subs: dict[sympy.Symbol, sympy.Expr] = {d: h * dh}
-    shape = "hidden_size = num_heads × head_dim"
-    if reference is not None and h_kv not in _dims(cost) and h_kv in _dims(reference):
-        subs[h_kv] = h
-        shape += "; num_kv_heads = num_heads (the layout does not use it)"
+    subs: dict[sympy.Symbol, sympy.Expr] = {}
+    shape: tuple[str, ...] = ()  # the shape relations assumed, if the layer has heads
+    heads = {h, dh}
+    if heads & _dims(cost) or (reference is not None and heads & _dims(reference)):
+        subs[d] = h * dh
+        words = "hidden_size = num_heads × head_dim"
+        if reference is not None and h_kv not in _dims(cost) and h_kv in _dims(reference):
+            subs[h_kv] = h
+            words += "; num_kv_heads = num_heads (the layout does not use it)"
+        shape = (words,)
     requirements, even = _rules(cost, subs)
     degrees = frozenset(dim.symbol for dim in layout.degrees)
     if reference is not None:
@@ -117,11 +122,11 @@ def verify_layout(
         def expected(declared: sympy.Expr) -> sympy.Expr:
             return _expected(declared, reference)
 
-        flops = expected(checks.expected_flops(phase))
+        flops = expected(checks.expected_flops(phase, conventions))
         extra = sympy.simplify((flops - ref["flops_total"]).xreplace(subs))
         words = f"FLOPs over all chips = {name}'s"
         if extra != 0:
-            words += f" + repeated work ({checks.repeated_in(phase)})"
+            words += f" + repeated work ({checks.repeated_in(phase, conventions)})"
         claims.append(
             Claim(
                 "flops conserved",
@@ -129,7 +134,7 @@ def verify_layout(
                 "equal",
                 (Term("flops_total", metrics["flops_total"], flops),),
                 even=even,
-                assumptions=(shape, *even_words),
+                assumptions=(*shape, *even_words),
                 shown=closed_form(extra) if extra != 0 else None,
             )
         )
@@ -145,7 +150,7 @@ def verify_layout(
                         Term("flops_total", metrics["flops_total"], flops),
                         Term("kv_cache_total", metrics["kv_cache_total"], kv),
                     ),
-                    assumptions=(shape,),
+                    assumptions=shape,
                 )
             )
         claims.append(
@@ -155,7 +160,7 @@ def verify_layout(
                 "equal",
                 (Term("kv_cache_total", metrics["kv_cache_total"], kv),),
                 even=even,
-                assumptions=(shape, *even_words),
+                assumptions=(*shape, *even_words),
             )
         )
         if checks.weights is None:
@@ -181,7 +186,7 @@ def verify_layout(
                         ),
                     ),
                     even=even,
-                    assumptions=(shape, *even_words),
+                    assumptions=(*shape, *even_words),
                 )
             )
         if degrees:
@@ -193,7 +198,7 @@ def verify_layout(
                     f"with {names} = 1, all nine metrics equal {name}'s",
                     "equal",
                     tuple(Term(m, metrics[m].xreplace(one), ref[m]) for m in metrics),
-                    assumptions=(shape,),
+                    assumptions=shape,
                 )
             )
             claims.append(
@@ -241,7 +246,7 @@ def _communication_claim(
     reference: Cost | None,
     sends: tuple[Send, ...],
     even: tuple[Divides, ...],
-    shape: str,
+    shape: tuple[str, ...],
     even_words: tuple[str, ...],
 ) -> Claim:
     """Each collective's payload equals what the layout declares must move, and no other."""
@@ -262,7 +267,7 @@ def _communication_claim(
         "equal",
         terms,
         even=even,
-        assumptions=(shape, *even_words),
+        assumptions=(*shape, *even_words),
     )
 
 

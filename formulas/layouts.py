@@ -43,6 +43,15 @@ class Send:
     why: str
     phase: Phase | None = None  # None: both phases
     when: str | None = None  # a boolean convention that must be true for it to apply
+    unless: str | None = None  # a boolean convention that must be false for it to apply
+
+    def applies(self, phase: Phase, conventions: Conventions) -> bool:
+        """Whether this collective is expected in ``phase`` under ``conventions``."""
+        return (
+            self.phase in (None, Phase(phase))
+            and (self.when is None or bool(getattr(conventions, self.when)))
+            and (self.unless is None or not getattr(conventions, self.unless))
+        )
 
 
 @dataclass(frozen=True)
@@ -60,18 +69,33 @@ class Checks:
     decode_flops: sympy.Expr | None = None  # ... in decode, when it differs
     repeated: str = ""  # why the FLOPs exceed the reference's, in words
     decode_repeated: str | None = None  # ... in decode, when it differs
+    # (phase, boolean convention, its value) -> (expected flops_total, why): where a
+    # convention changes what a layout repeats
+    flops_under: tuple[tuple[Phase, str, bool, sympy.Expr, str], ...] = ()
     weights: sympy.Expr | None = REF_WEIGHTS  # expected; None: undeclared, stated
     kv_cache: sympy.Expr = REF_KV
     sends: tuple[Send, ...] | None = None  # None: undeclared, verify does not check them
 
-    def expected_flops(self, phase: Phase) -> sympy.Expr:
-        """The expected total FLOPs in ``phase``."""
+    def _under(
+        self, phase: Phase, conventions: Conventions | None
+    ) -> tuple[sympy.Expr, str] | None:
+        for ph, name, value, flops, why in self.flops_under:
+            if ph is Phase(phase) and conventions and getattr(conventions, name) is value:
+                return flops, why
+        return None
+
+    def expected_flops(self, phase: Phase, conventions: Conventions | None = None) -> sympy.Expr:
+        """The expected total FLOPs in ``phase`` (under ``conventions``)."""
+        if under := self._under(phase, conventions):
+            return under[0]
         if Phase(phase) is Phase.DECODE and self.decode_flops is not None:
             return self.decode_flops
         return self.flops
 
-    def repeated_in(self, phase: Phase) -> str:
+    def repeated_in(self, phase: Phase, conventions: Conventions | None = None) -> str:
         """Why the FLOPs in ``phase`` exceed the reference's, in words."""
+        if under := self._under(phase, conventions):
+            return under[1]
         if Phase(phase) is Phase.DECODE and self.decode_repeated is not None:
             return self.decode_repeated
         return self.repeated
@@ -80,11 +104,7 @@ class Checks:
         """The collectives declared for ``phase`` under ``conventions``."""
         if self.sends is None:
             return None
-        return tuple(
-            s
-            for s in self.sends
-            if s.phase in (None, Phase(phase)) and (s.when is None or getattr(conventions, s.when))
-        )
+        return tuple(s for s in self.sends if s.applies(phase, conventions))
 
 
 @dataclass(frozen=True)

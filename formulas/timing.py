@@ -87,7 +87,8 @@ def timing_model(cost: Cost, phase: Phase, overlap: bool) -> TimingModel:
     t = Trace(list(base.steps), list(base.splits), list(base.requirements))
     decode = Phase(phase) is Phase.DECODE
     ms = {"section": "timing", "unit": "ms"}
-    load_terms = [cost.weight_bytes] + ([cost.kv_cache_bytes] if decode else [])
+    weights_read = cost.weight_reads if cost.weight_reads is not None else cost.weight_bytes
+    load_terms = [weights_read] + ([cost.kv_cache_bytes] if decode else [])
     load_bytes = t.define(
         "load_bytes",
         "bytes loaded from memory",
@@ -121,7 +122,7 @@ def timing_model(cost: Cost, phase: Phase, overlap: bool) -> TimingModel:
     weight_load = t.define(
         "weight_load_time",
         "weight load time",
-        cost.weight_bytes / (_BW * _ETA_M * 10**6),
+        weights_read / (_BW * _ETA_M * 10**6),
         **ms,
         name="t_weights",
         latex=r"t_{\mathrm{weights}}",

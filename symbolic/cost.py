@@ -52,6 +52,9 @@ class Cost:
     communication_bytes: sympy.Symbol
     collectives: tuple[Collective, ...]
     derivation: Derivation
+    # the weight bytes a pass reads from memory, when not all of them (an embedding
+    # gathers one row per token); None: every weight byte is read
+    weight_reads: sympy.Symbol | None = None
 
     @cached_property
     def per_chip(self) -> dict[str, sympy.Expr]:

@@ -44,6 +44,9 @@ HEAD_DIM = _dimension("head_dim", "dh", "d_h", "width of one head", "elements", 
 INTERMEDIATE_SIZE = _dimension(
     "intermediate_size", "d_ff", "d_{ff}", "FFN hidden width", "elements", 11008
 )
+VOCAB_SIZE = _dimension(
+    "vocab_size", "V", "V", "vocabulary size (embedding and LM-head rows)", "tokens", 32000
+)
 BATCH_SIZE = _dimension("batch_size", "B", "B", "sequences in the batch", "sequences", 1)
 SEQ_LEN = _dimension("seq_len", "S", "S", "prompt length per sequence (prefill)", "tokens", 2048)
 PAST_SEQ_LEN = _dimension(
@@ -86,6 +89,7 @@ DIMENSIONS: tuple[Dimension, ...] = (
     NUM_KV_HEADS,
     HEAD_DIM,
     INTERMEDIATE_SIZE,
+    VOCAB_SIZE,
     BATCH_SIZE,
     SEQ_LEN,
     PAST_SEQ_LEN,
@@ -106,6 +110,7 @@ h = NUM_HEADS.symbol
 h_kv = NUM_KV_HEADS.symbol
 dh = HEAD_DIM.symbol
 d_ff = INTERMEDIATE_SIZE.symbol
+V = VOCAB_SIZE.symbol
 B = BATCH_SIZE.symbol
 S = SEQ_LEN.symbol
 S_past = PAST_SEQ_LEN.symbol

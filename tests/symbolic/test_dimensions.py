@@ -26,8 +26,8 @@ SEED_NAMES = {
 }
 
 
-def test_names_are_the_seeds_names_plus_the_ffn_width() -> None:
-    assert set(BY_NAME) == SEED_NAMES | {"intermediate_size"}
+def test_names_are_the_seeds_names_plus_the_ffn_and_vocabulary_widths() -> None:
+    assert set(BY_NAME) == SEED_NAMES | {"intermediate_size", "vocab_size"}
 
 
 def test_symbols_and_short_names_are_unique() -> None:

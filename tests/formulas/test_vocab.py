@@ -1,0 +1,123 @@
+"""The embedding and LM-head layers against an independent count, every layout."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import shardcost
+
+LAYOUTS = ["single", "tp", "sp", "tp-sp"]
+
+
+def ceil_div(a: int, n: int) -> int:
+    return -(-a // n)
+
+
+def reference(layer: str, layout: str, phase: str, p: dict, all_logits: bool) -> dict:
+    """The nine metrics written from the layer's definition, plain integers."""
+    d, V, B, b = p["hidden_size"], p["vocab_size"], p["batch_size"], p["bytes_per_elem"]
+    tp = p["tensor_parallel"] if "tp" in layout else 1
+    cp = p["context_parallel"] if "sp" in layout else 1
+    rows = ceil_div(V, tp)
+    if phase == "prefill":
+        tokens = B * ceil_div(p["seq_len"], cp)  # each CP rank's positions
+    else:
+        tokens = ceil_div(B * p["new_tokens"], cp)  # the new tokens, shared out
+    if layer == "embedding":
+        flops, acts = 0, tokens * d * b
+        comm = tokens * d * b if tp > 1 else 0  # all-reduce of X
+    else:
+        if phase == "prefill" and not all_logits:
+            tokens = B  # last positions, all on the last CP rank
+        flops = 2 * tokens * d * rows
+        acts = tokens * d * b + tokens * rows * b
+        comm = tokens * V * b if tp > 1 else 0  # all-gather of the logits
+    weights = rows * d * b
+    chips = tp * cp
+    per_chip = {"flops": flops, "weight_memory": weights, "activation_memory": acts, "kv_cache": 0}
+    out = {f"{k}_per_chip": v for k, v in per_chip.items()}
+    out |= {f"{k}_total": v * chips for k, v in per_chip.items()}
+    out["communication_bytes"] = comm
+    return out
+
+
+@st.composite
+def configs(draw: st.DrawFn, layout: str, phase: str) -> dict:
+    p = {
+        "hidden_size": draw(st.integers(1, 8192)),
+        "vocab_size": draw(st.integers(1, 200_000)),
+        "batch_size": draw(st.integers(1, 64)),
+        "bytes_per_elem": draw(st.sampled_from([1, 2, 4])),
+    }
+    if "tp" in layout:
+        p["tensor_parallel"] = draw(st.integers(1, 16))
+    if "sp" in layout:
+        p["context_parallel"] = draw(st.integers(1, 16))
+    if phase == "prefill":
+        p["seq_len"] = draw(st.integers(1, 32768))
+    else:
+        p["new_tokens"] = draw(st.integers(1, 8))
+    return p
+
+
+@pytest.mark.parametrize("layer", ["embedding", "lm_head"])
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("phase", ["prefill", "decode"])
+@settings(max_examples=40, deadline=None)
+@given(data=st.data())
+def test_matches_independent_count(
+    layer: str, layout: str, phase: str, data: st.DataObject
+) -> None:
+    p = data.draw(configs(layout, phase))
+    all_logits = layer == "lm_head" and phase == "prefill" and data.draw(st.booleans())
+    params = dict(p)
+    if layer == "lm_head" and phase == "prefill":
+        params["logits_for_all_tokens"] = all_logits
+        if not all_logits:
+            del params["seq_len"]  # not read: logits for the last position only
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", shardcost.UnevenSplitWarning)
+        got = shardcost.metrics(layout, phase, layer=layer, **params)
+    assert got["metrics"] == reference(layer, layout, phase, p, all_logits)
+
+
+def test_llama_sized_lm_head_by_hand() -> None:
+    # d = 4096, V = 128256, tp = 8: 16,032 columns per rank. Prefill of B = 2 sequences,
+    # last positions only: 2·2·4096·16032 = 262,668,288 FLOPs per chip; the logits
+    # all-gather moves 2·128256·2 = 513,024 bytes.
+    got = shardcost.metrics(
+        "tp", layer="lm_head", hidden_size=4096, vocab_size=128256, batch_size=2, tensor_parallel=8
+    )
+    assert got["metrics"]["flops_per_chip"] == 262_668_288
+    assert got["metrics"]["communication_bytes"] == 513_024
+
+
+def test_the_embedding_reads_only_the_rows_it_gathers() -> None:
+    # Decode, 3 tokens: 3 rows of 4096 · 2 bytes = 24,576 bytes read, at 3350 GB/s
+    # 24576 / 3.35e9 ms; the whole table (32000 rows) would take 32000/3 times longer.
+    got = shardcost.metrics(
+        "single", "decode", layer="embedding", batch_size=3, hardware="h100-sxm"
+    )
+    assert got["timing"]["load_time_ms"] == pytest.approx(24_576 / 3.35e9)
+    assert got["metrics"]["weight_memory_per_chip"] == 32000 * 4096 * 2
+    # More tokens than rows: the table is read once, not once per token.
+    many = shardcost.metrics(
+        "single", layer="embedding", vocab_size=1000, seq_len=5000, hardware="h100-sxm"
+    )
+    assert many["timing"]["load_time_ms"] == pytest.approx(1000 * 4096 * 2 / 3.35e9)
+
+
+def test_vocab_layers_verify() -> None:
+    for layer in ("embedding", "lm_head"):
+        results = shardcost.verify(layer=layer)
+        assert len(results) == 8  # four layouts, two phases
+        assert all(r.ok for r in results)
+
+
+def test_seq_len_unread_with_last_token_logits_says_why() -> None:
+    with pytest.raises(shardcost.InputError, match=r"read with logits_for_all_tokens=true"):
+        shardcost.metrics("single", layer="lm_head", seq_len=100)
