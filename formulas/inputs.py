@@ -52,10 +52,26 @@ from .layouts import Layout, get_layout
 KEYS: tuple[str, ...] = (*DIMENSIONS_BY_NAME, *CONVENTIONS_BY_NAME, *HARDWARE_BY_NAME)
 _INTEGER = re.compile(r"[+]?[0-9]+(_[0-9]+)*")
 _HINTS = {
-    "seq_len": "decode reads past_seq_len (and new_tokens) instead",
-    "past_seq_len": "prefill reads seq_len instead",
-    "new_tokens": "prefill reads seq_len instead",
+    (Phase.DECODE, "seq_len"): "decode reads past_seq_len (and new_tokens) instead",
+    (Phase.PREFILL, "past_seq_len"): "prefill reads seq_len instead",
+    (Phase.PREFILL, "new_tokens"): "prefill reads seq_len instead",
 }
+
+
+def _hint(layout: Layout, ph: Phase, key: str) -> str:
+    """Why ``key`` is not read here, when there is more to say than that."""
+    if (ph, key) in _HINTS:
+        return f" ({_HINTS[ph, key]})"
+    for name in layout.conventions_for(ph):
+        convention = CONVENTIONS_BY_NAME[name]
+        for value in convention.choices:
+            if value == convention.default:
+                continue
+            cost = layout.cost(ph, Conventions(**{name: value}))
+            if any(BY_SYMBOL[s].name == key for s in cost.dimensions if s in BY_SYMBOL):
+                shown = str(value).lower()
+                return f" (it is read with {name}={shown})"
+    return ""
 
 
 def unknown_key(key: str) -> UnknownNameError:
@@ -106,11 +122,12 @@ def _divisors(n: int, limit: int = 12) -> str:
     return ", ".join(map(str, found))
 
 
-def _shape(given: dict[str, int]) -> dict[str, int]:
-    """hidden_size, num_heads and head_dim, with hidden_size = num_heads × head_dim."""
+def _shape(given: dict[str, int], *, decoupled: bool = False) -> dict[str, int]:
+    """hidden_size, num_heads and head_dim, with hidden_size = num_heads × head_dim (unless
+    ``decoupled``: a model whose config sets head_dim apart from hidden_size / num_heads)."""
     d, h, dh = (given.get(dim.name) for dim in (HIDDEN_SIZE, NUM_HEADS, HEAD_DIM))
     if d is not None and h is not None and dh is not None:
-        if d != h * dh:
+        if d != h * dh and not decoupled:
             raise ImpossibleSplitError(
                 f"hidden_size={d} but num_heads × head_dim = {h} × {dh} = {h * dh}; "
                 "hidden_size must equal num_heads × head_dim (give any two to derive the third)"
@@ -224,8 +241,13 @@ def resolve_inputs(
     layer: str = "attention",
     hardware: str | None = None,
     params: Mapping[str, object] | None = None,
+    decoupled_heads: bool = False,
 ) -> Inputs:
-    """Check and complete user parameters for one layout and phase."""
+    """Check and complete user parameters for one layout and phase.
+
+    ``decoupled_heads`` allows hidden_size ≠ num_heads × head_dim (the attention formulas
+    are written for it: Q is d × h·dh); the layer commands keep the seeds' relation.
+    """
     params = dict(params or {})
     chosen = get_layout(layout, layer)
     ph = phase(phase_name)
@@ -233,7 +255,7 @@ def resolve_inputs(
 
     conventions = choose_conventions(chosen, ph, params)
     cost = chosen.cost(ph, conventions)
-    dims = _dimensions(chosen, ph, cost, params)
+    dims = _dimensions(chosen, ph, cost, params, decoupled_heads)
     _check_requirements(cost, dims)
     hw = _hardware(hardware, params)
     return Inputs(chosen, ph, conventions, dims, hw)
@@ -257,15 +279,19 @@ def choose_conventions(layout: Layout, ph: Phase, params: Mapping[str, object]) 
 
 
 def _dimensions(
-    layout: Layout, ph: Phase, cost: Cost, params: Mapping[str, object]
-) -> dict[str, int]:
+    layout: Layout,
+    ph: Phase,
+    cost: Cost,
+    params: Mapping[str, object],
+    decoupled_heads: bool = False,
+) -> dict[str, int | tuple[int, ...]]:
     used = {BY_SYMBOL[s].name for s in cost.dimensions if s in BY_SYMBOL}
     given: dict[str, int] = {}
     for key, raw in params.items():
         if key not in DIMENSIONS_BY_NAME:
             continue
         if key not in used:
-            hint = f" ({_HINTS[key]})" if key in _HINTS else ""
+            hint = _hint(layout, ph, key)
             names = ", ".join(d.name for d in DIMENSIONS if d.name in used)
             raise InputError(
                 f"{key} is not a parameter of {layout.layer} layout {layout.name!r} in {ph}"
@@ -286,7 +312,7 @@ def _dimensions(
 
     values: dict[str, int | tuple[int, ...]] = dict(given)
     if NUM_HEADS.name in used or HEAD_DIM.name in used:  # attention: d = h × dh
-        values |= _shape(given)
+        values |= _shape(given, decoupled=decoupled_heads)
         values[NUM_KV_HEADS.name] = given.get(NUM_KV_HEADS.name, values[NUM_HEADS.name])
     for dim in DIMENSIONS:
         if dim.name not in values:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from shardcost.formulas import Result
+from shardcost.formulas.hardware import FIELDS_BY_NAME as HARDWARE_FIELDS
+from shardcost.formulas.model import ModelResult
 
 FORMATS = ("table", "markdown")
 
@@ -205,3 +207,104 @@ def comparison_text(results: Sequence[Result], fmt: str) -> str:
         ).rstrip()
         + "\n"
     )
+
+
+def model_text(result: ModelResult, fmt: str) -> str:
+    """A whole model: its shape and parameters, each component, totals, memory, timing."""
+    c = result.config
+    p = c.parameters()
+    heads = f"{c.num_heads} heads ({c.num_kv_heads} KV) of {c.head_dim}"
+    extras = [
+        "tied embeddings" if c.tie_word_embeddings else "untied embeddings",
+        *(["Q/K/V biases"] if c.qkv_bias else []),
+        *(["O bias"] if c.o_bias else []),
+        *(["MLP biases"] if c.mlp_bias else []),
+    ]
+    layouts = ", ".join(
+        f"{comp.layer} {comp.layout}" for comp in result.components if comp.layer is not None
+    )
+    shown = "  ".join(
+        f"{k}={value(v)}" for k, v in result.params.items() if k not in HARDWARE_FIELDS
+    )
+    parts = [
+        heading(f"{c.name} — {c.family}, {result.phase}", fmt, 1),
+        "",
+        item(
+            f"shape: {c.num_layers} layers, d={c.hidden_size}, {heads}, d_ff="
+            f"{c.intermediate_size}, vocabulary {c.vocab_size:,}; {', '.join(extras)}",
+            fmt,
+        ),
+        item(
+            f"parameters: {count(p['total'])} (embedding {count(p['embedding'])}, "
+            f"{c.num_layers} × {count(p['per_layer'])} per layer, final norm "
+            f"{count(p['final_norm'])}, LM head {count(p['lm_head'])})",
+            fmt,
+        ),
+        item(f"layouts: {layouts}; {result.chips} chip{'s' * (result.chips != 1)}", fmt),
+        item(f"parameters in force: {shown}", fmt),
+        "",
+    ]
+    timed = result.timing is not None
+    headers = ("component", "count", "FLOPs", "weight bytes", "activation bytes", "KV bytes")
+    headers += ("comm bytes",) + (("wall ms",) if timed else ())
+    rows = []
+    for comp in result.components:
+        m = comp.metrics
+        row = (
+            comp.name,
+            str(comp.count),
+            count(m.flops_per_chip),
+            count(m.weight_memory_per_chip),
+            count(m.activation_memory_per_chip),
+            count(m.kv_cache_per_chip),
+            count(m.communication_bytes),
+        )
+        if timed:
+            row += (milliseconds(comp.timing.wall_clock_time_ms) if comp.timing else "",)
+        rows.append(row)
+    m = result.metrics
+    total = (
+        "model (per chip)",
+        "",
+        count(m.flops_per_chip),
+        count(m.weight_memory_per_chip),
+        count(m.activation_memory_per_chip),
+        count(m.kv_cache_per_chip),
+        count(m.communication_bytes),
+    )
+    if timed:
+        total += (milliseconds(result.timing.wall_clock_time_ms),)  # type: ignore[union-attr]
+    rows.append(total)
+    parts.append(Table(headers, tuple(rows), "lr" + "r" * (len(headers) - 2)).render(fmt))
+    parts += [
+        "",
+        item(
+            "Each row is one instance of a component on one chip; the model row adds "
+            f"count × row. Over all {result.chips} chip{'s' * (result.chips != 1)}: FLOPs "
+            f"{count(m.flops_total)}, weights {count(m.weight_memory_total)}, KV "
+            f"{count(m.kv_cache_total)}",
+            fmt,
+        ),
+    ]
+    memory = (
+        f"memory per chip: weights {count(m.weight_memory_per_chip)} + KV cache "
+        f"{count(m.kv_cache_per_chip)} + peak activation "
+        f"{count(result.peak_activation_per_chip)} = {count(result.memory_per_chip)} bytes"
+    )
+    capacity = result.capacity_bytes
+    if capacity is not None:
+        verdict = "fits" if result.memory_per_chip <= capacity else "does NOT fit"
+        memory += f"; {verdict} in {count(capacity)} bytes"
+    parts.append(item(memory, fmt))
+    if timed and result.hardware is not None:
+        t = result.timing
+        assert t is not None
+        rows_t = tuple((name, milliseconds(ms)) for name, ms in asdict(t).items())
+        parts += [
+            "",
+            heading(f"timing on {result.hardware.name} (components in sequence)", fmt, 3),
+            "",
+            Table(("timing", "ms"), rows_t, "lr").render(fmt),
+        ]
+    parts += [""] + [note_line(note, fmt) for note in result.notes]
+    return "\n".join(parts).rstrip() + "\n"

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,7 @@ __all__ = [
     "layouts",
     "load_layout",
     "metrics",
+    "model_metrics",
     "spec_cases",
     "verify",
 ]
@@ -96,6 +98,28 @@ def metrics(
     result = evaluate(resolve_inputs(layout, phase, layer=layer, hardware=hardware, params=params))
     for note in result.notes:
         warnings.warn(note, UnevenSplitWarning, stacklevel=2)
+    return result.to_dict()
+
+
+def model_metrics(
+    config: str | Path | Mapping[str, Any],
+    phase: str = "prefill",
+    *,
+    layout: str = "single",
+    hardware: str | None = None,
+    **params: Any,
+) -> dict[str, Any]:
+    """A whole model from a local Hugging Face config.json (a path, or the parsed dict).
+
+    ``layout`` is the attention layout; the FFN and vocabulary layers shard the same way.
+    ``params`` are the dimensions the config does not fix (``batch_size``, ``seq_len``,
+    ``past_seq_len`` ...), conventions and hardware fields. The dict holds ``parameters``
+    (exact counts), ``metrics`` (the model, per chip and total), ``per_layer``,
+    ``components``, ``memory`` (and whether it fits, with hardware) and ``timing``.
+    """
+    from .formulas.model import model_metrics as _model_metrics
+
+    result = _model_metrics(config, phase, layout=layout, hardware=hardware, params=params)
     return result.to_dict()
 
 

@@ -304,6 +304,24 @@ def _cmd_metrics(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_model(args: argparse.Namespace) -> int:
+    from shardcost.formulas.model import model_metrics
+    from shardcost.reports.tables import model_text
+
+    result = model_metrics(
+        args.config,
+        args.phase,
+        layout=args.layout,
+        hardware=args.hardware,
+        params=_assignments(args.assignments),
+    )
+    if args.format == "json":
+        _output(args, _json(result.to_dict()))
+    else:
+        _output(args, model_text(result, args.format))
+    return 0
+
+
 def _cmd_layouts(args: argparse.Namespace) -> int:
     chosen = all_layouts(args.layer)
     if args.format == "json":
@@ -590,6 +608,33 @@ def _parser() -> _Parser:
     p.add_argument("layout", help="a layout name (see 'shardcost layouts')")
     _add_layout_options(p)
     p.set_defaults(run=_cmd_metrics)
+
+    p = sub.add_parser(
+        "model",
+        help="a whole model from a local Hugging Face config.json",
+        formatter_class=formatter,
+        description="Parameters (exact), per-component and total metrics, memory and (with "
+        "--hardware) timing of a Llama-, Mistral- or Qwen2-family model. The config is read "
+        "from disk; nothing is downloaded.",
+        epilog=keys_help(),
+    )
+    p.add_argument("config", type=Path, metavar="CONFIG.json", help="the model's config.json")
+    p.add_argument("--phase", choices=[ph.value for ph in Phase], default="prefill")
+    p.add_argument(
+        "--layout",
+        default="single",
+        help="the attention layout; the FFN and vocabulary layers follow it "
+        "(single | tp | cp-allgather | cp-kv-sharded | tp-cp; default: %(default)s)",
+    )
+    p.add_argument(
+        "--hardware",
+        metavar="NAME",
+        help=f"hardware for timing and capacity: {' | '.join(CATALOG)} or FILE.toml",
+    )
+    p.add_argument("--format", choices=("table", "json", "markdown"), default="table")
+    p.add_argument("-o", "--output", type=Path, metavar="FILE", help="write to FILE, not stdout")
+    p.add_argument("assignments", nargs="*", metavar="KEY=VALUE")
+    p.set_defaults(run=_cmd_model)
 
     p = sub.add_parser("layouts", help="the registered layouts")
     p.add_argument("--layer", default=None, help="only this layer's layouts")

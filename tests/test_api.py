@@ -27,6 +27,7 @@ INTENDED = {
     "layouts",
     "load_layout",
     "metrics",
+    "model_metrics",
     "spec_cases",
     "verify",
 }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -219,3 +220,45 @@ def test_help_lists_every_key_from_the_notation_table(capsys: pytest.CaptureFixt
     out = capsys.readouterr().out
     for key in shardcost.formulas.KEYS:
         assert key in out
+
+
+CONFIGS = Path(__file__).resolve().parents[2] / "examples" / "configs"
+
+
+def test_model_json_equals_the_api(capsys: pytest.CaptureFixture[str]) -> None:
+    config = str(CONFIGS / "qwen2.5-7b.json")
+    argv = ["model", config, "--phase", "decode", "--layout", "tp", "tensor_parallel=4"]
+    code, out, _ = run(capsys, *argv, "batch_size=8", "--hardware", "h100-sxm", "--format", "json")
+    assert code == 0
+    api = shardcost.model_metrics(
+        config, "decode", layout="tp", hardware="h100-sxm", tensor_parallel=4, batch_size=8
+    )
+    assert json.loads(out) == api
+    assert api["parameters"]["total"] == 7_615_616_512  # by hand in tests/formulas/test_model.py
+
+
+def test_model_table_names_parameters_components_and_memory(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    config = str(CONFIGS / "llama-3.2-1b.json")
+    code, out, _ = run(capsys, "model", config, "--hardware", "h100-sxm")
+    assert code == 0
+    assert "parameters: 1,235,814,400" in out
+    assert "tied embeddings" in out
+    for component in ("embedding", "attention", "ffn", "norms", "final_norm", "lm_head"):
+        assert f"\n{component} " in out
+    assert "fits in 80,000,000,000 bytes" in out
+    assert "wall_clock_time_ms" in out
+    code, out, _ = run(capsys, "model", config, "--format", "markdown")
+    assert code == 0 and "| component | count |" in out
+
+
+def test_model_bad_input_is_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, _, err = run(capsys, "model", str(tmp_path / "nope.json"))
+    assert code == 2
+    assert (
+        err
+        == f"shardcost: error: {tmp_path / 'nope.json'}: no such file (give a local config.json)\n"
+    )
+    code, _, err = run(capsys, "model", str(CONFIGS / "llama-3.1-8b.json"), "--layout", "ring")
+    assert code == 2 and err.count("\n") == 1 and "layout 'ring' is unknown" in err
