@@ -88,6 +88,27 @@ PEAK_TFLOPS_FP8 = HardwareField(
 MEMORY_CAPACITY = HardwareField(
     "memory_capacity_gb", None, "", "memory (HBM) capacity per chip", "GB"
 )
+HOST_LINK_BANDWIDTH = HardwareField(
+    "host_link_bandwidth_gb_s",
+    None,
+    "",
+    "host link (PCIe) bandwidth per chip, per direction (KV-cache tiers)",
+    "GB/s",
+)
+PINNED_EFFICIENCY = HardwareField(
+    "pinned_efficiency",
+    None,
+    "",
+    "achieved fraction of the host link copying from pinned host memory",
+    "fraction",
+)
+PAGEABLE_EFFICIENCY = HardwareField(
+    "pageable_efficiency",
+    None,
+    "",
+    "achieved fraction of the host link copying from pageable host memory",
+    "fraction",
+)
 
 # What the timing formulas read, in order.
 NUMERIC_FIELDS: tuple[HardwareField, ...] = (
@@ -105,6 +126,9 @@ FIELDS: tuple[HardwareField, ...] = (
     SUPPORTS_OVERLAP,
     PEAK_TFLOPS_FP8,
     MEMORY_CAPACITY,
+    HOST_LINK_BANDWIDTH,
+    PINNED_EFFICIENCY,
+    PAGEABLE_EFFICIENCY,
 )
 FIELDS_BY_NAME: dict[str, HardwareField] = {f.name: f for f in FIELDS}
 REQUIRED = ("peak_tflops", "memory_bandwidth_gb_s", "interconnect_bandwidth_gb_s")
@@ -117,8 +141,19 @@ DEFAULTS: dict[str, Fraction | bool | None] = {  # for the fields one may leave 
     "supports_overlap": False,
     "peak_tflops_fp8": None,
     "memory_capacity_gb": None,
+    "host_link_bandwidth_gb_s": None,
+    # Not vendor figures: pinned copies run at the link's rate; pageable ones are staged
+    # by the driver through a pinned bounce buffer, assumed to halve the rate.
+    "pinned_efficiency": Fraction(1),
+    "pageable_efficiency": Fraction(1, 2),
 }
-_FRACTIONS = ("compute_efficiency", "memory_efficiency", "link_efficiency")
+_FRACTIONS = (
+    "compute_efficiency",
+    "memory_efficiency",
+    "link_efficiency",
+    "pinned_efficiency",
+    "pageable_efficiency",
+)
 
 
 @dataclass(frozen=True)
@@ -137,6 +172,9 @@ class Hardware:
     supports_overlap: bool = False
     peak_tflops_fp8: Fraction | None = None
     memory_capacity_gb: Fraction | None = None
+    host_link_bandwidth_gb_s: Fraction | None = None
+    pinned_efficiency: Fraction = Fraction(1)
+    pageable_efficiency: Fraction = Fraction(1, 2)
     description: str = ""
     source: str = ""
 

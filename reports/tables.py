@@ -8,6 +8,8 @@ from dataclasses import asdict, dataclass
 
 from shardcost.formulas import Result
 from shardcost.formulas.hardware import FIELDS_BY_NAME as HARDWARE_FIELDS
+from shardcost.formulas.kv_tier import ASSUMPTIONS as KV_ASSUMPTIONS
+from shardcost.formulas.kv_tier import KVTier
 from shardcost.formulas.model import ModelResult
 
 FORMATS = ("table", "markdown")
@@ -307,4 +309,76 @@ def model_text(result: ModelResult, fmt: str) -> str:
             Table(("timing", "ms"), rows_t, "lr").render(fmt),
         ]
     parts += [""] + [note_line(note, fmt) for note in result.notes]
+    return "\n".join(parts).rstrip() + "\n"
+
+
+def kv_tier_text(tier: KVTier, fmt: str) -> str:
+    """Each request's cache from host memory against decode and prefill work."""
+    hw = tier.hardware
+    chips = f"{tier.chips} chip{'s' * (tier.chips != 1)}"
+    batch = tier.decode.params.get("batch_size")
+    parts = [
+        heading(
+            f"KV-cache tiers: {tier.config.name} on {hw.name}, {tier.layout} ({chips}), "
+            f"{tier.host_memory} host memory",
+            fmt,
+            1,
+        ),
+        "",
+        item(
+            f"host link: {float(hw.host_link_bandwidth_gb_s or 0):g} GB/s per direction × "
+            f"{float(tier.efficiency):g} ({tier.host_memory}) = "
+            f"{float(tier.effective_gb_s):g} GB/s per chip",
+            fmt,
+        ),
+        item(
+            f"decode step (batch of {batch}): {milliseconds(tier.decode_step_ms)} ms, "
+            f"{milliseconds(tier.decode_layer_ms)} ms per layer; prefill of "
+            f"{tier.prefill_seq_len} tokens: {milliseconds(tier.prefill_ms_per_token)} ms per "
+            "token",
+            fmt,
+        ),
+        "",
+    ]
+    headers = (
+        "past_seq_len",
+        "KV bytes/chip",
+        "copy ms",
+        "copy ms/layer",
+        "attention ms/layer",
+        "copy ÷ attention",
+        "hides",
+        "layers",
+        "decode steps",
+        "prefill tokens",
+    )
+    rows = tuple(
+        (
+            str(r.past_seq_len),
+            count(r.kv_bytes_per_chip),
+            milliseconds(r.transfer_ms),
+            milliseconds(r.transfer_ms_per_layer),
+            milliseconds(r.attention_ms_per_layer),
+            f"{r.ratio:.4g}",
+            "yes" if r.hides_behind_decode else "no",
+            str(r.layers_to_hide_one_layer),
+            str(r.decode_steps_to_hide),
+            count(r.prefill_tokens_to_hide),
+        )
+        for r in tier.requests
+    )
+    parts.append(Table(headers, rows, "rrrrrrlrrr").render(fmt))
+    parts += [
+        "",
+        item(
+            "hides: one layer's copy fits behind one layer of the decode step; layers: "
+            "layers of decode that cover one layer's copy; decode steps and prefill tokens: "
+            "the work that covers the whole request's copy",
+            fmt,
+        ),
+        "",
+        heading("assumptions", fmt, 3),
+        "",
+        *(f"- {line}" for line in KV_ASSUMPTIONS),
+    ]
     return "\n".join(parts).rstrip() + "\n"

@@ -65,6 +65,7 @@ __all__ = [
     "cost",
     "define_layout",
     "export",
+    "kv_tier",
     "layouts",
     "load_layout",
     "metrics",
@@ -121,6 +122,29 @@ def model_metrics(
 
     result = _model_metrics(config, phase, layout=layout, hardware=hardware, params=params)
     return result.to_dict()
+
+
+def kv_tier(
+    config: str | Path | Mapping[str, Any],
+    *,
+    hardware: str,
+    host_memory: str = "pinned",
+    layout: str = "single",
+    **params: Any,
+) -> dict[str, Any]:
+    """Each request's KV cache brought from host memory over the host link.
+
+    ``params`` describe the decode batch (``past_seq_len=[4096, 64]`` ...) and the prefill
+    whose work may hide the copy (``seq_len``). Per request: the copy time (whole cache
+    and one layer), decode attention time over the same cache, their ratio, and the decode
+    layers, decode steps and prefill tokens that cover the copy.
+    """
+    from .formulas.kv_tier import kv_tier as _kv_tier
+
+    tier = _kv_tier(
+        config, hardware=hardware, host_memory=host_memory, layout=layout, params=params
+    )
+    return tier.to_dict()
 
 
 def cost(

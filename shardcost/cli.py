@@ -322,6 +322,24 @@ def _cmd_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_kv_tier(args: argparse.Namespace) -> int:
+    from shardcost.formulas.kv_tier import kv_tier
+    from shardcost.reports.tables import kv_tier_text
+
+    tier = kv_tier(
+        args.config,
+        hardware=args.hardware,
+        host_memory=args.host_memory,
+        layout=args.layout,
+        params=_assignments(args.assignments),
+    )
+    if args.format == "json":
+        _output(args, _json(tier.to_dict()))
+    else:
+        _output(args, kv_tier_text(tier, args.format))
+    return 0
+
+
 def _cmd_layouts(args: argparse.Namespace) -> int:
     chosen = all_layouts(args.layer)
     if args.format == "json":
@@ -382,6 +400,7 @@ def _cmd_hardware(args: argparse.Namespace) -> int:
             number(hw.memory_bandwidth_gb_s),
             number(hw.memory_capacity_gb),
             number(hw.interconnect_bandwidth_gb_s),
+            number(hw.host_link_bandwidth_gb_s),
             hw.description,
         )
         for hw in entries
@@ -393,13 +412,14 @@ def _cmd_hardware(args: argparse.Namespace) -> int:
         "HBM GB/s",
         "HBM GB",
         "link GB/s",
+        "host GB/s",
         "description",
     )
-    _emit(Table(headers, rows, "lrrrrrl").render(args.format))
+    _emit(Table(headers, rows, "lrrrrrrl").render(args.format))
     if args.format == "table":
         _emit(
-            "\ndense figures; decimal units; link bandwidth per direction. Sources: "
-            "shardcost hardware --format json"
+            "\ndense figures; decimal units; link and host (PCIe) bandwidth per direction. "
+            "Sources: shardcost hardware --format json"
         )
     return 0
 
@@ -635,6 +655,36 @@ def _parser() -> _Parser:
     p.add_argument("-o", "--output", type=Path, metavar="FILE", help="write to FILE, not stdout")
     p.add_argument("assignments", nargs="*", metavar="KEY=VALUE")
     p.set_defaults(run=_cmd_model)
+
+    p = sub.add_parser(
+        "kv-tier",
+        help="bring each request's KV cache from host memory: copy time against decode",
+        formatter_class=formatter,
+        description="For each request of a decode batch (past_seq_len=4096,64,...): the "
+        "time to copy its KV cache (all layers, and one layer) from host memory over the "
+        "host link, against decode attention over the same cache, and the decode layers, "
+        "decode steps or prefill tokens that would hide the copy.",
+        epilog=keys_help(),
+    )
+    p.add_argument("config", type=Path, metavar="CONFIG.json", help="the model's config.json")
+    p.add_argument(
+        "--hardware",
+        metavar="NAME",
+        required=True,
+        help=f"{' | '.join(CATALOG)} or FILE.toml; host_link_bandwidth_gb_s=... overrides",
+    )
+    p.add_argument(
+        "--host-memory",
+        choices=("pinned", "pageable"),
+        default="pinned",
+        help="where the cache waits: pinned (page-locked) or pageable host memory "
+        "(default: %(default)s)",
+    )
+    p.add_argument("--layout", default="single", help="the attention layout (default: single)")
+    p.add_argument("--format", choices=("table", "json", "markdown"), default="table")
+    p.add_argument("-o", "--output", type=Path, metavar="FILE", help="write to FILE, not stdout")
+    p.add_argument("assignments", nargs="*", metavar="KEY=VALUE")
+    p.set_defaults(run=_cmd_kv_tier)
 
     p = sub.add_parser("layouts", help="the registered layouts")
     p.add_argument("--layer", default=None, help="only this layer's layouts")

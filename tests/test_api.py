@@ -24,6 +24,7 @@ INTENDED = {
     "cost",
     "define_layout",
     "export",
+    "kv_tier",
     "layouts",
     "load_layout",
     "metrics",

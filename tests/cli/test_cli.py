@@ -262,3 +262,16 @@ def test_model_bad_input_is_one_line(capsys: pytest.CaptureFixture[str], tmp_pat
     )
     code, _, err = run(capsys, "model", str(CONFIGS / "llama-3.1-8b.json"), "--layout", "ring")
     assert code == 2 and err.count("\n") == 1 and "layout 'ring' is unknown" in err
+
+
+def test_kv_tier_json_equals_the_api(capsys: pytest.CaptureFixture[str]) -> None:
+    config = str(CONFIGS / "llama-3.1-8b.json")
+    argv = ["kv-tier", config, "--hardware", "h100-sxm", "past_seq_len=4096,64"]
+    code, out, _ = run(capsys, *argv, "--format", "json")
+    assert code == 0
+    assert json.loads(out) == shardcost.kv_tier(config, hardware="h100-sxm", past_seq_len="4096,64")
+    code, out, _ = run(capsys, *argv, "--host-memory", "pageable")
+    assert code == 0
+    assert "64 GB/s per direction × 0.5 (pageable) = 32 GB/s per chip" in out
+    code, _, err = run(capsys, "kv-tier", config, "--hardware", "tpu-v5e")
+    assert code == 2 and "host_link_bandwidth_gb_s" in err and err.count("\n") == 1

@@ -1,0 +1,219 @@
+"""KV-cache tiers: bringing a request's cache back from host memory over the host link.
+
+For each request of a decode batch (one past length each), per chip:
+
+    transfer   t_x     = KV bytes / (BW_host · η_host · 10^9) · 10^3          ms
+    attention  t_attn  = max(F_core / (P · η_c · 10^12), KV / (BW_mem · η_m · 10^9)) · 10^3
+    ratio              = t_x / t_attn           (per layer; the same for the whole request)
+
+where F_core is the attention core (Q·Kᵀ and P·V) for that request's cache alone and
+η_host is the pinned or pageable efficiency. The copy hides behind decode when one
+layer's transfer is no longer than one layer's share of the batch's decode step
+(prefetch layer ℓ+1 while layer ℓ runs); otherwise ⌈t_x,layer / t_layer⌉ layers of
+compute cover one layer's copy, ⌈T_x / t_step⌉ decode steps cover the whole request, and
+⌈T_x / t_token⌉ prefill tokens cover it at a seq_len-token prefill's time per token.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from shardcost.errors import InputError, InvalidValueError
+
+from .conventions import BY_NAME as CONVENTIONS_BY_NAME
+from .conventions import Phase
+from .evaluate import Result, evaluate
+from .hardware import FIELDS_BY_NAME as HARDWARE_FIELDS
+from .hardware import Hardware
+from .inputs import Inputs, applicable_params, resolve_inputs
+from .model import ModelConfig, ModelResult, load_config, model_metrics
+
+HOST_MEMORY = ("pinned", "pageable")
+ASSUMPTIONS = (
+    "Each chip copies its own shard of the cache over its own host link, all chips at once.",
+    "A copy runs at host_link_bandwidth_gb_s × the pinned or pageable efficiency; no "
+    "latency is charged.",
+    "Decode attention for a cache takes max(attention-core FLOPs / peak, cache bytes / "
+    "memory bandwidth), with the timing model's efficiencies.",
+    "A copy hides behind decode when one layer's transfer takes no longer than one layer "
+    "of the batch's decode step: prefetching layer ℓ+1 while layer ℓ runs keeps pace.",
+    "Prefill overlap is counted in tokens of a fresh seq_len-token prefill, at its "
+    "wall-clock time per token.",
+)
+_DECODE_ONLY = {"past_seq_len", "new_tokens"} | {
+    name for name, c in CONVENTIONS_BY_NAME.items() if c.phases == (Phase.DECODE,)
+}
+_PREFILL_ONLY = {"seq_len"} | {
+    name for name, c in CONVENTIONS_BY_NAME.items() if c.phases == (Phase.PREFILL,)
+}
+
+
+@dataclass(frozen=True)
+class RequestTransfer:
+    """One request's cache: its bytes per chip, the copy against decode attention."""
+
+    past_seq_len: int
+    kv_bytes_per_chip: int  # every layer
+    kv_bytes_per_layer_per_chip: int
+    transfer_ms: float  # every layer
+    transfer_ms_per_layer: float
+    attention_ms_per_layer: float  # decode attention over this cache, one layer
+    ratio: float  # transfer / attention
+    hides_behind_decode: bool
+    layers_to_hide_one_layer: int
+    decode_steps_to_hide: int
+    prefill_tokens_to_hide: int
+
+
+@dataclass(frozen=True)
+class KVTier:
+    """The KV-tier analysis of one decode batch on one layout and accelerator."""
+
+    config: ModelConfig
+    layout: str
+    chips: int
+    hardware: Hardware
+    host_memory: str
+    efficiency: Fraction
+    decode: ModelResult
+    decode_step_ms: float
+    decode_layer_ms: float
+    prefill_seq_len: int
+    prefill_ms_per_token: float
+    requests: tuple[RequestTransfer, ...]
+
+    @property
+    def effective_gb_s(self) -> Fraction:
+        """The host link's achieved bandwidth, GB/s per direction."""
+        assert self.hardware.host_link_bandwidth_gb_s is not None
+        return self.hardware.host_link_bandwidth_gb_s * self.efficiency
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready."""
+        return {
+            "model": self.config.name,
+            "layout": self.layout,
+            "chips": self.chips,
+            "hardware": self.hardware.name,
+            "host_memory": self.host_memory,
+            "host_link": {
+                "bandwidth_gb_s": float(self.hardware.host_link_bandwidth_gb_s or 0),
+                "efficiency": float(self.efficiency),
+                "effective_gb_s": float(self.effective_gb_s),
+            },
+            "params": self.decode.params,
+            "decode_step_ms": self.decode_step_ms,
+            "decode_layer_ms": self.decode_layer_ms,
+            "prefill_seq_len": self.prefill_seq_len,
+            "prefill_ms_per_token": self.prefill_ms_per_token,
+            "requests": [asdict(r) for r in self.requests],
+            "assumptions": list(ASSUMPTIONS),
+        }
+
+
+def kv_tier(
+    source: str | Path | Mapping[str, Any],
+    *,
+    hardware: str,
+    host_memory: str = "pinned",
+    layout: str = "single",
+    params: Mapping[str, object] | None = None,
+) -> KVTier:
+    """Each request's cache brought from host memory, against decode (and prefill) work."""
+    if host_memory not in HOST_MEMORY:
+        raise InvalidValueError(
+            f"host_memory={host_memory!r} is not allowed; host_memory takes pinned | pageable"
+        )
+    config = load_config(source)
+    params = dict(params or {})
+    decode_params = {k: v for k, v in params.items() if k not in _PREFILL_ONLY}
+    decode = model_metrics(source, "decode", layout=layout, hardware=hardware, params=decode_params)
+    hw = decode.hardware
+    assert hw is not None
+    if hw.host_link_bandwidth_gb_s is None:
+        raise InputError(
+            f"hardware {hw.name!r} gives no host_link_bandwidth_gb_s; pass "
+            "host_link_bandwidth_gb_s=GB/s (per direction) for KV tiers"
+        )
+    prefill_params = {
+        k: v for k, v in params.items() if k not in _DECODE_ONLY and k != "batch_size"
+    }
+    prefill = model_metrics(
+        source,
+        "prefill",
+        layout=layout,
+        hardware=hardware,
+        params=prefill_params,
+    )
+    seq_len = int(prefill.params["seq_len"])
+    assert prefill.timing is not None and decode.timing is not None
+    per_token = prefill.timing.wall_clock_time_ms / (seq_len * int(prefill.params["batch_size"]))
+    step = decode.timing.wall_clock_time_ms
+    layer = sum(
+        c.timing.wall_clock_time_ms
+        for c in decode.components
+        if c.name in ("attention", "ffn", "norms", "biases") and c.timing is not None
+    )
+    efficiency = hw.pinned_efficiency if host_memory == "pinned" else hw.pageable_efficiency
+    host = hw.host_link_bandwidth_gb_s * efficiency
+    attention = next(c for c in decode.components if c.name == "attention")
+    assert attention.result is not None
+    lengths = attention.result.inputs.dims["past_seq_len"]
+    lengths = lengths if isinstance(lengths, tuple) else (int(lengths),)
+    requests = []
+    for n in dict.fromkeys(lengths):
+        alone = _one_request(attention.result.inputs, n)
+        kv = alone.metrics.kv_cache_per_chip
+        core = alone.step_value("scores") + alone.step_value("apply_v")
+        peak = hw.peak_for(int(alone.inputs.dims["bytes_per_elem"]))
+        attend = max(
+            Fraction(core) / (peak * hw.compute_efficiency * 10**9),
+            Fraction(kv) / (hw.memory_bandwidth_gb_s * hw.memory_efficiency * 10**6),
+        )
+        x_layer = Fraction(kv) / (host * 10**6)
+        x_total = x_layer * config.num_layers
+        requests.append(
+            RequestTransfer(
+                past_seq_len=n,
+                kv_bytes_per_chip=kv * config.num_layers,
+                kv_bytes_per_layer_per_chip=kv,
+                transfer_ms=float(x_total),
+                transfer_ms_per_layer=float(x_layer),
+                attention_ms_per_layer=float(attend),
+                ratio=float(x_layer / attend),
+                hides_behind_decode=float(x_layer) <= layer,
+                layers_to_hide_one_layer=math.ceil(float(x_layer) / layer),
+                decode_steps_to_hide=math.ceil(float(x_total) / step),
+                prefill_tokens_to_hide=math.ceil(float(x_total) / per_token),
+            )
+        )
+    return KVTier(
+        config,
+        layout,
+        decode.chips,
+        hw,
+        host_memory,
+        efficiency,
+        decode,
+        step,
+        layer,
+        seq_len,
+        per_token,
+        tuple(requests),
+    )
+
+
+def _one_request(inputs: Inputs, past: int) -> Result:
+    """The attention layer for one request of this past length, alone in its batch."""
+    lay = inputs.layout
+    params = {k: v for k, v in inputs.params().items() if k not in HARDWARE_FIELDS}
+    params |= {"batch_size": 1, "past_seq_len": past}
+    mine = applicable_params(lay, Phase.DECODE, params)
+    return evaluate(
+        resolve_inputs(lay.name, Phase.DECODE, layer=lay.layer, params=mine, decoupled_heads=True)
+    )
