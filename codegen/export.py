@@ -8,6 +8,10 @@ line per derivation step, each with its label), a dispatcher ``metrics(layout, p
 params)``, and ``run.sh LAYOUT PHASE KEY=VALUE ...`` that builds the code if needed and
 prints the nine metrics as JSON. Counts are exact: Python ints, C and Rust 128-bit
 integers, JavaScript BigInt, Go math/big.
+
+The dispatcher fills defaults, and for layouts with heads (those reading num_heads or
+head_dim: attention) applies hidden_size = num_heads × head_dim as the library does;
+head-less layers (FFN, embedding, LM head) take hidden_size as given or its default.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import jinja2
 from shardcost.errors import InputError
 from shardcost.formulas import Conventions, Layout, all_layouts
 from shardcost.symbolic import METRICS
-from shardcost.symbolic.dimensions import DIMENSIONS
+from shardcost.symbolic.dimensions import DIMENSIONS, HEAD_DIM, NUM_HEADS
 
 from .printers import PRINTERS, InfixPrinter
 from .program import Program, program
@@ -107,6 +111,9 @@ def _function(prog: Program, language: str) -> dict[str, object]:
         "summary": prog.layout.summary,
         "conventions": conventions,
         "inputs": [(names[d.symbol], d.name) for d in prog.inputs],
+        # heads among the inputs: the dispatcher applies hidden_size = num_heads × head_dim
+        # (and num_kv_heads' default); head-less layers take hidden_size as it comes
+        "shaped": any(d.name in (NUM_HEADS.name, HEAD_DIM.name) for d in prog.inputs),
         "checks": [
             CheckView(
                 printer.doprint(c.total),

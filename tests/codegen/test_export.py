@@ -178,3 +178,55 @@ def test_ffn_layouts_are_exported_under_layer_slash_name(exported: Path, languag
                 warnings.simplefilter("ignore", shardcost.UnevenSplitWarning)
                 want = shardcost.metrics(layout, phase, layer="ffn", **p)["metrics"]
             assert json.loads(proc.stdout) == want, (layout, phase)
+
+
+def headless_params(layer: str, layout: str, phase: str, hidden_size: int | None) -> dict[str, int]:
+    """Parameters of a layer without heads (hidden_size None: left to its default)."""
+    p = {"batch_size": 3, "bytes_per_elem": 2}
+    if hidden_size is not None:
+        p["hidden_size"] = hidden_size
+    p |= {"intermediate_size": 300} if layer == "ffn" else {"vocab_size": 10}
+    if phase == "decode":
+        p["new_tokens"] = 2
+    elif layer != "lm_head":  # the LM head's prefill reads the last token only
+        p["seq_len"] = 7
+    if "tp" in layout:
+        p["tensor_parallel"] = 2
+    return p
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+@pytest.mark.parametrize(
+    ("layer", "layout"), [("ffn", "tp"), ("embedding", "tp"), ("lm_head", "single")]
+)
+def test_layers_without_heads_take_any_hidden_size(
+    exported: Path, language: str, layer: str, layout: str
+) -> None:
+    # hidden_size = num_heads × head_dim is attention's shape; FFN, embedding and LM head
+    # have no heads, so a hidden_size the default head_dim (128) does not divide is fine,
+    # and one left out is its default (4096) as in the library.
+    for phase in ("prefill", "decode"):
+        for hidden_size in (100, 2, None):
+            p = headless_params(layer, layout, phase, hidden_size)
+            args = [f"{k}={v}" for k, v in p.items()]
+            proc = run(exported, language, f"{layer}/{layout}", phase, *args)
+            assert proc.returncode == 0, (layer, layout, phase, p, proc.stderr)
+            want = shardcost.metrics(layout, phase, layer=layer, **p)["metrics"]
+            assert json.loads(proc.stdout) == want, (layer, layout, phase, p)
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_attention_still_needs_hidden_size_to_split_into_heads(
+    exported: Path, language: str
+) -> None:
+    for args, message in (
+        (["hidden_size=100", "num_heads=3"], "hidden_size=100 is not divisible by num_heads=3"),
+        (["hidden_size=100"], "hidden_size=100 is not divisible by head_dim=128"),
+    ):
+        with pytest.raises(shardcost.ImpossibleSplitError):
+            shardcost.metrics("tp", "prefill", **dict(a.split("=") for a in args))
+        for phase in ("prefill", "decode"):
+            proc = run(exported, language, "tp", phase, *args)
+            assert proc.returncode == 2, (args, proc.stdout, proc.stderr)
+            assert proc.stderr.startswith("error: ") and message in proc.stderr, proc.stderr
+            assert proc.stderr.count("\n") == 1
