@@ -425,11 +425,11 @@ def model_metrics(
         result = results[name]
         metrics, timing = result.metrics, result.timing
         if name == "lm_head" and config.tie_word_embeddings:
-            metrics = _without_weights(metrics, result.chips)
-            timing = _without_weight_load(result)
+            metrics = _without_weights(metrics)
             notes.append(
                 "tie_word_embeddings: the LM head uses the embedding's matrix; its weight "
-                "bytes are counted once, with the embedding"
+                "bytes are counted once, with the embedding (the LM head still reads all "
+                "of it, the embedding only the rows it gathers)"
             )
         notes += [f"{name}: {n}" for n in result.notes]
         components.append(Component(name, number, layer, lay, metrics, timing, result))
@@ -502,27 +502,11 @@ def _vector_component(
     return Component(name, number, None, None, metrics, timing)
 
 
-def _without_weights(metrics: Metrics, chips: int) -> Metrics:
+def _without_weights(metrics: Metrics) -> Metrics:
     values = asdict(metrics)
     values["weight_memory_per_chip"] = 0
     values["weight_memory_total"] = 0
     return Metrics(**values)
-
-
-def _without_weight_load(result: Result) -> Timing | None:
-    """A tied LM head's timing without loading its matrix a second time."""
-    if result.timing is None or result.model is None:
-        return result.timing
-    values = result.values
-    derivation = result.derivation
-    weight_load = float(values[derivation.step("weight_load_time").symbol])  # type: ignore[arg-type]
-    compute = result.timing.compute_time_ms
-    load = result.timing.load_time_ms - weight_load
-    comm = result.timing.communication_time_ms
-    busy = max(compute, load)
-    overlap = result.inputs.hardware is not None and result.inputs.hardware.supports_overlap
-    wall = max(busy, comm) if overlap else busy + comm
-    return Timing(compute, load, comm, wall)
 
 
 def _sum_metrics(parts: list[tuple[Metrics, int]]) -> Metrics:

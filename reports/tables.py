@@ -282,7 +282,7 @@ def model_text(result: ModelResult, fmt: str) -> str:
         "",
         item(
             "Each row is one instance of a component on one chip; the model row adds "
-            f"count × row. Over all {result.chips} chip{'s' * (result.chips != 1)}: FLOPs "
+            f"count × row. Totals over {result.chips} chip{'s' * (result.chips != 1)}: FLOPs "
             f"{count(m.flops_total)}, weights {count(m.weight_memory_total)}, KV "
             f"{count(m.kv_cache_total)}",
             fmt,

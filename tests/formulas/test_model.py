@@ -113,6 +113,12 @@ def test_tied_embeddings_are_counted_once() -> None:
     assert any("tie_word_embeddings" in n for n in got["notes"])
     # The LM head still costs its FLOPs: 2 · 2048 · 128256 for the last token.
     assert head["metrics"]["flops_per_chip"] == 525_336_576
+    # ... and still reads the whole shared matrix: 128256 · 2048 · 2 B at 3350 GB/s,
+    # while the embedding reads only the 2048 rows it gathers (2048 · 2048 · 2 B).
+    timed = shardcost.model_metrics(LLAMA_1B, hardware="h100-sxm")
+    parts = {c["name"]: c["timing"]["load_time_ms"] for c in timed["components"]}
+    assert parts["lm_head"] == pytest.approx(525_336_576 / 3350e6)
+    assert parts["embedding"] == pytest.approx(2048 * 2048 * 2 / 3350e6)
 
 
 def test_qwen_biases_shard_with_their_heads() -> None:
