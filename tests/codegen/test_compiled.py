@@ -146,3 +146,18 @@ def test_source_is_kept_and_traceable() -> None:
     filename = f.__code__.co_filename
     assert linecache.getline(filename, 2).startswith("def attention_cp_kv_sharded_decode")
     assert shardcost.compile("cp-kv-sharded", "decode") is f  # compiled once
+
+
+@pytest.mark.parametrize("layout", ["single", "tp", "cp-allgather", "cp-kv-sharded", "tp-cp"])
+def test_a_ragged_batch_is_the_sum_of_its_requests(layout: str) -> None:
+    # The README's recipe for ragged batches with compiled functions: evaluate each
+    # request as a batch of one and add up everything but the weights.
+    lengths = [4096, 64, 63, 1]
+    f = shardcost.compile(layout, "decode")
+    one = f(batch_size=1, past_seq_len=np.array(lengths), exact=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", shardcost.UnevenSplitWarning)
+        want = shardcost.metrics(layout, "decode", past_seq_len=lengths)["metrics"]
+    for name, value in want.items():
+        got = one[name][0] if name.startswith("weight") else sum(one[name])
+        assert got == value, name
