@@ -44,6 +44,25 @@ COMMANDS = {
     ],
     "shardcost (every layout, both phases)": [PY, "-m", "shardcost"],
     "shardcost spec check (14 cases)": [PY, "-m", "shardcost", "spec", "check"],
+    "shardcost model llama-3.1-8b --hardware h100-sxm": [
+        PY,
+        "-m",
+        "shardcost",
+        "model",
+        "examples/configs/llama-3.1-8b.json",
+        "--hardware",
+        "h100-sxm",
+    ],
+    "shardcost kv-tier llama-3.1-8b (3 requests)": [
+        PY,
+        "-m",
+        "shardcost",
+        "kv-tier",
+        "examples/configs/llama-3.1-8b.json",
+        "--hardware",
+        "h100-sxm",
+        "past_seq_len=32768,4096,64",
+    ],
     "shardcost spec render (15 documents)": [PY, "-m", "shardcost", "spec", "render", OUT],
 }
 

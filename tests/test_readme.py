@@ -24,9 +24,12 @@ def test_exactly_two_setup_commands_and_ci_runs_the_second() -> None:
     assert ci[-1] == install_and_test
 
 
-def test_worked_example_is_what_the_command_prints(capsys: pytest.CaptureFixture[str]) -> None:
-    block = re.search(r"```console\n\$ shardcost (.*?)\n(.*?)```", README, re.DOTALL)
-    assert block is not None
-    argv, shown = block.group(1).split(), block.group(2)
-    assert main(argv) == 0
-    assert capsys.readouterr().out == shown
+def test_every_console_example_is_what_the_command_prints(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(ROOT)  # the examples name files relative to the checkout
+    blocks = re.findall(r"```console\n\$ shardcost (.*?)\n(.*?)```", README, re.DOTALL)
+    assert len(blocks) >= 2
+    for command, shown in blocks:
+        assert main(command.split()) == 0
+        assert capsys.readouterr().out == shown, command
