@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import sympy
 
-from shardcost.symbolic import Collective, Cost, Trace, over_group
+from shardcost.symbolic import Cost, Trace, collective, finish
 from shardcost.symbolic.dimensions import (
     CONTEXT_PARALLEL,
     TENSOR_PARALLEL,
@@ -407,38 +407,18 @@ def _attention_cost(
         note="K and V",
     )
 
-    collectives = []
-    for comm in comms:
-        escaped = comm.name.replace("_", r"\_")
-        symbol = t.define(
-            comm.name,
-            comm.label,
-            over_group(comm.payload, comm.group),
-            section="communication",
-            unit="bytes",
-            name=f"C_{comm.name}",
-            latex=rf"C_{{\mathrm{{{escaped}}}}}",
-            note=f"{comm.kind} over the {comm.group} group; payload bytes; none on one chip",
-        )
-        collectives.append(Collective(comm.name, comm.kind, comm.group, symbol, comm.description))
-    comm_total = t.define(
-        "communication_bytes",
-        "communication bytes per chip",
-        sympy.Add(*(c.symbol for c in collectives)),
-        section="communication",
-        unit="bytes",
-        name="C",
-        note="payload (logical tensor) bytes, not ring-injected bytes",
-    )
-    return Cost(
-        chips=sympy.sympify(chips),
+    collectives = [
+        collective(t, c.name, c.kind, c.group, c.payload, label=c.label, description=c.description)
+        for c in comms
+    ]
+    return finish(
+        t,
+        chips=chips,
         flops=total_flops,
-        weight_bytes=weights,
-        activation_bytes=activations,
-        kv_cache_bytes=kv_cache,
-        communication_bytes=comm_total,
-        collectives=tuple(collectives),
-        derivation=t.freeze(),
+        weights=weights,
+        activations=activations,
+        kv_cache=kv_cache,
+        collectives=collectives,
     )
 
 

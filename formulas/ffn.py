@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sympy
 
-from shardcost.symbolic import Collective, Cost, Trace, over_group
+from shardcost.symbolic import Cost, Trace, collective, finish
 from shardcost.symbolic.dimensions import (
     CONTEXT_PARALLEL,
     TENSOR_PARALLEL,
@@ -229,43 +229,25 @@ def _ffn_cost(
     )
     collectives = []
     if allreduce_over is not None:
-        symbol = t.define(
-            "output_allreduce",
-            "output all-reduce",
-            over_group(tensor_bytes(tokens, d, bytes_per_elem=b), allreduce_over),
-            section="communication",
-            unit="bytes",
-            name="C_output_allreduce",
-            latex=r"C_{\mathrm{output\_allreduce}}",
-            note="all-reduce over the tp group; payload bytes; none on one chip",
-        )
         collectives.append(
-            Collective(
+            collective(
+                t,
                 "output_allreduce",
                 "all-reduce",
                 allreduce_over,
-                symbol,
-                "sum of the row-parallel down projection's partial Y[M, d]",
+                tensor_bytes(tokens, d, bytes_per_elem=b),
+                label="output all-reduce",
+                description="sum of the row-parallel down projection's partial Y[M, d]",
             )
         )
-    comm = t.define(
-        "communication_bytes",
-        "communication bytes per chip",
-        sympy.Add(*(c.symbol for c in collectives)),
-        section="communication",
-        unit="bytes",
-        name="C",
-        note="payload (logical tensor) bytes, not ring-injected bytes",
-    )
-    return Cost(
-        sympy.sympify(chips),
-        total_flops,
-        weights,
-        activations,
-        kv_cache,
-        comm,
-        tuple(collectives),
-        t.freeze(),
+    return finish(
+        t,
+        chips=chips,
+        flops=total_flops,
+        weights=weights,
+        activations=activations,
+        kv_cache=kv_cache,
+        collectives=collectives,
     )
 
 

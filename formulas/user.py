@@ -40,7 +40,7 @@ from pathlib import Path
 import sympy
 
 from shardcost.errors import InputError
-from shardcost.symbolic import Collective, Cost, Trace, over_group
+from shardcost.symbolic import Collective, Cost, Trace, finish, over_group
 from shardcost.symbolic.dimensions import BY_NAME, BY_SHORT, BY_SYMBOL
 from shardcost.symbolic.parse import ExpressionError, parse_formula
 
@@ -178,23 +178,15 @@ def define_layout(
                 note="payload bytes; none on a one-chip group",
             )
             collectives.append(Collective(key, "collective", group_of[key], symbol, ""))
-        total = t.define(
-            "communication_bytes",
-            "communication bytes per chip",
-            sympy.Add(*(c.symbol for c in collectives)),
-            section="communication",
-            unit="bytes",
-            name="C",
-        )
-        return Cost(
-            chips_expr,
-            symbols["flops"],
-            symbols["weight_bytes"],
-            symbols["activation_bytes"],
-            symbols["kv_cache_bytes"],
-            total,
-            tuple(collectives),
-            t.freeze(),
+        return finish(
+            t,
+            chips=chips_expr,
+            flops=symbols["flops"],
+            weights=symbols["weight_bytes"],
+            activations=symbols["activation_bytes"],
+            kv_cache=symbols["kv_cache_bytes"],
+            collectives=collectives,
+            note="",  # a user layout's payloads are whatever its file declares
         )
 
     entry = Layout(

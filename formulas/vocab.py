@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import sympy
 
-from shardcost.symbolic import Collective, Cost, Trace, over_group
+from shardcost.symbolic import Collective, Cost, Trace, collective, finish
 from shardcost.symbolic.dimensions import (
     CONTEXT_PARALLEL,
     TENSOR_PARALLEL,
@@ -101,25 +101,15 @@ def _common_tail(
         name="KV",
         note="a vocabulary layer has none",
     )
-    comm = t.define(
-        "communication_bytes",
-        "communication bytes per chip",
-        sympy.Add(*(c.symbol for c in collectives)),
-        section="communication",
-        unit="bytes",
-        name="C",
-        note="payload (logical tensor) bytes, not ring-injected bytes",
-    )
-    return Cost(
-        sympy.sympify(chips),
-        flops,
-        weights,
-        activations,
-        kv_cache,
-        comm,
-        tuple(collectives),
-        t.freeze(),
-        weight_reads,
+    return finish(
+        t,
+        chips=chips,
+        flops=flops,
+        weights=weights,
+        activations=activations,
+        kv_cache=kv_cache,
+        collectives=collectives,
+        weight_reads=weight_reads,
     )
 
 
@@ -176,23 +166,16 @@ def _embedding(phase: Phase, *, over_tp: bool, over_cp: bool) -> Cost:
     )
     collectives = []
     if over_tp:
-        symbol = t.define(
-            "output_allreduce",
-            "embedding all-reduce",
-            over_group(tensor_bytes(tokens, d, bytes_per_elem=b), tp),
-            section="communication",
-            unit="bytes",
-            name="C_output_allreduce",
-            latex=r"C_{\mathrm{output\_allreduce}}",
-            note="all-reduce over the tp group; payload bytes; none on one chip",
-        )
         collectives.append(
-            Collective(
+            collective(
+                t,
                 "output_allreduce",
                 "all-reduce",
                 tp,
-                symbol,
-                "each rank's X is zero outside its vocabulary rows; the sum is the embedding",
+                tensor_bytes(tokens, d, bytes_per_elem=b),
+                label="embedding all-reduce",
+                description="each rank's X is zero outside its vocabulary rows; the sum is "
+                "the embedding",
             )
         )
     chips = (tp if over_tp else 1) * (cp if over_cp else 1)
@@ -268,23 +251,16 @@ def _lm_head(phase: Phase, conv: Conventions, *, over_tp: bool, over_cp: bool) -
     )
     collectives = []
     if over_tp:
-        symbol = t.define(
-            "logits_allgather",
-            "logits all-gather",
-            over_group(tensor_bytes(tokens, V, bytes_per_elem=b), tp),
-            section="communication",
-            unit="bytes",
-            name="C_logits_allgather",
-            latex=r"C_{\mathrm{logits\_allgather}}",
-            note="all-gather over the tp group of the full logits[M, V]; none on one chip",
-        )
         collectives.append(
-            Collective(
+            collective(
+                t,
                 "logits_allgather",
                 "all-gather",
                 tp,
-                symbol,
-                "each rank holds the logits of its vocabulary slice",
+                tensor_bytes(tokens, V, bytes_per_elem=b),
+                label="logits all-gather",
+                description="each rank holds the logits of its vocabulary slice",
+                note="all-gather over the tp group of the full logits[M, V]; none on one chip",
             )
         )
     chips = (tp if over_tp else 1) * (cp if over_cp else 1)

@@ -1,6 +1,6 @@
 """The engine: dimensions and notation, the Cost record, derivation traces, simplification."""
 
-from .cost import METRICS, PER_CHIP, Collective, Cost, over_group
+from .cost import METRICS, PER_CHIP, Collective, Cost, collective, finish, over_group
 from .dimensions import DIMENSIONS, Dimension, dimension
 from .simplify import closed_form
 from .trace import Derivation, Requirement, Split, Step, Trace
@@ -18,6 +18,8 @@ __all__ = [
     "Step",
     "Trace",
     "closed_form",
+    "collective",
     "dimension",
+    "finish",
     "over_group",
 ]

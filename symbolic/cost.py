@@ -7,7 +7,7 @@ from functools import cached_property
 
 import sympy
 
-from .trace import Derivation
+from .trace import Derivation, Trace
 
 PER_CHIP = ("flops", "weight_memory", "activation_memory", "kv_cache")
 
@@ -84,3 +84,67 @@ class Cost:
         for expr in self.metrics.values():
             symbols |= expr.free_symbols
         return frozenset(symbols)
+
+
+def collective(
+    t: Trace,
+    name: str,
+    kind: str,
+    group: sympy.Symbol,
+    payload: sympy.Expr,
+    *,
+    label: str,
+    description: str,
+    note: str | None = None,
+) -> Collective:
+    """A collective's payload as a step of ``t`` (nothing on a one-chip group)."""
+    escaped = name.replace("_", r"\_")
+    symbol = t.define(
+        name,
+        label,
+        over_group(payload, group),
+        section="communication",
+        unit="bytes",
+        name=f"C_{name}",
+        latex=rf"C_{{\mathrm{{{escaped}}}}}",
+        note=note or f"{kind} over the {group} group; payload bytes; none on one chip",
+    )
+    return Collective(name, kind, group, symbol, description)
+
+
+PAYLOAD_NOTE = "payload (logical tensor) bytes, not ring-injected bytes"
+
+
+def finish(
+    t: Trace,
+    *,
+    chips: sympy.Expr | int,
+    flops: sympy.Symbol,
+    weights: sympy.Symbol,
+    activations: sympy.Symbol,
+    kv_cache: sympy.Symbol,
+    collectives: list[Collective],
+    weight_reads: sympy.Symbol | None = None,
+    note: str = PAYLOAD_NOTE,
+) -> Cost:
+    """Close a trace: the communication total as its last step, then the Cost it adds up to."""
+    comm = t.define(
+        "communication_bytes",
+        "communication bytes per chip",
+        sympy.Add(*(c.symbol for c in collectives)),
+        section="communication",
+        unit="bytes",
+        name="C",
+        note=note,
+    )
+    return Cost(
+        sympy.sympify(chips),
+        flops,
+        weights,
+        activations,
+        kv_cache,
+        comm,
+        tuple(collectives),
+        t.freeze(),
+        weight_reads,
+    )
