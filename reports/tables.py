@@ -6,7 +6,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
-from shardcost.formulas import Result
+from shardcost.formulas import Metrics, Result, Timing
 from shardcost.formulas.hardware import FIELDS_BY_NAME as HARDWARE_FIELDS
 from shardcost.formulas.kv_tier import ASSUMPTIONS as KV_ASSUMPTIONS
 from shardcost.formulas.kv_tier import KVTier
@@ -211,6 +211,15 @@ def comparison_text(results: Sequence[Result], fmt: str) -> str:
     )
 
 
+_MODEL_COLUMNS = (
+    "flops_per_chip",
+    "weight_memory_per_chip",
+    "activation_memory_per_chip",
+    "kv_cache_per_chip",
+    "communication_bytes",
+)
+
+
 def model_text(result: ModelResult, fmt: str) -> str:
     """A whole model: its shape and parameters, each component, totals, memory, timing."""
     c = result.config
@@ -249,34 +258,16 @@ def model_text(result: ModelResult, fmt: str) -> str:
     timed = result.timing is not None
     headers = ("component", "count", "FLOPs", "weight bytes", "activation bytes", "KV bytes")
     headers += ("comm bytes",) + (("wall ms",) if timed else ())
-    rows = []
-    for comp in result.components:
-        m = comp.metrics
-        row = (
-            comp.name,
-            str(comp.count),
-            count(m.flops_per_chip),
-            count(m.weight_memory_per_chip),
-            count(m.activation_memory_per_chip),
-            count(m.kv_cache_per_chip),
-            count(m.communication_bytes),
-        )
+
+    def row(name: str, number: str, m: Metrics, timing: Timing | None) -> tuple[str, ...]:
+        cells = (name, number, *(count(getattr(m, key)) for key in _MODEL_COLUMNS))
         if timed:
-            row += (milliseconds(comp.timing.wall_clock_time_ms) if comp.timing else "",)
-        rows.append(row)
+            cells += (milliseconds(timing.wall_clock_time_ms) if timing else "",)
+        return cells
+
+    rows = [row(c.name, str(c.count), c.metrics, c.timing) for c in result.components]
+    rows.append(row("model (per chip)", "", result.metrics, result.timing))
     m = result.metrics
-    total = (
-        "model (per chip)",
-        "",
-        count(m.flops_per_chip),
-        count(m.weight_memory_per_chip),
-        count(m.activation_memory_per_chip),
-        count(m.kv_cache_per_chip),
-        count(m.communication_bytes),
-    )
-    if timed:
-        total += (milliseconds(result.timing.wall_clock_time_ms),)  # type: ignore[union-attr]
-    rows.append(total)
     parts.append(Table(headers, tuple(rows), "lr" + "r" * (len(headers) - 2)).render(fmt))
     parts += [
         "",
