@@ -300,8 +300,7 @@ def _dimensions(
         if key == PAST_SEQ_LEN.name and _many(raw):
             continue  # one length per request: below
         given[key] = parse_count(key, raw)
-    raw_lengths = params.get(PAST_SEQ_LEN.name)
-    lengths = _lengths(raw_lengths) if raw_lengths is not None and _many(raw_lengths) else None
+    lengths = request_lengths(params)
     if lengths is not None:
         batch = given.setdefault(BATCH_SIZE.name, len(lengths))
         if batch != len(lengths):
@@ -327,8 +326,12 @@ def _many(raw: object) -> bool:
     return isinstance(raw, (list, tuple)) or (isinstance(raw, str) and "," in raw)
 
 
-def _lengths(raw: object) -> tuple[int, ...]:
-    """One past length per request, each a positive integer."""
+def request_lengths(params: Mapping[str, object]) -> tuple[int, ...] | None:
+    """A ragged batch's past lengths, one per request, each a positive integer; None when
+    ``past_seq_len`` is absent or one length."""
+    raw = params.get(PAST_SEQ_LEN.name)
+    if raw is None or not _many(raw):
+        return None
     items = raw.split(",") if isinstance(raw, str) else list(raw)  # type: ignore[union-attr]
     if not items:
         raise InvalidValueError("past_seq_len=[] is empty; give one past length per request")

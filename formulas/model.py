@@ -35,7 +35,6 @@ from shardcost.symbolic.dimensions import (
     INTERMEDIATE_SIZE,
     NUM_HEADS,
     NUM_KV_HEADS,
-    PAST_SEQ_LEN,
     VOCAB_SIZE,
 )
 from shardcost.symbolic.dimensions import BY_NAME as DIMENSIONS_BY_NAME
@@ -45,7 +44,7 @@ from .conventions import Phase, phase
 from .evaluate import Metrics, Result, Timing, evaluate
 from .hardware import FIELDS_BY_NAME as HARDWARE_BY_NAME
 from .hardware import Hardware
-from .inputs import applicable_params, check_keys, resolve_inputs
+from .inputs import applicable_params, check_keys, request_lengths, resolve_inputs
 from .layouts import get_layout
 
 FAMILIES = ("llama", "mistral", "qwen2")
@@ -375,14 +374,9 @@ def model_metrics(
         )
     companion = COMPANIONS[layout]
     given = {BYTES_PER_ELEM.name: config.bytes_per_elem} | params
-    lengths = given.get(PAST_SEQ_LEN.name)
-    if (
-        ph is Phase.DECODE
-        and isinstance(lengths, (list, tuple, str))
-        and BATCH_SIZE.name not in given
-    ):
-        items = lengths.split(",") if isinstance(lengths, str) else lengths
-        given[BATCH_SIZE.name] = len(items)  # a ragged batch: every layer sees its requests
+    lengths = request_lengths(given) if ph is Phase.DECODE else None
+    if lengths is not None and BATCH_SIZE.name not in given:
+        given[BATCH_SIZE.name] = len(lengths)  # a ragged batch: every layer sees its requests
     shared = config.dims() | given
 
     plan = (
