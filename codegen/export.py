@@ -16,7 +16,9 @@ head-less layers (FFN, embedding, LM head) take hidden_size as given or its defa
 
 from __future__ import annotations
 
+import itertools
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +30,7 @@ from shardcost.formulas import Conventions, Layout, all_layouts
 from shardcost.symbolic import METRICS
 from shardcost.symbolic.dimensions import DIMENSIONS, HEAD_DIM, NUM_HEADS
 
+from .literals import LITERALS
 from .printers import PRINTERS, InfixPrinter
 from .program import Program, program
 from .python import identifiers
@@ -52,7 +55,7 @@ _FILES = {
 }
 # Names a target's helpers or syntax already take; step names must avoid them.
 _RESERVED = {
-    "python": {"p", "json", "sys", "int", "max", "min"},
+    "python": {"p", "json", "sys", "int", "max", "min", "SplitError", "split"},
     "c": {"p", "out", "err", "errlen", "int", "char", "const", "return"},
     "rust": {"p", "fn", "let", "match", "ceil_div", "split"},
     "js": {"p", "const", "let", "ceilDiv", "maxBig", "minBig", "split"},
@@ -91,16 +94,36 @@ class CheckView:
     fails: str
 
 
-def _function(prog: Program, language: str) -> dict[str, object]:
+def _go_name(name: str) -> str:
+    return "".join(part.capitalize() for part in name.split("_"))
+
+
+def _function_name(prog: Program, taken: set[str]) -> str:
+    """``prog.name`` as an ASCII identifier no other function of the export has, nor the
+    same Go name: a layout name is text (the Python API takes any), never code."""
+    base = re.sub(r"[^A-Za-z0-9_]", "_", prog.name)
+    if not re.match(r"[A-Za-z]", base):
+        base = f"f_{base}"
+    name = base
+    for n in itertools.count(2):
+        if name not in taken and _go_name(name) not in taken:
+            break
+        name = f"{base}_{n}"
+    taken |= {name, _go_name(name)}
+    return name
+
+
+def _function(prog: Program, language: str, taken: set[str]) -> dict[str, object]:
     symbols = [*(d.symbol for d in prog.inputs), *(s.symbol for s in prog.steps)]
     names = identifiers(symbols, _RESERVED[language])
     printer: InfixPrinter = PRINTERS[language](names)
     applicable = prog.layout.conventions_for(prog.phase)
     values = prog.conventions.as_dict()
     conventions = ", ".join(f"{n}={json.dumps(values[n])}" for n in applicable) or "none apply"
+    name = _function_name(prog, taken)
     return {
-        "name": prog.name,
-        "go_name": "".join(part.capitalize() for part in prog.name.split("_")),
+        "name": name,
+        "go_name": _go_name(name),
         "layer": prog.layout.layer,
         "layout": prog.layout.name,
         # run.sh's LAYOUT: attention layouts by name, others as layer/name (ffn/tp)
@@ -130,7 +153,12 @@ def _function(prog: Program, language: str) -> dict[str, object]:
     }
 
 
-def _environment(conventions: Conventions, layouts: tuple[Layout, ...]) -> jinja2.Environment:
+def _environment(
+    language: str, conventions: Conventions, layouts: tuple[Layout, ...]
+) -> jinja2.Environment:
+    """The templates' environment for ``language``: text reaches the source only through
+    its filters, ``string`` (a string literal denoting the text) and ``comment`` (the text
+    safe inside a comment), and through ``header``, whose lines are comments."""
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES),
         undefined=jinja2.StrictUndefined,
@@ -149,8 +177,11 @@ def _environment(conventions: Conventions, layouts: tuple[Layout, ...]) -> jinja
             f"Layouts: {names}.",
             f"Conventions: {chosen}.",
         ]
-        return "\n".join(f"{comment} {line}" for line in lines)
+        return "\n".join(f"{comment} {literals.comment(line)}" for line in lines)
 
+    literals = LITERALS[language]
+    env.filters["string"] = literals.string
+    env.filters["comment"] = literals.comment
     env.globals["header"] = header
     return env
 
@@ -167,13 +198,14 @@ def export(
         raise InputError(f"--lang {language!r} is unknown; languages: {', '.join(LANGUAGES)}")
     conventions = conventions or Conventions()
     chosen = tuple(layouts) if layouts is not None else all_layouts()
+    taken: set[str] = set()
     functions = [
-        _function(program(lay, ph, _applicable(conventions, lay, ph)), language)
+        _function(program(lay, ph, _applicable(conventions, lay, ph)), language, taken)
         for lay in chosen
         for ph in lay.phases
     ]
     defaults = [(d.name, d.default) for d in DIMENSIONS]
-    env = _environment(conventions, chosen)
+    env = _environment(language, conventions, chosen)
     context = {
         "functions": functions,
         "keys": [d.name for d in DIMENSIONS],
