@@ -5,8 +5,9 @@
     f(seq_len=np.arange(1, 10**6) * 16)          # arrays: float64 numpy, broadcast
     f(seq_len=big, exact=True)                   # arrays of exact Python ints
 
-float64 arrays hold every integer below 2^53 exactly; a result at or above that may be
-rounded, and a PrecisionWarning says so. ``exact=True`` computes on object arrays of
+float64 arrays compute each count in whole-number division form (``codegen.exactness``):
+exact while every intermediate value stays below 2^53; a call bounds those values and a
+PrecisionWarning says when one reaches 2^53. ``exact=True`` computes on object arrays of
 Python ints instead: exact at any size, slower.
 """
 
@@ -25,6 +26,7 @@ import sympy
 
 from shardcost.formulas import Layout, Phase
 from shardcost.formulas.conventions import phase as parse_phase
+from shardcost.formulas.hardware import NUMERIC_FIELDS
 from shardcost.symbolic.dimensions import BY_SYMBOL, HEAD_DIM, HIDDEN_SIZE, NUM_HEADS
 
 from . import runtime
@@ -40,13 +42,7 @@ from .python import (
     variants,
 )
 
-_TOTALS = (
-    "flops_total",
-    "weight_memory_total",
-    "activation_memory_total",
-    "kv_cache_total",
-    "communication_bytes",
-)
+HARDWARE_NAMES = {f.symbol: f.name for f in NUMERIC_FIELDS}
 _SHAPE = (HIDDEN_SIZE.symbol, NUM_HEADS.symbol, HEAD_DIM.symbol)
 
 
@@ -65,6 +61,11 @@ class ArrayPaths:
     def names(self) -> tuple[str, ...]:
         """The CLI names of the count inputs."""
         return tuple(BY_SYMBOL[p].name for p in self.params[: self.counts])
+
+    @property
+    def hardware_names(self) -> tuple[str, ...]:
+        """The names of the hardware inputs (timing functions)."""
+        return tuple(HARDWARE_NAMES[p] for p in self.params[self.counts :])
 
     def function(
         self, key: tuple[Any, ...], exact: bool, varying: frozenset[sympy.Symbol] = frozenset()
@@ -90,12 +91,18 @@ class ArrayPaths:
 
     def evaluate(
         self, key: tuple[Any, ...], values: tuple[Any, ...], *, exact: bool, strict: bool
-    ) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        """Outputs over the broadcast inputs, and where the inputs are a valid configuration.
+    ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+        """Outputs over the broadcast inputs, where the inputs are a valid configuration,
+        and where a count may be inexact (float64 only: a value reached 2^53).
 
-        ``strict``: raise at the first kind of invalid configuration instead of masking.
+        ``strict``: raise at the first kind of invalid configuration instead of masking,
+        and warn (PrecisionWarning) when any count may be inexact.
         """
         counts = runtime.as_arrays(values[: self.counts], exact, self.names)
+        if strict and len(values) > self.counts:
+            error = runtime.hardware_error(self.hardware_names, values[self.counts :])
+            if error is not None:
+                raise error
         hardware = tuple(np.asarray(v, dtype=np.float64) for v in values[self.counts :])
         arrays = dict(zip(self.params, counts + hardware, strict=True))
         varying = frozenset(s for s, a in arrays.items() if a.ndim)
@@ -103,8 +110,9 @@ class ArrayPaths:
         shape = np.broadcast_shapes(*(a.shape for a in arrays.values()))
         if exact:
             result, ok, fine = self._exact(prog, function, arrays, counts, shape, strict)
+            inexact = np.zeros(shape, dtype=bool)
         else:
-            result, ok, fine = self._float(prog, function, arrays, counts, shape, strict)
+            result, ok, fine, inexact = self._float(prog, function, arrays, counts, shape, strict)
         if strict and not ok.all():
             if not runtime.all_valid(counts):
                 raise runtime.not_positive(self.names, values[: self.counts])
@@ -120,7 +128,7 @@ class ArrayPaths:
                     raise runtime.not_divisible(
                         check.total_name, total, check.parts_name, parts, check.why, check.either
                     )
-        return result, (ok if strict else ok & fine)
+        return result, (ok if strict else ok & fine), inexact
 
     def _valid(
         self, arrays: dict[sympy.Symbol, np.ndarray], counts: tuple[np.ndarray, ...], strict: bool
@@ -158,12 +166,14 @@ class ArrayPaths:
         counts: tuple[np.ndarray, ...],
         shape: tuple[int, ...],
         strict: bool,
-    ) -> tuple[dict, np.ndarray, np.ndarray]:
+    ) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray]:
         """float64, large inputs split along their first axis over the cores: each thread
-        checks and computes its rows (numpy releases the GIL), writing into shared outputs."""
+        checks and computes its rows (numpy releases the GIL), writing into shared outputs.
+        Rows whose counts may be inexact are marked (and, when ``strict``, warned about)."""
         outs = [np.empty(shape) if varies else None for varies in function.varies]
         oks = np.empty(shape, dtype=bool) if not strict else None
         fines = np.empty(shape, dtype=bool)
+        inexact = np.empty(shape, dtype=bool)
         rows = shape[0] if shape else 1
         parts = min(_workers(), rows) if math.prod(shape) >= PARALLEL_MIN else 1
         bounds = [(rows * i // parts, rows * (i + 1) // parts) for i in range(parts)]
@@ -173,18 +183,16 @@ class ArrayPaths:
             part = {s: _rows(a, lo, hi, shape) for s, a in arrays.items()}
             ok = self._valid(part, tuple(part[p] for p in self.params[: self.counts]), strict)
             with np.errstate(all="ignore"):  # invalid rows may divide by zero; masked
-                *values, fine = function(
+                *values, fine, rough = function(
                     *(part[s] for s in prog.symbols),
                     out=[o[rows_] if o is not None else None for o in outs],
                 )
             fines[rows_] = fine
+            inexact[rows_] = rough
             if oks is not None:
                 oks[rows_] = ok
-            big = strict and any(
-                np.size(v) and np.max(v) >= runtime.EXACT_FLOAT
-                for (n, _), v in zip(prog.outputs, values, strict=True)
-                if n in _TOTALS
-            )
+            # only valid rows count: an invalid one is masked out (or raised) anyway
+            big = strict and bool(np.any(rough & ok & fine))
             return bool(np.all(ok)), values, big
 
         done = (
@@ -200,7 +208,7 @@ class ArrayPaths:
         if any(big for _, _, big in done):
             runtime.warn_precision()
         ok = np.asarray(all(flag for flag, _, _ in done)) if strict else oks
-        return result, ok, fines
+        return result, ok, fines, inexact
 
     def __call__(
         self, key: tuple[Any, ...], exact: bool, values: tuple[Any, ...]
@@ -253,7 +261,7 @@ def compile_layout(layout: Layout, phase: str | Phase, timing: bool = False) -> 
     params = (*(d.symbol for d in inputs), *(f.symbol for f in found[0].program.hardware))
     paths = ArrayPaths(layout, ph, {v.values: v for v in found}, params, len(inputs))
     name, source = module_source(layout, ph, timing)
-    function = load(source, name, {"_arrays": paths})
+    function = load(source, name, {"_arrays": paths, "_inf": math.inf})
     function.layout = layout
     function.phase = ph
     function.arrays = paths

@@ -6,26 +6,33 @@ One parallel loop per layout, phase and conventions, over caller-allocated outpu
     out = np.empty((9, n), dtype=np.int64); ok = np.empty(n, dtype=np.bool_)
     f(out=out, ok=ok, batch_size=b_array, seq_len=s_array)   # other inputs: defaults
 
-Each configuration runs the derivation's steps in int64 (exact while every value stays
-below 2^63, about 9.2e18); ``ok[i]`` is False where the inputs are not a valid
+Each configuration runs the metrics' closed forms in int64, exact while every value stays
+below 2^63 (about 9.2e18); ``ok[i]`` is False where the inputs are not a valid
 configuration (not positive, or a split that cannot be made), and that column is zero.
+A configuration with a value at or past 2^63 is never wrapped: its ``ok`` is False too,
+and a PrecisionWarning says how many there are (``exact=True`` on the numpy path takes
+them).
 """
 
 from __future__ import annotations
 
+import itertools
+import warnings
 from collections.abc import Callable
 from functools import cache
 from typing import Any
 
 import numpy as np
+import sympy
 
-from shardcost.errors import InputError
+from shardcost.errors import InputError, PrecisionWarning
 from shardcost.formulas import Layout, Phase
 from shardcost.formulas.conventions import phase as parse_phase
-from shardcost.symbolic import METRICS
+from shardcost.symbolic import METRICS, closed_form
 from shardcost.symbolic.dimensions import HEAD_DIM, HIDDEN_SIZE, NUM_HEADS, NUM_KV_HEADS
 
 from . import runtime
+from .exactness import bounds, division_form, maximal
 from .printers import PythonPrinter
 from .program import Program
 from .python import choices, identifiers, load, variants
@@ -41,13 +48,32 @@ def _numba() -> Any:
     return numba
 
 
+WIDE = 2**62  # a float64 bound at or above this may mean an int64 value past 2^63
+
+
 def kernel_source(prog: Program, name: str) -> str:
-    """A loop over configurations: the steps of ``prog`` in int64, one column each."""
+    """A loop over configurations: the metrics of ``prog`` in whole-number division form
+    (``codegen.exactness``), one column each.
+
+    Each row evaluates the closed forms and the bounds of every intermediate value in
+    float64. Below 2^53 those values are exact and are stored as they are; below 2^62
+    the row is recomputed in int64 (exact below 2^63); past that it would wrap, so it is
+    not computed: ``ok`` is False and ``wide`` is 1."""
     inputs = [d.symbol for d in prog.inputs]
+    forms = [division_form(closed_form(prog.resolve(e))) for _, e in prog.outputs]
+    limits = maximal(list(dict.fromkeys([*inputs, *(b for e in forms for b in bounds(e))])))
+    temps = (sympy.Symbol(f"_w{i}") for i in itertools.count())
+    pairs, reduced = sympy.cse(forms, symbols=temps, optimizations="basic")
+    floats = (sympy.Symbol(f"_f{i}") for i in itertools.count())
+    float_pairs, float_all = sympy.cse([*forms, *limits], symbols=floats, optimizations="basic")
+    floated, float_limits = float_all[: len(forms)], float_all[len(forms) :]
     names = identifiers(
-        [*inputs, *(s.symbol for s in prog.steps)], {"i", "n", "out", "ok", "numba"}
+        [*inputs, *(t for t, _ in pairs), *(t for t, _ in float_pairs)],
+        {"i", "n", "m", "out", "ok", "wide", "numba", "ceil", "floor"},
     )
+    as_float = {s: f"{names[s]}_f" for s in inputs}
     printer = PythonPrinter(names)
+    shadow = PythonPrinter({**names, **as_float}, exact=False)
     arrays = [f"{names[s]}_in" for s in inputs]
     tests = [f"{names[s]} >= 1" for s in inputs]
     shape = [HIDDEN_SIZE.symbol, NUM_HEADS.symbol, HEAD_DIM.symbol]
@@ -55,16 +81,23 @@ def kernel_source(prog: Program, name: str) -> str:
         d, h, dh = (names[x] for x in shape)
         tests.append(f"{d} == {h} * {dh}")
     tests += [printer.holds(c.total, c.parts, c.either) for c in prog.checks]
+    zero = [f"            out[{k}, i] = 0" for k in range(len(METRICS))]
     body = [f"        {names[s]} = {a}[i]" for s, a in zip(inputs, arrays, strict=True)]
-    body += [f"        if not ({' and '.join(tests)}):", "            ok[i] = False"]
-    body += [f"            out[{k}, i] = 0" for k in range(len(METRICS))]
-    body += ["            continue", "        ok[i] = True"]
-    body += [
-        f"        {names[s.symbol]} = {printer.doprint(s.expr)}  # {s.comment}" for s in prog.steps
-    ]
-    body += [f"        out[{k}, i] = {printer.doprint(e)}" for k, (_, e) in enumerate(prog.outputs)]
+    body += ["        wide[i] = 0", f"        if not ({' and '.join(tests)}):"]
+    body += ["            ok[i] = False", *zero, "            continue"]
+    body += ["        ok[i] = True"]
+    body += [f"        {as_float[s]} = float({names[s]})" for s in inputs]
+    body += [f"        {names[t]} = {shadow.doprint(e)}" for t, e in float_pairs]
+    largest = [shadow.doprint(e) for e in dict.fromkeys(float_limits)]
+    body += [f"        m = {largest[0]}"] + [f"        m = max(m, {x})" for x in largest[1:]]
+    body += [f"        if m < {runtime.EXACT_FLOAT}.0:  # exact in float64"]
+    body += [f"            out[{k}, i] = int({shadow.doprint(e)})" for k, e in enumerate(floated)]
+    body += [f"        elif m < {WIDE}.0:  # exact in int64"]
+    body += [f"            {names[t]} = {printer.doprint(e)}" for t, e in pairs]
+    body += [f"            out[{k}, i] = {printer.doprint(e)}" for k, e in enumerate(reduced)]
+    body += ["        else:", "            ok[i] = False", "            wide[i] = 1", *zero]
     lines = [
-        f"def {name}({', '.join(arrays)}, out, ok):",
+        f"def {name}({', '.join(arrays)}, out, ok, wide):",
         "    n = out.shape[1]",
         "    for i in numba.prange(n):",
         *body,
@@ -92,7 +125,8 @@ class FastLayout:
         if key not in self._kernels:
             numba = _numba()
             name = f"{prog.name}_kernel"
-            loop = load(kernel_source(prog, name), name, {"numba": numba})
+            floats = {"ceil": np.ceil, "floor": np.floor}
+            loop = load(kernel_source(prog, name), name, {"numba": numba, **floats})
             self._kernels[key] = numba.njit(parallel=True, nogil=True)(loop)
         return prog, self._kernels[key]
 
@@ -122,7 +156,16 @@ class FastLayout:
             raise InputError(f"out must be an int64 array of shape ({len(METRICS)}, {n})")
         if ok.shape != (n,) or ok.dtype != np.bool_:
             raise InputError(f"ok must be a bool array of shape ({n},)")
-        kernel(*columns, out, ok)
+        wide = np.empty(n, dtype=np.int8)
+        kernel(*columns, out, ok, wide)
+        past = int(np.count_nonzero(wide))
+        if past:
+            warnings.warn(
+                f"{past:,} configurations have a value at or past 2^63, beyond int64: their ok "
+                "is False; compile without backend='numba' and call with exact=True for them",
+                PrecisionWarning,
+                stacklevel=2,
+            )
         return out, ok
 
 

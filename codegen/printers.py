@@ -141,6 +141,22 @@ class InfixPrinter(Printer):
         """The ceiling of ``num / den`` for positive integers."""
         return f"-(-({num}) // ({den}))"
 
+    # -- whole-number division form (codegen.exactness): one division of whole numbers
+    def _print_Quotient(self, expr: sympy.Function) -> str:
+        num, den = expr.args
+        return self.quotient(self._factor(num), self._operand(den))
+
+    def _print_CeilDiv(self, expr: sympy.Function) -> str:
+        num, den = expr.args
+        if not self.exact:
+            return self.call("ceil", [self.quotient(self._factor(num), self._operand(den))])
+        return self.ceil_div(self._print(num), self._print(den))
+
+    def _print_FloorDiv(self, expr: sympy.Function) -> str:
+        num, den = expr.args
+        text = self.quotient(self._factor(num), self._operand(den))
+        return text if self.exact else self.call("floor", [text])
+
     def _print_Max(self, expr: sympy.Max) -> str:
         return self.call(
             "max", [self._print(a) for a in sorted(expr.args, key=sympy.default_sort_key)]
@@ -235,15 +251,18 @@ class NumpyPrinter(InfixPrinter):
     remainder_is_zero = "(({a}) % ({b}) == 0)"
 
     def select(self, condition: str, then: str, otherwise: str) -> str:
-        return f"np.where({condition}, {then}, {otherwise})"
+        # exact: on object arrays (a Python int past int64 would overflow np.where)
+        where = "_rt.where" if self.exact else "np.where"
+        return f"{where}({condition}, {then}, {otherwise})"
 
     def compare(self, lhs: str, op: str, rhs: str) -> str:
         return f"({lhs} {op} {rhs})"
 
     def call(self, function: str, args: list[str]) -> str:
-        name = {"max": "np.maximum", "min": "np.minimum", "ceil": "np.ceil", "floor": "np.floor"}[
-            function
-        ]
+        names = {"max": "np.maximum", "min": "np.minimum", "ceil": "np.ceil", "floor": "np.floor"}
+        if self.exact:
+            names |= {"max": "_rt.maximum", "min": "_rt.minimum"}
+        name = names[function]
         text = args[0]
         for arg in args[1:]:  # np.maximum takes two arguments
             text = f"{name}({text}, {arg})"

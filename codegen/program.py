@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import re
 from dataclasses import dataclass
 from functools import cache
 
@@ -61,9 +62,17 @@ class Program:
         """The input symbols, in notation order, then the hardware symbols."""
         return (*(d.symbol for d in self.inputs), *(f.symbol for f in self.hardware))
 
+    def resolve(self, expr: sympy.Expr) -> sympy.Expr:
+        """``expr`` in inputs only: every step it reads substituted."""
+        expansions: dict[sympy.Symbol, sympy.Expr] = {}
+        for step in self.steps:
+            expansions[step.symbol] = step.expr.xreplace(expansions)
+        return sympy.sympify(expr).xreplace(expansions)
+
 
 def _name(layout: Layout, phase: Phase) -> str:
-    return f"{layout.layer}_{layout.name}_{phase}".replace("-", "_")
+    """An ASCII identifier for the program (a layout's name is text, never code)."""
+    return re.sub(r"[^A-Za-z0-9_]", "_", f"{layout.layer}_{layout.name}_{phase}")
 
 
 def _live(steps: list[Assignment], roots: list[sympy.Expr]) -> tuple[Assignment, ...]:

@@ -24,10 +24,13 @@ import sympy
 from shardcost.formulas import Conventions, Layout, Phase
 from shardcost.formulas.conventions import BY_NAME as CONVENTIONS_BY_NAME
 from shardcost.formulas.hardware import DEFAULTS as HARDWARE_DEFAULTS
+from shardcost.formulas.hardware import FRACTIONS, ZERO_ALLOWED
 from shardcost.symbolic import METRICS, closed_form
 from shardcost.symbolic.dimensions import HEAD_DIM, HIDDEN_SIZE, NUM_HEADS, NUM_KV_HEADS
 
 from . import runtime
+from .exactness import bounds, division_form, maximal
+from .literals import python_comment
 from .printers import InfixPrinter, NumpyPrinter, PythonPrinter
 from .program import Program, inlined, program
 
@@ -65,7 +68,8 @@ def step_lines(
     for step in prog.steps:
         printer = exact if step.exact else inexact
         lines.append(
-            f"{indent}{names[step.symbol]} = {printer.doprint(step.expr)}  # {step.comment}"
+            f"{indent}{names[step.symbol]} = {printer.doprint(step.expr)}"
+            f"  # {python_comment(step.comment)}"
         )
     return lines
 
@@ -131,7 +135,8 @@ def module_source(layout: Layout, phase: Phase, timing: bool) -> tuple[str, str]
     inputs = list(dict.fromkeys(d for v in found for d in v.program.inputs))
     hardware = found[0].program.hardware
     params = [*inputs, *hardware]
-    reserved = {"np", "_rt", "_arrays", "exact", "bad", *(p.name for p in params), *switches}
+    reserved = {"np", "_rt", "_arrays", "_inf", "exact", "bad", *(p.name for p in params)}
+    reserved |= set(switches)
     optimized = [inlined(v.program) for v in found]
     steps = [s.symbol for prog in optimized for s in prog.steps]
     names = {p.symbol: p.name for p in params}
@@ -155,11 +160,11 @@ def module_source(layout: Layout, phase: Phase, timing: bool) -> tuple[str, str]
     everything = ", ".join(p.name for p in params)
     counts = [d.name for d in inputs]
     key = f"({', '.join(convention_names)},)" if convention_names else "()"
+    title = python_comment(f"{layout.layer} layout {layout.name}")  # text, never code
     lines = [
-        f"# Compiled by shardcost: {layout.layer} layout {layout.name!r}, {phase}"
-        + (", with timing" if timing else ""),
+        f"# Compiled by shardcost: {title}, {phase}" + (", with timing" if timing else ""),
         f"def {name}(*, {', '.join(sig)}):",
-        f'    """The metrics of {layout.name!r} in {phase}; scalars exact, arrays numpy."""',
+        f'    """The metrics of {title} in {phase}; scalars exact, arrays numpy."""',
     ]
     if shaped:
         lines += [
@@ -176,6 +181,7 @@ def module_source(layout: Layout, phase: Phase, timing: bool) -> tuple[str, str]
     tests = [f"{c} < 1" for c in counts]
     if shaped:
         tests.append("hidden_size != num_heads * head_dim")
+    tests += [f"not ({_admissible(f.name)})" for f in hardware]
     tests += [f"({exact.fails(c.total, c.parts, c.either)})" for c in common]
     lines += [
         "    try:",
@@ -191,6 +197,12 @@ def module_source(layout: Layout, phase: Phase, timing: bool) -> tuple[str, str]
             "        if hidden_size != num_heads * head_dim: "
             "raise _rt.shape_mismatch(hidden_size, num_heads, head_dim)"
         )
+    if hardware:
+        fields = ", ".join(f.name for f in hardware)
+        lines += [
+            f"        error = _rt.hardware_error({tuple(f.name for f in hardware)!r}, ({fields},))",
+            "        if error is not None: raise error",
+        ]
     lines += check_lines(_only(found[0].program, common), exact, "        ")
     for variant, prog in zip(found, optimized, strict=True):
         body = "    "
@@ -215,6 +227,12 @@ def module_source(layout: Layout, phase: Phase, timing: bool) -> tuple[str, str]
         )
         lines.append(f"    raise _rt.bad_conventions({convention_names!r}, {key}, {allowed!r})")
     return name, "\n".join(lines) + "\n"
+
+
+def _admissible(field: str) -> str:
+    """A test that a scalar hardware value is one ``metrics`` accepts (False for NaN)."""
+    low = "0 <=" if field in ZERO_ALLOWED else "0 <"
+    return f"{low} {field} <= 1" if field in FRACTIONS else f"{low} {field} < _inf"
 
 
 def _only(prog: Program, checks: list) -> Program:
@@ -253,16 +271,33 @@ def _covering(prog: Program) -> list[sympy.Expr]:
 def float_source(prog: Program, name: str, varying: frozenset[sympy.Symbol]) -> str:
     """A numpy float64 function of ``prog`` for calls where only ``varying`` inputs are arrays.
 
-    The metrics' closed forms, with every part that does not vary computed once as a
-    number (so a product costs one array operation per varying factor) and common
-    subexpressions shared.
+    The metrics' closed forms in whole-number division form (``codegen.exactness``: no
+    count rounds the wrong way below 2^53), with every part that does not vary computed
+    once as a number (so a product costs one array operation per varying factor) and
+    common subexpressions shared. It returns the outputs, where the configuration is
+    valid, and where a count may be inexact (a bound of an intermediate reached 2^53).
     """
     names = identifiers(list(prog.symbols), {"np", "_rt"})
-    resolved = [_resolve(prog, e) for _, e in prog.outputs]
+    resolved = [prog.resolve(e) for _, e in prog.outputs]
     simplified = [
-        closed_form(e) if n in METRICS else e
+        division_form(closed_form(e)) if n in METRICS else e
         for (n, _), e in zip(prog.outputs, resolved, strict=True)
     ]
+    checked = maximal(
+        list(
+            dict.fromkeys(
+                [
+                    *(d.symbol for d in prog.inputs),
+                    *(
+                        b
+                        for (n, _), e in zip(prog.outputs, simplified, strict=True)
+                        if n in METRICS
+                        for b in bounds(e)
+                    ),
+                ]
+            )
+        )
+    )
     constants: dict[sympy.Expr, sympy.Symbol] = {}
     counter = itertools.count()
 
@@ -292,9 +327,10 @@ def float_source(prog: Program, name: str, varying: frozenset[sympy.Symbol]) -> 
             return chosen
         return expr.func(*(hoist(a) for a in expr.args))
 
-    hoisted = [hoist(e) for e in simplified]
+    hoisted = [hoist(e) for e in [*simplified, *checked]]
     temps = (sympy.Symbol(f"x{i}") for i in itertools.count())
-    pairs, reduced = sympy.cse(hoisted, symbols=temps, optimizations="basic")
+    pairs, reduced_all = sympy.cse(hoisted, symbols=temps, optimizations="basic")
+    reduced, limits = reduced_all[: len(simplified)], reduced_all[len(simplified) :]
     local = {**names, **{k: k.name for k in constants.values()}, **{t: t.name for t, _ in pairs}}
     printer = NumpyPrinter(local, exact=False)
     moving = set(varying)
@@ -315,9 +351,24 @@ def float_source(prog: Program, name: str, varying: frozenset[sympy.Symbol]) -> 
         else:
             results.append(printer.doprint(expr))
             varies.append(False)
-    lines.append(f"    return ({', '.join(results)}, ok)")
+    lines.append(f"    inexact = {_reaches(list(dict.fromkeys(limits)), moving, printer)}")
+    lines.append(f"    return ({', '.join(results)}, ok, inexact)")
     lines.append(f"{name}.varies = {tuple(varies)!r}")
     return "\n".join(lines) + "\n"
+
+
+def _reaches(limits: list[sympy.Expr], moving: set[sympy.Symbol], printer: NumpyPrinter) -> str:
+    """Where any of ``limits`` (bounds, non-negative) reaches 2^53: the fixed ones tested
+    once, the varying ones as one running maximum and one comparison."""
+    fixed = [printer.doprint(e) for e in limits if not e.free_symbols & moving]
+    varying = [printer.doprint(e) for e in limits if e.free_symbols & moving]
+    tests = [f"({' or '.join(f'{x} >= _rt.EXACT_FLOAT' for x in fixed)})"] if fixed else []
+    if varying:
+        largest = varying[0]
+        for other in varying[1:]:
+            largest = f"np.maximum({largest}, {other})"
+        tests.append(f"({largest} >= _rt.EXACT_FLOAT)")
+    return " | ".join(tests) or "False"
 
 
 def _store(expr: sympy.Expr, target: str, printer: NumpyPrinter) -> str:
@@ -350,13 +401,6 @@ def exact_array_source(prog: Program, name: str) -> str:
     lines += step_lines(prog, names, exact, NumpyPrinter(names, exact=False), "    ")
     lines.append(f"    return ({', '.join(exact.doprint(e) for _, e in prog.outputs)}, ok)")
     return "\n".join(line for line in lines if line) + "\n"
-
-
-def _resolve(prog: Program, expr: sympy.Expr) -> sympy.Expr:
-    expansions: dict[sympy.Symbol, sympy.Expr] = {}
-    for step in prog.steps:
-        expansions[step.symbol] = step.expr.xreplace(expansions)
-    return sympy.sympify(expr).xreplace(expansions)
 
 
 def load(source: str, name: str, namespace: dict[str, Any]) -> Callable[..., Any]:

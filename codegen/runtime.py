@@ -15,6 +15,7 @@ from shardcost.errors import (
     InvalidValueError,
     PrecisionWarning,
 )
+from shardcost.formulas.hardware import FRACTIONS, ZERO_ALLOWED, number
 from shardcost.symbolic.dimensions import HEAD_DIM, NUM_HEADS
 
 EXACT_FLOAT = 2**53  # float64 holds every integer below this, and not all above
@@ -87,6 +88,26 @@ def not_positive(names: tuple[str, ...], values: tuple[object, ...]) -> InvalidV
     return InvalidValueError("an input is not a positive integer")
 
 
+def hardware_error(names: tuple[str, ...], values: tuple[object, ...]) -> InputError | None:
+    """The error ``metrics`` would give for the first hardware value it refuses (not a
+    finite number; zero or less, or below zero where zero is allowed; an efficiency
+    above 1), or None when every value is fine. Scalars or arrays."""
+    for name, value in zip(names, values, strict=True):
+        try:
+            array = np.asarray(value, dtype=np.float64)
+        except (TypeError, ValueError):
+            return InvalidValueError(f"{name}={value!r} is not a number; {name} takes a number")
+        good = np.isfinite(array) & (array >= 0 if name in ZERO_ALLOWED else array > 0)
+        if name in FRACTIONS:
+            good &= array <= 1
+        if not np.all(good):
+            try:
+                number(name, value if np.ndim(value) == 0 else float(array[~good].flat[0]))
+            except InputError as exc:
+                return exc
+    return None
+
+
 def bad_conventions(names: tuple[str, ...], values: tuple[object, ...], allowed: str) -> InputError:
     """The error for convention values no compiled variant has."""
     given = ", ".join(f"{n}={v!r}" for n, v in zip(names, values, strict=True))
@@ -134,6 +155,21 @@ def valid(values: tuple[np.ndarray, ...]) -> np.ndarray:
     for value in values:
         mask &= (value >= 1) & (value == np.floor(value)) if value.dtype != object else value >= 1
     return mask
+
+
+def where(condition: object, then: object, otherwise: object) -> np.ndarray:
+    """``np.where`` on object arrays: exact for Python ints of any size."""
+    return np.where(condition, np.asarray(then, dtype=object), np.asarray(otherwise, dtype=object))
+
+
+def maximum(a: object, b: object) -> np.ndarray:
+    """``np.maximum`` on object arrays: exact for Python ints of any size."""
+    return np.maximum(np.asarray(a, dtype=object), np.asarray(b, dtype=object))
+
+
+def minimum(a: object, b: object) -> np.ndarray:
+    """``np.minimum`` on object arrays: exact for Python ints of any size."""
+    return np.minimum(np.asarray(a, dtype=object), np.asarray(b, dtype=object))
 
 
 def full(value: object, shape_: tuple[int, ...]) -> np.ndarray:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import itertools
 import json
+import math
 import re
 import sys
 import time
@@ -20,7 +21,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from shardcost.errors import InputError
+from shardcost.errors import InputError, InternalError
 from shardcost.formulas import Layout, Phase
 from shardcost.formulas.conventions import BY_NAME as CONVENTIONS_BY_NAME
 from shardcost.formulas.conventions import parse_bool
@@ -32,7 +33,6 @@ from shardcost.symbolic import METRICS
 from shardcost.symbolic.dimensions import BY_NAME as DIMENSIONS_BY_NAME
 from shardcost.symbolic.dimensions import HEAD_DIM, NUM_HEADS
 
-from . import runtime
 from .compiled import ArrayPaths, compile_layout, requirement_side
 from .python import OVERLAP, choices
 
@@ -54,7 +54,7 @@ def parse_values(key: str, text: str) -> list[Any]:
     def number(raw: str) -> Any:
         if key in DIMENSIONS_BY_NAME:
             return parse_count(key, raw)
-        return float(parse_number(key, raw, allow_zero=key == "interconnect_latency_us"))
+        return float(parse_number(key, raw))
 
     match = _RANGE.fullmatch(text.strip())
     if match is None:
@@ -66,12 +66,16 @@ def parse_values(key: str, text: str) -> list[Any]:
         raise InputError(f"{key}={text}: the range ends ({stop}) before it starts ({start})")
     if geometric and step <= 1:
         raise InputError(f"{key}={text}: a geometric step must be above 1")
+    if geometric and start <= 0:
+        raise InputError(f"{key}={text}: a geometric range must start above 0")
+    if step <= 0:
+        raise InputError(f"{key}={text}: a step must be above 0")
+    if not geometric and (stop - start) // step + 1 > MAX_ROWS:  # counted before built
+        raise InputError(f"{key}={text}: more than {MAX_ROWS:,} values")
     values = []
     value = start
     while value <= stop:
         values.append(value)
-        if len(values) > MAX_ROWS:
-            raise InputError(f"{key}={text}: more than {MAX_ROWS:,} values")
         value = value * step if geometric else value + step
     return values
 
@@ -115,11 +119,12 @@ def sweep(
     fixed = _fixed(inputs, values, hardware_name)
     swept = [n for n in inputs if len(values.get(n, ())) > 1]
     sizes = [len(values[n]) for n in swept]
-    per_combo = int(np.prod(sizes, dtype=np.int64)) if swept else 1
+    per_combo = math.prod(sizes)  # Python ints: the count never wraps
+    total = per_combo * math.prod(len(v) for v in switches.values())
+    if total > MAX_ROWS:
+        raise InputError(f"{total:,} combinations: a sweep is limited to {MAX_ROWS:,}")
     combos = list(itertools.product(*switches.values()))
-    result = SweepResult(total=per_combo * len(combos))
-    if result.total > MAX_ROWS:
-        raise InputError(f"{result.total:,} combinations: a sweep is limited to {MAX_ROWS:,}")
+    result = SweepResult(total=total)
     shown = [*inputs, *switches]
     columns = [*shown, *METRICS, *(TIMINGS if timed else ())]
     write = _writer(out, fmt, columns)
@@ -139,8 +144,7 @@ def sweep(
             for name, picks in zip(swept, index, strict=True):
                 given[name] = np.asarray(values[name], dtype=_dtype(name))[picks]
             args = _complete(given)
-            outputs, ok = _evaluate(paths, combo, tuple(args[n] for n in inputs))
-            ok = np.broadcast_to(ok, rows.shape)
+            outputs, ok = _evaluate(paths, combo, tuple(args[n] for n in inputs), rows.shape)
             _count_drops(paths, combo, args, inputs, ok, result.dropped)
             keep = np.nonzero(ok)[0]
             data = [_column(args[n], keep) for n in inputs]
@@ -222,22 +226,22 @@ def _complete(given: dict[str, Any]) -> dict[str, Any]:
 
 
 def _evaluate(
-    paths: ArrayPaths, key: tuple[Any, ...], values: tuple[Any, ...]
+    paths: ArrayPaths, key: tuple[Any, ...], values: tuple[Any, ...], shape: tuple[int, ...]
 ) -> tuple[dict[str, Any], np.ndarray]:
-    """Float64 outputs, with any row at or above 2^53 recomputed with Python ints."""
-    outputs, ok = paths.evaluate(key, values, exact=False, strict=False)
-    big = np.zeros(np.shape(ok), dtype=bool)
-    for name in METRICS:
-        big = big | (np.asarray(outputs[name]) >= runtime.EXACT_FLOAT)
+    """Outputs over ``shape`` (one dimension): float64, with every valid row whose counts
+    may be inexact in float64 (a value reached 2^53) recomputed with Python ints."""
+    outputs, ok, inexact = paths.evaluate(key, values, exact=False, strict=False)
+    ok = np.broadcast_to(ok, shape)
+    big = np.broadcast_to(inexact, shape) & ok
     if big.any():
         rows = np.nonzero(big)
-        pick = tuple(np.broadcast_to(v, big.shape)[rows] if np.ndim(v) else v for v in values)
-        exact, _ = paths.evaluate(key, pick, exact=True, strict=False)
+        pick = tuple(np.broadcast_to(v, shape)[rows] if np.ndim(v) else v for v in values)
+        exact, _, _ = paths.evaluate(key, pick, exact=True, strict=False)
         for name in METRICS:
-            column = np.array(np.broadcast_to(outputs[name], big.shape), dtype=object)
+            column = np.array(np.broadcast_to(outputs[name], shape), dtype=object)
             column[rows] = exact[name]
             outputs[name] = column
-    return outputs, np.asarray(ok)
+    return outputs, ok
 
 
 def _count_drops(
@@ -299,7 +303,10 @@ def _column(value: Any, keep: np.ndarray, *, exact: bool = False) -> list[Any]:
         return array.tolist()
     if array.dtype == object:  # exact rows mixed in: every value to a Python int
         return [int(x) for x in array.tolist()]
-    return array.astype(np.int64).tolist()
+    whole = np.rint(array)
+    if not np.array_equal(whole, array):  # the float path is exact below 2^53: never here
+        raise InternalError("a count from the float64 path is not a whole number")
+    return whole.astype(np.int64).tolist()
 
 
 def _writer(out: TextIO, fmt: str, columns: list[str]) -> Callable[[list[list[Any]]], None]:

@@ -147,7 +147,7 @@ DEFAULTS: dict[str, Fraction | bool | None] = {  # for the fields one may leave 
     "pinned_efficiency": Fraction(1),
     "pageable_efficiency": Fraction(1, 2),
 }
-_FRACTIONS = (
+FRACTIONS = (
     "compute_efficiency",
     "memory_efficiency",
     "link_efficiency",
@@ -196,8 +196,14 @@ class Hardware:
         return {f.name: getattr(self, f.name) for f in FIELDS}
 
 
-def number(key: str, raw: object, *, allow_zero: bool = False) -> Fraction:
-    """A finite number, exact: > 0 (or >= 0), and at most 1 for an efficiency."""
+ZERO_ALLOWED = ("interconnect_latency_us", "kernel_overhead_us")  # the rest must be > 0
+
+
+def number(key: str, raw: object, *, allow_zero: bool | None = None) -> Fraction:
+    """A finite number, exact: > 0 (>= 0 for the fields in ZERO_ALLOWED, or when
+    ``allow_zero``), and at most 1 for an efficiency."""
+    if allow_zero is None:
+        allow_zero = key in ZERO_ALLOWED
     try:
         if isinstance(raw, bool):
             raise ValueError
@@ -209,7 +215,7 @@ def number(key: str, raw: object, *, allow_zero: bool = False) -> Fraction:
     if value < 0 or (value == 0 and not allow_zero):
         bound = "zero or more" if allow_zero else "greater than zero"
         raise InvalidValueError(f"{key}={raw!r} is not allowed; {key} takes a number {bound}")
-    if key in _FRACTIONS and value > 1:
+    if key in FRACTIONS and value > 1:
         raise InvalidValueError(f"{key}={raw!r} is not allowed; {key} is a fraction, at most 1")
     return value
 
@@ -233,8 +239,7 @@ def build(name: str, values: dict[str, object], *, where: str = "") -> Hardware:
 
                 out[key] = parse_bool(key, raw)
             else:
-                zero = key in ("interconnect_latency_us", "kernel_overhead_us")
-                out[key] = number(key, raw, allow_zero=zero)
+                out[key] = number(key, raw)
     except InputError as exc:
         raise type(exc)(f"{at}{exc}") from None  # the same kind of error, located
     return Hardware(name, **out)  # type: ignore[arg-type]

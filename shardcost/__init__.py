@@ -206,12 +206,13 @@ def compile(
     Call it with dimensions, conventions (and, with ``timing``, hardware fields and
     supports_overlap) as keywords; missing ones take their defaults. Python ints in:
     exact ints out, on a pure-Python path. Arrays in: float64 numpy arrays out,
-    broadcast; float64 is exact below 2^53 and a PrecisionWarning says when a result
-    reaches it; ``exact=True`` gives object arrays of Python ints instead. The generated
-    source is in ``f.__source__``.
+    broadcast; float64 is exact while every intermediate value stays below 2^53, and a
+    PrecisionWarning says when one reaches it; ``exact=True`` gives object arrays of
+    Python ints instead. The generated source is in ``f.__source__``.
 
     ``backend="numba"`` (``pip install 'shardcost[fast]'``) returns a parallel loop
-    ``f(out=..., ok=..., **arrays)`` filling a caller-allocated 9 × n int64 array.
+    ``f(out=..., ok=..., **arrays)`` filling a caller-allocated 9 × n int64 array; a
+    configuration with a value past 2^63 gets ``ok`` False and a PrecisionWarning.
     """
     from .codegen.compiled import compile_layout
     from .codegen.fast import fast_layout
