@@ -21,7 +21,7 @@ messages, layout names) goes through one of two functions of its language:
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 _QUOTE, _BACKSLASH = '"', "\\"
@@ -58,21 +58,33 @@ def _no_block_end(text: str) -> str:
     return text
 
 
-def python_string(text: str) -> str:
-    """A Python string literal (ASCII) of exactly ``text``."""
+def _quoted(
+    chars: Iterable[str],
+    escape: Callable[[str], str],
+    plain: Callable[[str], bool] = _printable_ascii,
+) -> str:
+    """A double-quoted literal: ``plain`` characters (printable ASCII) as they are, a quote
+    or backslash after a backslash, and every other character as ``escape`` writes it."""
     out = []
-    for c in text:
+    for c in chars:
         if c in (_QUOTE, _BACKSLASH):
             out.append(_BACKSLASH + c)
-        elif _printable_ascii(c):
+        elif plain(c):
             out.append(c)
-        elif ord(c) < 0x100:
-            out.append(f"\\x{ord(c):02x}")
-        elif ord(c) < 0x10000:
-            out.append(f"\\u{ord(c):04x}")
         else:
-            out.append(f"\\U{ord(c):08x}")
+            out.append(escape(c))
     return _QUOTE + "".join(out) + _QUOTE
+
+
+def _python_escape(c: str) -> str:
+    if ord(c) < 0x100:
+        return f"\\x{ord(c):02x}"
+    return f"\\u{ord(c):04x}" if ord(c) < 0x10000 else f"\\U{ord(c):08x}"
+
+
+def python_string(text: str) -> str:
+    """A Python string literal (ASCII) of exactly ``text``."""
+    return _quoted(text, _python_escape)
 
 
 def python_comment(text: str) -> str:
@@ -85,16 +97,13 @@ def python_comment(text: str) -> str:
 
 def c_string(text: str) -> str:
     """A C string literal (ASCII) of ``text``'s UTF-8 bytes; ``?`` escaped (no trigraphs)."""
-    out = []
-    for byte in text.encode("utf-8", "surrogatepass"):
-        c = chr(byte)
-        if c in (_QUOTE, _BACKSLASH, "?"):
-            out.append(_BACKSLASH + c)
-        elif _printable_ascii(c):
-            out.append(c)
-        else:
-            out.append(f"\\{byte:03o}")  # always three digits: the next character stays out
-    return _QUOTE + "".join(out) + _QUOTE
+    chars = map(chr, text.encode("utf-8", "surrogatepass"))
+    # octal always three digits, so the next character stays out of the escape
+    return _quoted(
+        chars,
+        lambda c: "\\?" if c == "?" else f"\\{ord(c):03o}",
+        lambda c: c != "?" and _printable_ascii(c),
+    )
 
 
 def c_comment(text: str) -> str:
@@ -105,16 +114,8 @@ def c_comment(text: str) -> str:
 
 def rust_string(text: str) -> str:
     """A Rust string literal (ASCII) of ``text`` (a lone surrogate becomes U+FFFD)."""
-    out = []
-    for c in text:
-        if c in (_QUOTE, _BACKSLASH):
-            out.append(_BACKSLASH + c)
-        elif _printable_ascii(c):
-            out.append(c)
-        else:
-            point = 0xFFFD if _surrogate(c) else ord(c)  # a Rust char is a scalar value
-            out.append(f"\\u{{{point:x}}}")
-    return _QUOTE + "".join(out) + _QUOTE
+    # a Rust char is a scalar value: no surrogate
+    return _quoted(text, lambda c: f"\\u{{{0xFFFD if _surrogate(c) else ord(c):x}}}")
 
 
 def rust_comment(text: str) -> str:
@@ -130,16 +131,12 @@ def rust_comment(text: str) -> str:
 
 def js_string(text: str) -> str:
     """A JavaScript string literal (ASCII, and valid JSON) of exactly ``text``."""
-    out = []
-    for c in text:
-        if c in (_QUOTE, _BACKSLASH):
-            out.append(_BACKSLASH + c)
-        elif _printable_ascii(c):
-            out.append(c)
-        else:  # UTF-16 code units, as JSON writes them
-            units = c.encode("utf-16-be", "surrogatepass")
-            out += [f"\\u{units[i]:02x}{units[i + 1]:02x}" for i in range(0, len(units), 2)]
-    return _QUOTE + "".join(out) + _QUOTE
+
+    def escape(c: str) -> str:  # UTF-16 code units, as JSON writes them
+        units = c.encode("utf-16-be", "surrogatepass")
+        return "".join(f"\\u{units[i]:02x}{units[i + 1]:02x}" for i in range(0, len(units), 2))
+
+    return _quoted(text, escape)
 
 
 def js_comment(text: str) -> str:
@@ -150,21 +147,15 @@ def js_comment(text: str) -> str:
 
 def go_string(text: str) -> str:
     """A Go interpreted string literal (ASCII) of exactly ``text``'s UTF-8 bytes."""
-    out = []
-    for c in text:
-        if c in (_QUOTE, _BACKSLASH):
-            out.append(_BACKSLASH + c)
-        elif _printable_ascii(c):
-            out.append(c)
-        elif ord(c) < 0x80:
-            out.append(f"\\x{ord(c):02x}")
-        elif _surrogate(c):  # no \u escape may name one: its surrogate-pass bytes
-            out += [f"\\x{b:02x}" for b in c.encode("utf-8", "surrogatepass")]
-        elif ord(c) < 0x10000:
-            out.append(f"\\u{ord(c):04x}")
-        else:
-            out.append(f"\\U{ord(c):08x}")
-    return _QUOTE + "".join(out) + _QUOTE
+
+    def escape(c: str) -> str:
+        if ord(c) < 0x80:
+            return f"\\x{ord(c):02x}"
+        if _surrogate(c):  # no \u escape may name one: its surrogate-pass bytes
+            return "".join(f"\\x{b:02x}" for b in c.encode("utf-8", "surrogatepass"))
+        return f"\\u{ord(c):04x}" if ord(c) < 0x10000 else f"\\U{ord(c):08x}"
+
+    return _quoted(text, escape)
 
 
 def go_comment(text: str) -> str:
