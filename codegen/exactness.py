@@ -80,16 +80,16 @@ def _atoms_rewritten(expr: sympy.Expr) -> sympy.Expr:
 def bounds(expr: sympy.Expr) -> list[sympy.Expr]:
     """Expressions bounding every intermediate value of ``expr`` (in division form) as
     printed: a row is exact when all of them are below the limit. Each is non-negative
-    (a sum or product of inputs ≥ 1, quotients and payloads ≥ 0); one that another
-    provably exceeds is left out."""
+    (a sum or product of inputs ≥ 1, quotients and payloads ≥ 0)."""
     found: dict[sympy.Expr, None] = {}
     _collect(sympy.sympify(expr), found)
-    return maximal(list(found))
+    return list(found)
 
 
 def maximal(candidates: list[sympy.Expr]) -> list[sympy.Expr]:
-    """``candidates`` less each one that another is a multiple of by a polynomial with
-    non-negative whole coefficients in inputs (≥ 1), so never smaller."""
+    """``candidates`` less each product that another product provably exceeds: the same
+    factors, to no higher powers, times inputs (each ≥ 1) and a coefficient no smaller.
+    Sums are kept: they are never compared."""
     kept = []
     for i, small in enumerate(candidates):
         if not any(j != i and _at_least(big, small) for j, big in enumerate(candidates)):
@@ -97,16 +97,26 @@ def maximal(candidates: list[sympy.Expr]) -> list[sympy.Expr]:
     return kept
 
 
+def _factors(expr: sympy.Expr) -> tuple[sympy.Expr, dict[sympy.Expr, sympy.Expr]] | None:
+    """A product as (coefficient, {factor: power}); None for anything else."""
+    if not isinstance(expr, (sympy.Mul, sympy.Pow, sympy.Symbol)):
+        return None
+    coeff, rest = expr.as_coeff_Mul()
+    return coeff, rest.as_powers_dict()
+
+
 def _at_least(big: sympy.Expr, small: sympy.Expr) -> bool:
-    if big == small or small == 0:
+    if big == small:
         return False
-    ratio = sympy.cancel(big / small)
-    if not ratio.is_polynomial(*ratio.free_symbols) or not ratio.free_symbols:
+    b, s = _factors(big), _factors(small)
+    if b is None or s is None or b[0] < s[0]:
         return False
-    if any(not s.is_Symbol for s in ratio.atoms(sympy.Function)):
-        return False
-    poly = sympy.Poly(ratio, *sorted(ratio.free_symbols, key=str))
-    return all(c.is_Integer and c >= 0 for c in poly.coeffs())
+    (_, big_powers), (_, small_powers) = b, s
+    for factor, power in small_powers.items():
+        if not (power.is_Integer and big_powers.get(factor, 0) >= power):
+            return False
+    extra = {f for f, p in big_powers.items() if p != small_powers.get(f, 0)}
+    return all(f.is_Symbol for f in extra)  # an input: ≥ 1
 
 
 def _collect(expr: sympy.Basic, found: dict[sympy.Expr, None]) -> None:

@@ -16,6 +16,7 @@ import linecache
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -278,26 +279,7 @@ def float_source(prog: Program, name: str, varying: frozenset[sympy.Symbol]) -> 
     valid, and where a count may be inexact (a bound of an intermediate reached 2^53).
     """
     names = identifiers(list(prog.symbols), {"np", "_rt"})
-    resolved = [prog.resolve(e) for _, e in prog.outputs]
-    simplified = [
-        division_form(closed_form(e)) if n in METRICS else e
-        for (n, _), e in zip(prog.outputs, resolved, strict=True)
-    ]
-    checked = maximal(
-        list(
-            dict.fromkeys(
-                [
-                    *(d.symbol for d in prog.inputs),
-                    *(
-                        b
-                        for (n, _), e in zip(prog.outputs, simplified, strict=True)
-                        if n in METRICS
-                        for b in bounds(e)
-                    ),
-                ]
-            )
-        )
-    )
+    simplified, checked = _forms(prog)
     constants: dict[sympy.Expr, sympy.Symbol] = {}
     counter = itertools.count()
 
@@ -355,6 +337,22 @@ def float_source(prog: Program, name: str, varying: frozenset[sympy.Symbol]) -> 
     lines.append(f"    return ({', '.join(results)}, ok, inexact)")
     lines.append(f"{name}.varies = {tuple(varies)!r}")
     return "\n".join(lines) + "\n"
+
+
+@cache
+def _forms(prog: Program) -> tuple[list[sympy.Expr], list[sympy.Expr]]:
+    """The outputs' closed forms (the metrics' in division form) and what a float64 call
+    must keep below 2^53: the inputs and the forms' bounds. Once per program, whatever
+    inputs vary."""
+    forms = [
+        division_form(closed_form(prog.resolve(e))) if n in METRICS else prog.resolve(e)
+        for n, e in prog.outputs
+    ]
+    found = [d.symbol for d in prog.inputs]
+    for (name, _), form in zip(prog.outputs, forms, strict=True):
+        if name in METRICS:
+            found += bounds(form)
+    return forms, maximal(list(dict.fromkeys(found)))
 
 
 def _reaches(limits: list[sympy.Expr], moving: set[sympy.Symbol], printer: NumpyPrinter) -> str:
