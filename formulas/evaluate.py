@@ -186,6 +186,12 @@ def evaluate(inputs: Inputs) -> Result:
                 f"{step.label} of layout {inputs.layout.name!r} is {value} here, not a whole "
                 "number: its formula divides unevenly (ceil() or floor() make it whole)"
             )
+        if value < 0:  # a user layout checked only at points may still go below zero
+            step = cost.derivation.step_of(symbol)
+            raise InputError(
+                f"{step.label} of layout {inputs.layout.name!r} is {value} here, below zero: "
+                "a count or a payload is zero or more"
+            )
         return int(value)
 
     per_chip_values = [whole(symbol) for symbol in per_chip]

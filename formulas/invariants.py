@@ -6,8 +6,10 @@ Against its reference layout (``single`` for every built-in):
 - weight copies equal the declared replication factor (stated when undeclared);
 - every parallel degree at 1 reduces it to the reference, metric for metric;
 - nothing is sent on one chip.
-And always: every per-chip quantity is non-negative, and the four per-chip
-quantities are non-increasing in each parallel degree.
+And always: the chip count and each collective's group are whole numbers, at least 1;
+every per-chip quantity and each collective's payload (each on its own, so that two
+cannot cancel) is non-negative; and the four per-chip quantities are non-increasing in
+each parallel degree.
 
 Conservation holds when splits are even; each such claim says which division it
 assumes. hidden_size = num_heads × head_dim throughout.
@@ -16,7 +18,7 @@ assumes. hidden_size = num_heads × head_dim throughout.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import sympy
 
@@ -27,6 +29,9 @@ from shardcost.symbolic.verify import Claim, Divides, Domain, Term, Verdict, dec
 from .conventions import Conventions, Phase
 from .inputs import describe
 from .layouts import Layout, Send, get_layout, ref
+
+WHOLE = "whole chips"
+NONNEGATIVE = "non-negative"
 
 
 @dataclass(frozen=True)
@@ -96,23 +101,14 @@ def verify_layout(
         if checks.reference
         else None
     )
-    subs: dict[sympy.Symbol, sympy.Expr] = {}
-    shape: tuple[str, ...] = ()  # the shape relations assumed, if the layer has heads
-    heads = {h, dh}
-    if heads & _dims(cost) or (reference is not None and heads & _dims(reference)):
-        subs[d] = h * dh
-        words = "hidden_size = num_heads × head_dim"
-        if reference is not None and h_kv not in _dims(cost) and h_kv in _dims(reference):
-            subs[h_kv] = h
-            words += "; num_kv_heads = num_heads (the layout does not use it)"
-        shape = (words,)
+    subs, shape = _shape(cost, reference)
     requirements, even = _rules(cost, subs)
     degrees = frozenset(dim.symbol for dim in layout.degrees)
     if reference is not None:
         requirements += _rules(reference, subs)[0]
     even_words = tuple(e.words for e in even)
 
-    claims: list[Claim] = []
+    claims: list[Claim] = [_whole_claim(cost)]
     statements: list[Statement] = []
     metrics = cost.metrics
     if reference is not None:
@@ -212,17 +208,7 @@ def verify_layout(
     sends = checks.sent(phase, conventions)
     if sends is not None:
         claims.append(_communication_claim(cost, reference, sends, even, shape, even_words))
-    claims.append(
-        Claim(
-            "non-negative",
-            "every per-chip quantity is zero or more",
-            "nonnegative",
-            (
-                *(Term(f"{q}_per_chip", metrics[f"{q}_per_chip"]) for q in PER_CHIP),
-                Term("communication_bytes", metrics["communication_bytes"]),
-            ),
-        )
-    )
+    claims.append(_nonnegative_claim(cost))
     for degree in sorted(degrees, key=str):
         claims.append(
             Claim(
@@ -239,6 +225,78 @@ def verify_layout(
     domain = Domain(_symbols(claims, requirements, subs), degrees, requirements, subs)
     verdicts = tuple(decide(claim, domain) for claim in claims)
     return LayoutVerification(layout, phase, conventions, verdicts, tuple(statements))
+
+
+def refutation(
+    cost: Cost, reference: Cost | None, degrees: frozenset[sympy.Symbol]
+) -> Verdict | None:
+    """The first failed verdict of "whole chips" and "non-negative" for ``cost`` (in the
+    domain verify uses, with ``reference``'s shape relations and requirements), or None
+    when neither is refuted: a layout that fails one cannot exist."""
+    subs, _ = _shape(cost, reference)
+    requirements = _rules(cost, subs)[0]
+    if reference is not None:
+        requirements += _rules(reference, subs)[0]
+    claims = [_whole_claim(cost), _nonnegative_claim(cost)]
+    domain = Domain(_symbols(claims, requirements, subs), degrees, requirements, subs)
+    for claim in claims:
+        verdict = decide(claim, domain)
+        if verdict.ok:
+            continue
+        point = dict(verdict.counterexample or {})
+        term = next(t for t in claim.terms if t.label == verdict.term)
+        for symbol, value in subs.items():  # hidden_size too, when the formula names it
+            named = symbol in sympy.sympify(term.lhs).free_symbols
+            if point and named and value.free_symbols <= point.keys():
+                point[symbol] = int(value.xreplace({s: sympy.Integer(point[s]) for s in point}))
+        return replace(verdict, counterexample=point) if point else verdict
+    return None
+
+
+def _shape(
+    cost: Cost, reference: Cost | None
+) -> tuple[dict[sympy.Symbol, sympy.Expr], tuple[str, ...]]:
+    """The shape relations assumed (substitutions, and in words), if the layer has heads."""
+    subs: dict[sympy.Symbol, sympy.Expr] = {}
+    heads = {h, dh}
+    if not (heads & _dims(cost) or (reference is not None and heads & _dims(reference))):
+        return subs, ()
+    subs[d] = h * dh
+    words = "hidden_size = num_heads × head_dim"
+    if reference is not None and h_kv not in _dims(cost) and h_kv in _dims(reference):
+        subs[h_kv] = h
+        words += "; num_kv_heads = num_heads (the layout does not use it)"
+    return subs, (words,)
+
+
+def _whole_claim(cost: Cost) -> Claim:
+    """The chip count and each collective's group are whole numbers, at least 1: a group
+    of 0, -1 or 1/2 would silently send nothing."""
+    groups = tuple(Term(f"{c.name} group", c.group, sympy.S.One) for c in cost.collectives)
+    return Claim(
+        WHOLE,
+        "the chip count and each collective's group are whole numbers, at least 1"
+        if groups
+        else "the chip count is a whole number, at least 1",
+        "whole",
+        (Term("chips", cost.chips, sympy.S.One), *groups),
+    )
+
+
+def _nonnegative_claim(cost: Cost) -> Claim:
+    """Every per-chip quantity and each collective's payload, on its own, is zero or more."""
+    metrics = cost.metrics
+    payloads = cost.collective_bytes
+    return Claim(
+        NONNEGATIVE,
+        "every per-chip quantity and each collective's payload is zero or more",
+        "nonnegative",
+        (
+            *(Term(f"{q}_per_chip", metrics[f"{q}_per_chip"]) for q in PER_CHIP),
+            *(Term(f"{name} payload", payload) for name, payload in payloads.items()),
+            Term("communication_bytes", metrics["communication_bytes"]),
+        ),
+    )
 
 
 def _communication_claim(

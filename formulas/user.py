@@ -28,24 +28,34 @@ built-ins (so ``verify``, ``metrics`` and ``report`` all work on them).
 
 Formulas use the notation's names (``seq_len`` or ``S`` ...), numbers, + - * / **,
 parentheses and ceil, floor, max, min. Nothing in the file is ever executed.
+
+A layout that cannot be is refused before it is registered: chips or a group that is
+not a whole number of at least 1 at some valid point (0, -1, 1/2, S/2), or a per-chip
+quantity or a collective's payload below zero at some point (-S, S - 2*B). These are
+verify's "whole chips" and "non-negative" claims, decided the same way; ``read_layout``
+builds a file's layout without refusing or registering it, for verify to report on.
 """
 
 from __future__ import annotations
 
 import re
 import tomllib
+import unicodedata
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import sympy
 
 from shardcost.errors import InputError
-from shardcost.symbolic import Collective, Cost, Trace, finish, over_group
-from shardcost.symbolic.dimensions import BY_NAME, BY_SHORT, BY_SYMBOL
+from shardcost.symbolic import PER_CHIP, Collective, Cost, Trace, finish, over_group
+from shardcost.symbolic.dimensions import BY_NAME, BY_SHORT, BY_SYMBOL, DIMENSIONS
 from shardcost.symbolic.parse import ExpressionError, parse_formula
+from shardcost.symbolic.verify import Verdict
 
 from .conventions import Conventions, Phase
 from .conventions import phase as parse_phase
+from .invariants import refutation
 from .layouts import (
     REF_FLOPS,
     REF_KV,
@@ -71,6 +81,19 @@ _SECTIONS = {
     "checks": ("weight_replication", "kv_replication", "flops_redundancy"),
 }
 _IDENTIFIER = re.compile(r"[a-z][a-z0-9_-]{0,63}")
+MAX_SUMMARY = 200
+# Unicode categories a one-line summary (or a path shown in a message) may not carry
+_UNPRINTABLE = {
+    "Cc": "a control character",
+    "Cf": "a format character",
+    "Zl": "a line separator",
+    "Zp": "a paragraph separator",
+    "Cs": "a surrogate",
+    "Co": "a private-use character",
+    "Cn": "an unassigned code point",
+}
+_PER_CHIP_KEY = dict(zip(PER_CHIP, PER_CHIP_KEYS, strict=True))  # flops_per_chip -> flops
+_MAX_SHOWN = 60  # characters of a formula quoted in a message
 
 Formula = str | int | sympy.Expr
 
@@ -107,8 +130,53 @@ def define_layout(
     summary: str = "",
     where: str = "",
 ) -> Layout:
-    """Build a layout from formulas (text is parsed safely), register it and return it."""
-    at = f"{where}: " if where else ""
+    """Build a layout from formulas (text is parsed safely), register it and return it.
+
+    InputError, and nothing registered, when a formula is not allowed or the layout cannot
+    be: chips or a group not a whole number of at least 1, or a per-chip quantity or a
+    payload below zero, at some valid point.
+    """
+    entry, cost = _build(
+        name,
+        phase=phase,
+        chips=chips,
+        per_chip=per_chip,
+        comm=comm,
+        groups=groups,
+        layer=layer,
+        reference=reference,
+        weight_replication=weight_replication,
+        kv_replication=kv_replication,
+        flops_redundancy=flops_redundancy,
+        summary=summary,
+        where=where,
+    )
+    ref_cost = get_layout(reference, layer).cost(entry.phases[0])
+    degrees = frozenset(dim.symbol for dim in entry.degrees)
+    verdict = refutation(cost, ref_cost, degrees)
+    if verdict is not None:
+        raise InputError(_impossible(verdict, chips, per_chip, comm or {}, groups or {}, where))
+    return register(entry)
+
+
+def _build(
+    name: str,
+    *,
+    phase: str,
+    chips: Formula,
+    per_chip: Mapping[str, Formula],
+    comm: Mapping[str, Formula] | None,
+    groups: Mapping[str, Formula] | None,
+    layer: str,
+    reference: str,
+    weight_replication: Formula | None,
+    kv_replication: Formula,
+    flops_redundancy: Formula | None,
+    summary: str,
+    where: str,
+) -> tuple[Layout, Cost]:
+    """The layout (not registered) and its cost; InputError when a formula is not allowed."""
+    at = f"{_printable(where)}: " if where else ""
     if not isinstance(name, str) or not _IDENTIFIER.fullmatch(name):
         raise InputError(f"{at}[layout] name={name!r}: use lowercase letters, digits, - and _")
     try:
@@ -123,18 +191,18 @@ def define_layout(
         raise InputError(
             f"{at}[per_chip] needs exactly {', '.join(PER_CHIP_KEYS)}"
             + (f"; missing {', '.join(missing)}" if missing else "")
-            + (f"; unknown {', '.join(extra)}" if extra else "")
+            + (f"; unknown {', '.join(_printable(str(k)) for k in extra)}" if extra else "")
         )
     exprs = {k: _formula(per_chip[k], f"{at}[per_chip] {k}") for k in PER_CHIP_KEYS}
     chips_expr = _formula(chips, f"{at}[layout] chips")
     comm = dict(comm or {})
     groups = dict(groups or {})
     for key in comm:
-        if not _IDENTIFIER.fullmatch(key):
+        if not isinstance(key, str) or not _IDENTIFIER.fullmatch(key):
             raise InputError(f"{at}[comm] {key!r}: use lowercase letters, digits, - and _")
     stray = [k for k in groups if k not in comm]
     if stray:
-        raise InputError(f"{at}[groups] {stray[0]} is not a collective in [comm]")
+        raise InputError(f"{at}[groups] {_printable(str(stray[0]))} is not a collective in [comm]")
     payloads = {k: _formula(v, f"{at}[comm] {k}") for k, v in comm.items()}
     group_of = {
         k: _formula(groups[k], f"{at}[groups] {k}") if k in groups else chips_expr for k in comm
@@ -192,71 +260,167 @@ def define_layout(
     entry = Layout(
         name,
         layer,
-        summary or f"user layout ({where or 'Python'})",
+        _summary(summary, where, at),
         degrees,
         (),
         build,
         checks,
         (ph,),
     )
-    build(ph, Conventions())  # fail now, not at first use, if the formulas do not combine
-    return register(entry)
+    cost = build(ph, Conventions())  # fail now, not at first use, if the formulas do not combine
+    return entry, cost
+
+
+def _summary(summary: object, where: str, at: str) -> str:
+    """The layout's one-line summary: ``summary`` checked, or one naming ``where``."""
+    if not isinstance(summary, str):
+        raise InputError(f"{at}[layout] summary must be text, got {type(summary).__name__}")
+    if len(summary) > MAX_SUMMARY:
+        raise InputError(
+            f"{at}[layout] summary is {len(summary):,} characters; at most {MAX_SUMMARY}"
+        )
+    for i, ch in enumerate(summary, 1):
+        category = unicodedata.category(ch)
+        if category in _UNPRINTABLE:
+            raise InputError(
+                f"{at}[layout] summary must be one line of printable text; character {i} "
+                f"is U+{ord(ch):04X}, {_UNPRINTABLE[category]}"
+            )
+    if summary:
+        return summary
+    source = _printable(where) if where else "Python"
+    room = MAX_SUMMARY - len("user layout ()")
+    if len(source) > room:
+        source = "…" + source[-(room - 1) :]  # the end of a long path names the file
+    return f"user layout ({source})"
+
+
+def _printable(text: str) -> str:
+    """``text`` with every character that is not printable on one line escaped (``\\n``,
+    ``\\u2028`` ...): a path or key in a message cannot break it across lines."""
+    return "".join(
+        ascii(ch)[1:-1] if unicodedata.category(ch) in _UNPRINTABLE else ch for ch in text
+    )
+
+
+def _impossible(
+    verdict: Verdict,
+    chips: Formula,
+    per_chip: Mapping[str, Formula],
+    comm: Mapping[str, Formula],
+    groups: Mapping[str, Formula],
+    where: str,
+) -> str:
+    """One line for a refuted layout: the table, key and value, why, and where it fails."""
+    label = verdict.term
+    key, _, kind = label.rpartition(" ")
+    if label == "chips" or (kind == "group" and key not in groups):
+        item, value, why = "[layout] chips", chips, "the chip count is a whole number, at least 1"
+    elif kind == "group":
+        item, value, why = (
+            f"[groups] {key}",
+            groups[key],
+            "a group is a whole number of chips, at least 1",
+        )
+    elif kind == "payload":
+        item, value, why = f"[comm] {key}", comm[key], "a payload is bytes sent, zero or more"
+    elif label.endswith("_per_chip") and label.removesuffix("_per_chip") in _PER_CHIP_KEY:
+        name = _PER_CHIP_KEY[label.removesuffix("_per_chip")]
+        item, value, why = (
+            f"[per_chip] {name}",
+            per_chip[name],
+            "a per-chip quantity is zero or more",
+        )
+    else:  # the payloads' sum: one of them is below zero
+        item, value, why = "[comm]", None, "the bytes sent add up to zero or more"
+    at = f"{_printable(where)}: " if where else ""
+    shown = f"{item} = {_shown(value)}" if value is not None else item
+    point = verdict.counterexample
+    found = verdict.sides[0] if verdict.sides is not None else None
+    if found is None:
+        return f"{at}{shown}: {why}; it is not at some valid point"
+    if not point:
+        return f"{at}{shown}: {why}; {found} is not"
+    names = " ".join(f"{dim.name}={point[dim.symbol]}" for dim in DIMENSIONS if dim.symbol in point)
+    return f"{at}{shown}: {why}; at {names} it is {found}"
+
+
+def _shown(value: Formula) -> str:
+    """A formula as given, on one line and at most _MAX_SHOWN characters."""
+    text = " ".join(value.split()) if isinstance(value, str) else str(value)
+    return text if len(text) <= _MAX_SHOWN else text[: _MAX_SHOWN - 1] + "…"
 
 
 def load_layout(path: str | Path) -> Layout:
-    """Read, check and register the layout in a TOML file."""
-    path = Path(path)
+    """Read, check and register the layout in a TOML file (InputError, and nothing
+    registered, when the file is not a layout that can be; see ``define_layout``)."""
+    return define_layout(**_read(Path(path)))
+
+
+def read_layout(path: str | Path) -> Layout:
+    """The layout in a TOML file, built but neither registered nor refused when it cannot
+    be (chips or a group not whole, a payload below zero): for verify, which reports each
+    claim it fails with a counterexample. InputError when the file or a formula is bad."""
+    return _build(**_read(Path(path)))[0]
+
+
+def _read(path: Path) -> dict[str, Any]:
+    """``define_layout``'s arguments from the TOML file at ``path``."""
+    shown = _printable(str(path))
     try:
         size = path.stat().st_size
         if size > MAX_FILE_BYTES:
-            raise InputError(f"{path}: {size:,} bytes; a layout file is at most {MAX_FILE_BYTES:,}")
+            raise InputError(
+                f"{shown}: {size:,} bytes; a layout file is at most {MAX_FILE_BYTES:,}"
+            )
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise InputError(f"{path}: no such file") from None
+        raise InputError(f"{shown}: no such file") from None
     except IsADirectoryError:
-        raise InputError(f"{path}: is a directory, not a layout file") from None
+        raise InputError(f"{shown}: is a directory, not a layout file") from None
     except UnicodeDecodeError:
-        raise InputError(f"{path}: not UTF-8 text") from None
+        raise InputError(f"{shown}: not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
-        raise InputError(f"{path}: malformed TOML: {exc}") from None
+        raise InputError(f"{shown}: malformed TOML: {exc}") from None
     except RecursionError:
-        raise InputError(f"{path}: nested too deeply to be a layout file") from None
+        raise InputError(f"{shown}: nested too deeply to be a layout file") from None
     except OSError as exc:
-        raise InputError(f"{path}: cannot read: {exc.strerror}") from None
+        raise InputError(f"{shown}: cannot read: {exc.strerror}") from None
 
     for section, value in data.items():
+        name = _printable(section)
         if section not in _SECTIONS:
-            raise InputError(f"{path}: unknown table [{section}]; tables: {', '.join(_SECTIONS)}")
+            raise InputError(f"{shown}: unknown table [{name}]; tables: {', '.join(_SECTIONS)}")
         if not isinstance(value, dict):
-            raise InputError(f"{path}: {section} must be a table, [{section}]")
+            raise InputError(f"{shown}: {name} must be a table, [{name}]")
         allowed = _SECTIONS[section]
         for key in value:
             if allowed is not None and key not in allowed:
                 raise InputError(
-                    f"{path}: unknown key [{section}] {key}; keys: {', '.join(allowed)}"
+                    f"{shown}: unknown key [{name}] {_printable(key)}; keys: {', '.join(allowed)}"
                 )
     head = data.get("layout")
     if head is None or "per_chip" not in data:
-        raise InputError(f"{path}: a layout file needs [layout] and [per_chip] tables")
+        raise InputError(f"{shown}: a layout file needs [layout] and [per_chip] tables")
     for key in ("name", "phase", "chips"):
         if key not in head:
-            raise InputError(f"{path}: [layout] needs {key}")
+            raise InputError(f"{shown}: [layout] needs {key}")
     for key in ("name", "layer", "phase", "reference", "summary"):
         if key in head and not isinstance(head[key], str):
-            raise InputError(f"{path}: [layout] {key} must be text")
+            raise InputError(f"{shown}: [layout] {key} must be text")
     checks = data.get("checks", {})
-    return define_layout(
-        head["name"],
-        phase=head["phase"],
-        chips=head["chips"],
-        per_chip=data["per_chip"],
-        comm=data.get("comm"),
-        groups=data.get("groups"),
-        layer=head.get("layer", "attention"),
-        reference=head.get("reference", "single"),
-        weight_replication=checks.get("weight_replication"),
-        kv_replication=checks.get("kv_replication", 1),
-        flops_redundancy=checks.get("flops_redundancy"),
-        summary=head.get("summary", ""),
-        where=str(path),
-    )
+    return {
+        "name": head["name"],
+        "phase": head["phase"],
+        "chips": head["chips"],
+        "per_chip": data["per_chip"],
+        "comm": data.get("comm"),
+        "groups": data.get("groups"),
+        "layer": head.get("layer", "attention"),
+        "reference": head.get("reference", "single"),
+        "weight_replication": checks.get("weight_replication"),
+        "kv_replication": checks.get("kv_replication", 1),
+        "flops_redundancy": checks.get("flops_redundancy"),
+        "summary": head.get("summary", ""),
+        "where": str(path),
+    }

@@ -47,9 +47,9 @@ def verification_text(results: tuple[LayoutVerification, ...], seconds: float) -
                     lines.append(f"  {'':22}   {v.term}: residual {one_line(v.residual)}")
                 if v.counterexample is not None and v.sides is not None:
                     lhs, rhs = v.sides
+                    where = f"{_point(v.counterexample)}: " if v.counterexample else ""
                     lines.append(
-                        f"  {'':22}   counterexample: {_point(v.counterexample)}: "
-                        f"{v.term} = {lhs}, expected {rhs}"
+                        f"  {'':22}   counterexample: {where}{v.term} = {lhs}, expected {rhs}"
                     )
             extra = [a for a in v.assumed if not a.startswith(SHAPE)]
             if extra:

@@ -1,8 +1,9 @@
 """The verification engine: prove a claim by simplification, or check it exactly at points.
 
 A claim is a list of terms that must all hold: ``lhs == rhs`` (kind "equal"),
-``lhs >= 0`` ("nonnegative") or ``lhs`` non-increasing in a parallel degree
-("nonincreasing"). The engine first tries to decide a claim symbolically under the
+``lhs >= rhs`` ("atleast"), ``lhs >= 0`` ("nonnegative"), ``lhs`` a whole number of at
+least ``rhs`` ("whole": a chip count, a group size) or ``lhs`` non-increasing in a parallel
+degree ("nonincreasing"). The engine first tries to decide a claim symbolically under the
 dimensions' assumptions (positive integers), after replacing each split assumed even
 (``⌈S/cp⌉``) by its exact quotient. What SymPy cannot decide (Max, ceil, Piecewise
 left over) is checked with exact rational arithmetic at points spread on a log scale
@@ -14,6 +15,7 @@ and the smallest concrete counterexample found.
 from __future__ import annotations
 
 import heapq
+import itertools
 import random
 import zlib
 from collections.abc import Iterator, Mapping
@@ -27,7 +29,9 @@ from shardcost.errors import InternalError
 LADDER = (1, 2, 3, 4, 7, 8, 16, 31, 64, 100, 128, 257, 1000, 1024, 4096, 10007, 65536)
 DEGREE_LADDER = (1, 2, 3, 4, 8, 16)
 SMALL = (1, 2, 3, 4, 6, 8)
+SMALL_POINTS = 64  # smallest points a sign or a whole-number claim is also checked at
 UNDECIDABLE = (sympy.ceiling, sympy.floor, sympy.Max, sympy.Min, sympy.Piecewise)
+MAX_EXPANDED_TERMS = 2000  # a "whole" proof expands a polynomial only up to this size
 
 
 @dataclass(frozen=True)
@@ -128,8 +132,8 @@ def _linear_knob(rule: Divides, symbols: tuple[sympy.Symbol, ...]) -> sympy.Symb
 
 @dataclass(frozen=True)
 class Term:
-    """One relation of a claim: ``lhs == rhs``, ``lhs >= rhs``, ``lhs >= 0``, or ``lhs``
-    non-increasing."""
+    """One relation of a claim: ``lhs == rhs``, ``lhs >= rhs``, ``lhs >= 0``, ``lhs`` a
+    whole number ``>= rhs``, or ``lhs`` non-increasing."""
 
     label: str
     lhs: sympy.Expr
@@ -142,7 +146,7 @@ class Claim:
 
     name: str
     statement: str
-    kind: str  # "equal" | "atleast" | "nonnegative" | "nonincreasing"
+    kind: str  # "equal" | "atleast" | "nonnegative" | "whole" | "nonincreasing"
     terms: tuple[Term, ...]
     variable: sympy.Symbol | None = None  # the degree, for "nonincreasing"
     even: tuple[Divides, ...] = ()  # splits assumed even
@@ -219,9 +223,13 @@ def decide(claim: Claim, domain: Domain, points: int = 48) -> Verdict:
     if all(_prove(claim, term) for term in terms):
         return Verdict(claim, "proved", assumed=claim.assumptions)
     sample = domain.sample(points, rules, claim.name)
+    if claim.kind in ("nonnegative", "whole"):
+        # a sign or a whole number tends to break at small values (S = 2·B): try those too
+        sample = [*itertools.islice(domain.smallest(rules), SMALL_POINTS), *sample]
     for term in terms:
-        if not all(_holds(claim, term, p, domain) for p in sample):
-            return _failure(claim, term, domain, rules)
+        bad = next((p for p in sample if not _holds(claim, term, p, domain)), None)
+        if bad is not None:
+            return _failure(claim, term, domain, rules, bad)
     return Verdict(claim, "checked", points=len(sample), assumed=claim.assumptions)
 
 
@@ -237,6 +245,8 @@ def _prove(claim: Claim, term: Term, *, even: bool = True) -> bool:
         return bool(sympy.piecewise_fold(lhs - rhs).is_nonnegative)
     if claim.kind == "nonnegative":
         return bool(sympy.piecewise_fold(lhs).is_nonnegative)
+    if claim.kind == "whole":
+        return _whole(sympy.sympify(lhs), sympy.sympify(rhs))
     assert claim.variable is not None
     if _undecidable(lhs):
         return False
@@ -250,6 +260,9 @@ def _holds(claim: Claim, term: Term, point: dict[sympy.Symbol, int], domain: Dom
         return _exact(term.lhs, point) >= _exact(term.rhs, point)
     if claim.kind == "nonnegative":
         return _exact(term.lhs, point) >= 0
+    if claim.kind == "whole":
+        value = _exact(term.lhs, point)
+        return value.denominator == 1 and value >= _exact(term.rhs, point)
     assert claim.variable is not None
     bigger = dict(point)
     bigger[claim.variable] = point[claim.variable] * 2
@@ -257,6 +270,56 @@ def _holds(claim: Claim, term: Term, point: dict[sympy.Symbol, int], domain: Dom
     if not all(r.holds(bigger) for r in rules):
         return True  # the doubled degree is not a valid layout here: nothing to compare
     return _exact(term.lhs, bigger) <= _exact(term.lhs, point)
+
+
+def _whole(expr: sympy.Expr, least: sympy.Expr) -> bool:
+    """Whether ``expr`` is provably a whole number of at least ``least`` (a constant) for
+    every positive integer value of its symbols.
+
+    Proved when ``expr`` is a polynomial with integer coefficients (so a whole number) whose
+    every coefficient is non-negative once each symbol x is written 1 + y (y >= 0): it then
+    grows with each symbol, and its least value is at all ones. A product of dimensions and
+    positive whole constants is such a polynomial; so is ``cp + tp - 1``. Anything else
+    (a division, ceil, max ...) is left to the points.
+    """
+    if not least.is_Integer:
+        return False
+    if not expr.free_symbols:
+        return bool(expr.is_Integer and expr >= least)
+    symbols = sorted(expr.free_symbols, key=str)
+    if _undecidable(expr) or not expr.is_polynomial(*symbols):
+        return False
+    if _terms(expr, 2) > MAX_EXPANDED_TERMS:
+        return False  # too large to expand here: the points decide
+    shifted = sympy.Poly(sympy.expand(expr.xreplace({s: s + 1 for s in symbols})), *symbols)
+    if not shifted.domain.is_ZZ:
+        return False
+    return (
+        all(c >= 0 for c in shifted.coeffs()) and shifted.eval(dict.fromkeys(symbols, 0)) >= least
+    )
+
+
+def _terms(expr: sympy.Expr, per_symbol: int) -> int:
+    """An upper bound on the number of terms of ``expr`` expanded, where each symbol stands
+    for ``per_symbol`` terms; stops counting past MAX_EXPANDED_TERMS."""
+    cap = MAX_EXPANDED_TERMS + 1
+    if expr.is_Symbol:
+        return per_symbol
+    if expr.is_Add:
+        return min(cap, sum(_terms(a, per_symbol) for a in expr.args))
+    if expr.is_Mul:
+        count = 1
+        for a in expr.args:
+            count = min(cap, count * _terms(a, per_symbol))
+        return count
+    if expr.is_Pow and expr.exp.is_Integer and expr.exp > 0:
+        base, count = _terms(expr.base, per_symbol), 1
+        for _ in range(int(expr.exp)):
+            if count >= cap or base == 1:
+                break
+            count = min(cap, count * base)
+        return count
+    return 1
 
 
 def _parallel(expr: sympy.Expr, degrees: frozenset[sympy.Symbol]) -> sympy.Expr:
@@ -271,20 +334,27 @@ def _parallel(expr: sympy.Expr, degrees: frozenset[sympy.Symbol]) -> sympy.Expr:
     return sympy.sympify(expr).replace(sympy.Piecewise, branch)
 
 
-def _failure(claim: Claim, term: Term, domain: Domain, rules: tuple[Divides, ...]) -> Verdict:
+def _failure(
+    claim: Claim,
+    term: Term,
+    domain: Domain,
+    rules: tuple[Divides, ...],
+    found: dict[sympy.Symbol, int] | None = None,
+) -> Verdict:
+    """A failed verdict with the residual and the smallest counterexample (else ``found``,
+    a failing point of the sample, when no small point fails)."""
     diff = _even(term.lhs, claim.even) - _even(term.rhs, claim.even)
     shown = (
         residual(_parallel(diff, domain.degrees)) if claim.kind in ("equal", "atleast") else None
     )
     relevant = (sympy.sympify(term.lhs) - term.rhs).free_symbols
-    for point in domain.smallest(rules):
-        if not _holds(claim, term, point, domain):
-            sides = (_exact(term.lhs, point), _exact(term.rhs, point))
-            shown_point = {s: v for s, v in point.items() if s in relevant}
-            return Verdict(
-                claim, "failed", 0, term.label, shown, shown_point, sides, claim.assumptions
-            )
-    return Verdict(claim, "failed", 0, term.label, shown, assumed=claim.assumptions)
+    small = (p for p in domain.smallest(rules) if not _holds(claim, term, p, domain))
+    point = next(small, found)
+    if point is None:
+        return Verdict(claim, "failed", 0, term.label, shown, assumed=claim.assumptions)
+    sides = (_exact(term.lhs, point), _exact(term.rhs, point))
+    shown_point = {s: v for s, v in point.items() if s in relevant}
+    return Verdict(claim, "failed", 0, term.label, shown, shown_point, sides, claim.assumptions)
 
 
 def verdict_counts(verdicts: list[Verdict]) -> dict[str, int]:

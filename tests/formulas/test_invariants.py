@@ -5,6 +5,7 @@ worked out by hand."""
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import sympy
@@ -12,10 +13,12 @@ import sympy
 from shardcost.formulas import Conventions, Phase, all_layouts, get_layout
 from shardcost.formulas.invariants import verify_layout
 from shardcost.formulas.layouts import Layout
-from shardcost.formulas.verification import convention_choices
+from shardcost.formulas.user import read_layout
+from shardcost.formulas.verification import convention_choices, verify
 from shardcost.symbolic import Cost, Derivation
 from shardcost.symbolic.dimensions import B, S, T, b, cp, dh, h, h_kv, tp
 
+LAYOUTS = Path(__file__).parent / "layouts"
 CASES = [(lay, ph) for lay in all_layouts("attention") for ph in Phase]
 
 
@@ -37,7 +40,9 @@ def test_only_what_sympy_cannot_decide_is_checked_at_points() -> None:
     checked = {k for k, s in statuses.items() if s == "checked"}
     # busiest chip x chips >= reference needs ceil(S/cp) * cp >= S: not decidable by SymPy
     assert checked == {k for k in statuses if k[2] == "uneven splits over-count"}
-    assert len(statuses) - len(checked) == 70
+    # 70 before "whole chips", plus that claim once for each of the 10 attention
+    # layout-phases (5 layouts x 2 phases), every one proved: 70 + 10 = 80
+    assert len(statuses) - len(checked) == 80
 
 
 def test_cp5_states_its_redundancy() -> None:
@@ -132,3 +137,100 @@ def test_a_dropped_collective_is_caught(
     assert term == collective
     found = found.subs(sympy.Symbol("S_past", integer=True, positive=True), S)
     assert sympy.simplify(found - residual) == 0
+
+
+# The issue's layouts that cannot be, read without being refused (read_layout), as verify
+# sees them: each fails "whole chips" or "non-negative" with the smallest counterexample.
+ISSUE = (LAYOUTS / "my-ring-cp.toml").read_text()
+OUTPUT = 'output_allreduce = "batch_size*seq_len/context_parallel*hidden_size*bytes_per_elem"'
+
+
+def _group(value: str) -> str:
+    return ISSUE.replace("[comm]", f'[groups]\noutput_allreduce = "{value}"\n\n[comm]')
+
+
+def _chips(value: str) -> str:
+    return ISSUE.replace('chips = "context_parallel"', f"chips = {value}")
+
+
+@pytest.mark.parametrize(
+    ("text", "claim", "term", "point", "value", "least"),
+    [
+        # the group itself is the value: 0, -1, 1/2 at every point (none shown); a whole
+        # number of chips is at least 1
+        (_group("0"), "whole chips", "output_allreduce group", {}, 0, 1),
+        (_group("-1"), "whole chips", "output_allreduce group", {}, -1, 1),
+        (_group("1/2"), "whole chips", "output_allreduce group", {}, sympy.Rational(1, 2), 1),
+        (_chips('"0"'), "whole chips", "chips", {}, 0, 1),
+        (_chips('"-1"'), "whole chips", "chips", {}, -1, 1),
+        (_chips("-3"), "whole chips", "chips", {}, -3, 1),
+        # -S is sent on a group of cp > 1: smallest S = 1, cp = 2 gives -1 against 0
+        (
+            ISSUE.replace(OUTPUT, 'output_allreduce = "-S"'),
+            "non-negative",
+            "output_allreduce payload",
+            {S: 1, cp: 2},
+            -1,
+            0,
+        ),
+        (
+            ISSUE.replace(OUTPUT, 'output_allreduce = "-S"').replace(
+                'chips = "context_parallel"', 'chips = "tensor_parallel"'
+            ),
+            "non-negative",
+            "output_allreduce payload",
+            {S: 1, tp: 2},
+            -1,
+            0,
+        ),
+        # S - 2*B: 1 - 2 = -1 at B = S = 1, cp = 2
+        (
+            ISSUE.replace(OUTPUT, 'output_allreduce = "S - 2*B"'),
+            "non-negative",
+            "output_allreduce payload",
+            {B: 1, S: 1, cp: 2},
+            -1,
+            0,
+        ),
+    ],
+)
+def test_verify_refutes_a_layout_that_cannot_be(
+    tmp_path: Path,
+    text: str,
+    claim: str,
+    term: str,
+    point: dict[sympy.Symbol, int],
+    value: sympy.Expr,
+    least: int,
+) -> None:
+    path = tmp_path / "impossible.toml"
+    path.write_text(text)
+    (result,) = verify([read_layout(path)])
+    assert not result.ok
+    verdict = next(v for v in result.verdicts if v.claim.name == claim)
+    assert verdict.status == "failed"
+    assert (verdict.term, verdict.counterexample, verdict.sides) == (term, point, (value, least))
+
+
+def test_two_collectives_cannot_cancel(tmp_path: Path) -> None:
+    # S + (-S) = 0 bytes in all, which the sum alone would accept; the payload -S is -1 at
+    # S = 1 on a group of cp = 2
+    path = tmp_path / "cancel.toml"
+    path.write_text(ISSUE.replace(OUTPUT, 'there = "S"\nback = "-S"'))
+    (result,) = verify([read_layout(path)])
+    failed = [v for v in result.verdicts if not v.ok]
+    assert [(v.claim.name, v.term, v.counterexample, v.sides) for v in failed] == [
+        ("non-negative", "back payload", {S: 1, cp: 2}, (-1, 0))
+    ]
+
+
+def test_every_builtin_has_whole_chips_and_non_negative_payloads_proved() -> None:
+    for lay, ph in CASES:
+        verdicts = {v.claim.name: v for v in verify_layout(lay, ph).verdicts}
+        assert verdicts["whole chips"].status == "proved"
+        assert verdicts["non-negative"].status == "proved"
+        payloads = {t.label for t in verdicts["non-negative"].claim.terms if "payload" in t.label}
+        collectives = lay.cost(ph).collectives
+        assert payloads == {f"{c.name} payload" for c in collectives}
+        groups = [t.label for t in verdicts["whole chips"].claim.terms]
+        assert groups == ["chips", *(f"{c.name} group" for c in collectives)]

@@ -60,3 +60,54 @@ def test_points_respect_divisibility_requirements() -> None:
     assert len(points) == 30
     assert all(p[S] % (p[cp] * p[tp]) == 0 for p in points)
     assert points == domain.sample(30, domain.requirements, "seed")  # deterministic
+
+
+def test_a_product_of_dimensions_is_whole_and_proved() -> None:
+    # cp*tp, 2*cp and cp + tp - 1 (= 1 + (cp - 1) + (tp - 1)) are whole numbers >= 1
+    domain = Domain((cp, tp), frozenset({cp, tp}))
+    for expr in (cp * tp, 2 * cp, cp + tp - 1, sympy.Integer(1)):
+        claim = Claim("w", "", "whole", (Term("chips", expr, sympy.S.One),))
+        assert decide(claim, domain).status == "proved", expr
+
+
+def test_what_is_not_a_whole_number_is_refuted() -> None:
+    # constants: no point needed; S/2 is 1/2 at S = 1; cp - 1 is 0 at cp = 1; cp*tp - 2 is
+    # -1 at cp = tp = 1
+    domain = Domain((S, cp, tp), frozenset({cp, tp}))
+    cases = [
+        (sympy.Integer(0), {}, 0),
+        (sympy.Integer(-1), {}, -1),
+        (sympy.Rational(1, 2), {}, sympy.Rational(1, 2)),
+        (S / 2, {S: 1}, sympy.Rational(1, 2)),
+        (cp - 1, {cp: 1}, 0),
+        (cp * tp - 2, {cp: 1, tp: 1}, -1),
+    ]
+    for expr, point, value in cases:
+        verdict = decide(Claim("w", "", "whole", (Term("g", expr, sympy.S.One),)), domain)
+        assert verdict.status == "failed", expr
+        assert (verdict.counterexample, verdict.sides) == (point, (value, 1)), expr
+
+
+def test_a_whole_number_sympy_cannot_prove_is_checked() -> None:
+    # ceil(S/cp) >= 1 for every positive S, cp: whole, but not a polynomial; 64 smallest
+    # points and 40 on the log scale
+    claim = Claim("w", "", "whole", (Term("g", sympy.ceiling(S / cp), sympy.S.One),))
+    verdict = decide(claim, DOMAIN, points=40)
+    assert (verdict.status, verdict.points) == ("checked", 64 + 40)
+
+
+def test_a_sign_that_breaks_at_a_small_point_is_found() -> None:
+    # (S - 2*B)^2 - 1 is -1 only where S = 2*B: the smallest such point is B = 1, S = 2
+    claim = Claim("n", "", "nonnegative", (Term("x", (S - 2 * B) ** 2 - 1),))
+    verdict = decide(claim, DOMAIN)
+    assert verdict.status == "failed"
+    assert (verdict.counterexample, verdict.sides) == ({B: 1, S: 2}, (-1, 0))
+
+
+def test_a_failure_only_at_large_points_still_shows_one() -> None:
+    # 1000 - S < 0 needs S > 1000: no small point fails, a sampled one (S >= 1024) does
+    claim = Claim("n", "", "nonnegative", (Term("x", 1000 - S),))
+    verdict = decide(claim, DOMAIN)
+    assert verdict.status == "failed" and verdict.counterexample is not None
+    s = verdict.counterexample[S]
+    assert s > 1000 and verdict.sides == (1000 - s, 0)
