@@ -5,7 +5,7 @@ from .conventions import CONVENTIONS, Convention, Conventions, Phase
 from .evaluate import Metrics, Result, Timing, evaluate
 from .hardware import CATALOG, Hardware
 from .inputs import KEYS, Inputs, resolve_inputs
-from .layouts import Layout, all_layouts, get_layout, layers
+from .registry import Layout, all_layouts, get_layout, layers
 from .timing import TIMINGS, timing_model
 
 __all__ = [

@@ -14,9 +14,12 @@ from dataclasses import dataclass
 
 import sympy
 
-from shardcost.symbolic import Cost, Trace, collective, finish
+from shardcost.symbolic import Cost, Product, Trace, collective, finish
 from shardcost.symbolic.dimensions import (
     CONTEXT_PARALLEL,
+    HEAD_DIM,
+    HIDDEN_SIZE,
+    NUM_HEADS,
     TENSOR_PARALLEL,
     B,
     S,
@@ -33,13 +36,16 @@ from shardcost.symbolic.dimensions import (
 )
 
 from .conventions import Conventions, Phase
-from .layouts import Checks, Send, layout, ref, state_assumptions
 from .primitives import bmm_flops, matmul_flops, tensor_bytes
+from .registry import Checks, Role, Send, layer, layout, ref
 
-LAYER = "attention"
-state_assumptions(
-    LAYER,
-    (
+_DECODE = ("attention_keys_include_new_token", "kv_includes_new_token", "decode_projections")
+LAYER = layer(
+    "attention",
+    role=Role.MIXER,
+    conventions=(*_DECODE, "materialize_full_hidden_after_tp"),
+    relations=(Product(HIDDEN_SIZE, NUM_HEADS, HEAD_DIM),),
+    assumptions=(
         "A matrix product X[m, k] @ W[k, n] costs 2·m·k·n FLOPs (a multiply and an add).",
         "Causal masking is not halved: every query is charged for every key it may see.",
         "The B·h·S_q·S_k score matrix is streamed (tiled), not a resident activation.",
@@ -50,7 +56,6 @@ state_assumptions(
         "Aggregate metrics are per-chip values times the number of chips.",
     ),
 )
-_DECODE = ("attention_keys_include_new_token", "kv_includes_new_token", "decode_projections")
 
 
 @dataclass(frozen=True)

@@ -27,14 +27,15 @@ from shardcost.symbolic.dimensions import (
 )
 
 from .conventions import Conventions, Phase
-from .layouts import Checks, Send, layout, ref, state_assumptions
 from .primitives import matmul_flops, tensor_bytes
+from .registry import Checks, Role, Send, layer, layout, ref
 
-LAYER = "ffn"
 _CONVENTIONS = ("ffn_gated",)
-state_assumptions(
-    LAYER,
-    (
+LAYER = layer(
+    "ffn",
+    role=Role.CHANNEL_MIXER,
+    conventions=_CONVENTIONS,
+    assumptions=(
         "A matrix product X[m, k] @ W[k, n] costs 2·m·k·n FLOPs (a multiply and an add).",
         "Elementwise work (the activation, the gating product) is not counted: a few FLOPs "
         "per element and no matrix product.",

@@ -47,7 +47,7 @@ from .hardware import REQUIRED, Hardware, build
 from .hardware import (
     hardware as catalog_hardware,
 )
-from .layouts import Layout, get_layout
+from .registry import Layout, get_layout
 
 KEYS: tuple[str, ...] = (*DIMENSIONS_BY_NAME, *CONVENTIONS_BY_NAME, *HARDWARE_BY_NAME)
 _INTEGER = re.compile(r"[+]?[0-9]+(_[0-9]+)*")

@@ -28,7 +28,7 @@ from shardcost.symbolic.verify import Claim, Divides, Domain, Term, Verdict, dec
 
 from .conventions import Conventions, Phase
 from .inputs import describe
-from .layouts import Layout, Send, get_layout, ref
+from .registry import Layout, Send, get_layout, ref
 
 WHOLE = "whole chips"
 NONNEGATIVE = "non-negative"

@@ -45,7 +45,7 @@ from .evaluate import Metrics, Result, Timing, evaluate
 from .hardware import FIELDS_BY_NAME as HARDWARE_BY_NAME
 from .hardware import Hardware
 from .inputs import applicable_params, check_keys, request_lengths, resolve_inputs
-from .layouts import get_layout
+from .registry import get_layout
 
 FAMILIES = ("llama", "mistral", "qwen2")
 _ARCHITECTURES = {

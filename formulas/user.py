@@ -56,7 +56,7 @@ from shardcost.symbolic.verify import Verdict
 from .conventions import Conventions, Phase
 from .conventions import phase as parse_phase
 from .invariants import refutation
-from .layouts import (
+from .registry import (
     REF_FLOPS,
     REF_KV,
     REF_WEIGHTS,

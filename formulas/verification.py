@@ -11,7 +11,7 @@ from .conventions import BY_NAME as CONVENTIONS_BY_NAME
 from .conventions import Conventions, Phase, phase
 from .inputs import choose_conventions
 from .invariants import LayoutVerification, verify_layout
-from .layouts import Layout, all_layouts
+from .registry import Layout, all_layouts
 
 
 def convention_choices(layout: Layout, ph: Phase) -> list[Conventions]:

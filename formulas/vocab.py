@@ -33,10 +33,9 @@ from shardcost.symbolic.dimensions import (
 
 from .conventions import Conventions, Phase
 from .ffn import token_share
-from .layouts import REF_FLOPS, Checks, Send, layout, ref, state_assumptions
 from .primitives import matmul_flops, tensor_bytes
+from .registry import REF_FLOPS, Checks, Role, Send, layer, layout, ref
 
-EMBEDDING, LM_HEAD = "embedding", "lm_head"
 _COMMON = (
     "Weights and activations take bytes_per_elem bytes per element; the vocabulary "
     "layers have no KV cache.",
@@ -46,18 +45,21 @@ _COMMON = (
     "bytes; a collective over a one-chip group sends nothing.",
     "Aggregate metrics are per-chip values times the number of chips.",
 )
-state_assumptions(
-    EMBEDDING,
-    (
+EMBEDDING = layer(
+    "embedding",
+    role=Role.EMBEDDING,
+    assumptions=(
         "The embedding is a row gather: no matrix product, no FLOPs counted.",
         "Resident activations are the embedded rows X[M, d]; the token ids (integers) are "
         "not counted.",
         *_COMMON,
     ),
 )
-state_assumptions(
-    LM_HEAD,
-    (
+LM_HEAD = layer(
+    "lm_head",
+    role=Role.HEAD,
+    conventions=("logits_for_all_tokens",),
+    assumptions=(
         "A matrix product X[m, k] @ W[k, n] costs 2·m·k·n FLOPs (a multiply and an add).",
         "Resident activations are the final hidden rows H[M_logits, d] and the logits.",
         "The final norm before the LM head is a model component of its own, not part of "

@@ -37,7 +37,7 @@ from shardcost.formulas.cases import SPEC_CASES, check_all, spec_case
 from shardcost.formulas.conventions import Conventions, convention
 from shardcost.formulas.hardware import FIELDS as HARDWARE_FIELDS
 from shardcost.formulas.inputs import applicable_params, check_keys
-from shardcost.formulas.layouts import get_layout
+from shardcost.formulas.registry import get_layout
 from shardcost.reports.tables import (
     Table,
     comparison_text,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from functools import cached_property
 
 import sympy
@@ -24,12 +25,39 @@ def over_group(payload: sympy.Expr, group: sympy.Expr) -> sympy.Expr:
     return sympy.Piecewise((payload, sympy.Gt(group, 1)), (0, True))
 
 
+class CollectiveKind(StrEnum):
+    """How a collective moves its payload."""
+
+    ALL_REDUCE = "all-reduce"
+    ALL_GATHER = "all-gather"
+    ALL_TO_ALL = "all-to-all"
+    SEND_RECV = "send-recv"  # point to point, e.g. around a ring
+    USER = "collective"  # a user layout's, of no declared kind
+
+
+@dataclass(frozen=True)
+class CollectiveSpec:
+    """A collective declared once per layer: its name, kind and words, used both by the
+    builders that perform it and by the checks that hold them to it."""
+
+    name: str  # e.g. "output_allreduce"
+    kind: CollectiveKind
+    label: str  # e.g. "output all-reduce"
+    description: str
+
+    def __call__(self, t: Trace, group: sympy.Expr, payload: sympy.Expr) -> Collective:
+        """This collective's payload over ``group`` as a step of ``t``."""
+        return collective(
+            t, self.name, self.kind, group, payload, label=self.label, description=self.description
+        )
+
+
 @dataclass(frozen=True)
 class Collective:
     """One named collective a chip takes part in, with its payload bytes."""
 
     name: str  # e.g. "output_allreduce"
-    kind: str  # "all-reduce" | "all-gather"
+    kind: CollectiveKind
     group: sympy.Symbol  # the degree that sizes its group (tp, cp)
     symbol: sympy.Symbol  # the derivation step holding its payload
     description: str
@@ -89,7 +117,7 @@ class Cost:
 def collective(
     t: Trace,
     name: str,
-    kind: str,
+    kind: CollectiveKind | str,
     group: sympy.Symbol,
     payload: sympy.Expr,
     *,
@@ -109,7 +137,7 @@ def collective(
         latex=rf"C_{{\mathrm{{{escaped}}}}}",
         note=note or f"{kind} over the {group} group; payload bytes; none on one chip",
     )
-    return Collective(name, kind, group, symbol, description)
+    return Collective(name, CollectiveKind(kind), group, symbol, description)
 
 
 PAYLOAD_NOTE = "payload (logical tensor) bytes, not ring-injected bytes"

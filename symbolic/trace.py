@@ -11,13 +11,27 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from functools import cached_property
 
 import sympy
 
 from .dimensions import BY_SHORT
 
-SECTIONS = ("derived", "flops", "weights", "activations", "kv_cache", "communication", "timing")
+
+class Section(StrEnum):
+    """Where a step stands in a derivation (and in a report)."""
+
+    DERIVED = "derived"
+    FLOPS = "flops"
+    WEIGHTS = "weights"
+    ACTIVATIONS = "activations"
+    KV_CACHE = "kv_cache"
+    COMMUNICATION = "communication"
+    TIMING = "timing"
+
+
+SECTIONS = tuple(Section)
 
 
 @dataclass(frozen=True)
@@ -26,12 +40,46 @@ class Step:
 
     symbol: sympy.Symbol
     key: str  # stable identifier, e.g. "q_proj"
-    section: str  # one of SECTIONS
+    section: Section
     label: str  # words, e.g. "Q projection"
     expr: sympy.Expr  # in dimensions and earlier steps' symbols
     latex: str  # how the symbol is written
     unit: str  # "FLOPs", "bytes", "tokens", "ms" ...
     note: str = ""  # why, in a few words
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    """A step declared once: its key, words, section, symbol, unit and shape note. Applied
+    to an expression in a trace (``Q_PROJ(t, expr)``) it defines the step and returns its
+    symbol. LaTeX is the symbol's own unless ``latex`` says otherwise."""
+
+    key: str
+    label: str
+    section: Section
+    unit: str
+    symbol: str = ""  # default: the key
+    latex: str | None = None
+    note: str = ""
+
+    def __post_init__(self) -> None:
+        DECLARED.add(self.key)
+
+    def __call__(self, t: Trace, expr: sympy.Expr | int, **changes: str) -> sympy.Symbol:
+        """Define this step as ``expr`` in ``t`` (``changes``: label or note for this use)."""
+        return t.define(
+            self.key,
+            changes.get("label", self.label),
+            expr,
+            section=self.section,
+            unit=self.unit,
+            name=self.symbol or self.key,
+            latex=self.latex,
+            note=changes.get("note", self.note),
+        )
+
+
+DECLARED: set[str] = set()  # every StepSpec's key: what a reference to a step may name
 
 
 @dataclass(frozen=True)
@@ -149,6 +197,7 @@ class Trace:
             raise ValueError(f"step symbol {name!r} would shadow a dimension")
         if section not in SECTIONS:
             raise ValueError(f"unknown section {section!r}; sections: {', '.join(SECTIONS)}")
+        section = Section(section)
         if any(step.key == key for step in self.steps):
             raise ValueError(f"duplicate step key {key!r}")
         symbol = sympy.Symbol(name, nonnegative=True)

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from shardcost.formulas import layouts
+from shardcost.formulas import registry as layouts
 
 
 @pytest.fixture(autouse=True)

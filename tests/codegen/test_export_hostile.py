@@ -31,7 +31,7 @@ import shardcost
 from shardcost.codegen import literals
 from shardcost.codegen.export import LANGUAGES, export
 from shardcost.formulas import Conventions, Layout, Phase, get_layout, layouts
-from shardcost.formulas.layouts import register
+from shardcost.formulas.registry import register
 from shardcost.formulas.user import define_layout
 from shardcost.symbolic import Cost
 from shardcost.symbolic.dimensions import CONTEXT_PARALLEL, SEQ_LEN

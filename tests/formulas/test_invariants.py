@@ -12,7 +12,7 @@ import sympy
 
 from shardcost.formulas import Conventions, Phase, all_layouts, get_layout
 from shardcost.formulas.invariants import verify_layout
-from shardcost.formulas.layouts import Layout
+from shardcost.formulas.registry import Layout
 from shardcost.formulas.user import read_layout
 from shardcost.formulas.verification import convention_choices, verify
 from shardcost.symbolic import Cost, Derivation

@@ -1,19 +1,24 @@
-"""The layout registry: named ways of placing a layer on chips.
+"""The registry: layers, and the layouts that place each on chips.
 
-One registry, filled by the ``layout`` decorator, which rejects a second layout of
-the same name for the same layer.
+A layer's file declares its ``Layer`` (``layer(...)``: role in a model, assumptions in
+words, the conventions it owns, the relations among its dimensions) and registers each
+layout with the ``layout`` decorator, which rejects a second layout of the same name for
+the same layer. Everything else in the program reads these records: no other module names
+a layer or a layout, spells a layer's shape rule, or keeps a list of layouts.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
 from functools import cache
 
 import sympy
 
 from shardcost.errors import InputError, UnknownNameError
 from shardcost.symbolic import Cost, Dimension
+from shardcost.symbolic.relation import Product
 
 from .conventions import BY_NAME as CONVENTIONS_BY_NAME
 from .conventions import Conventions, Phase
@@ -140,19 +145,63 @@ def _cost(layout: Layout, phase: Phase, conventions: Conventions) -> Cost:
 
 
 _REGISTRY: dict[tuple[str, str], Layout] = {}
-_ASSUMPTIONS: dict[str, tuple[str, ...]] = {}
+_LAYERS: dict[str, Layer] = {}
 
 
-def state_assumptions(layer: str, assumptions: tuple[str, ...]) -> None:
-    """Record the accounting choices every layout of ``layer`` makes, in words."""
-    if layer in _ASSUMPTIONS:
-        raise ValueError(f"assumptions of layer {layer!r} are already stated")
-    _ASSUMPTIONS[layer] = assumptions
+class Role(StrEnum):
+    """What a layer does in a model, which is how the model composer places it."""
+
+    MIXER = "mixer"  # mixes positions: attention
+    CHANNEL_MIXER = "channel mixer"  # mixes features per position: the FFN
+    EMBEDDING = "embedding"  # token ids in
+    HEAD = "head"  # logits out
+
+
+@dataclass(frozen=True)
+class Layer:
+    """A layer: its role in a model, the accounting choices every layout of it makes (in
+    words), the conventions it owns, and the relations among its dimensions."""
+
+    name: str
+    role: Role
+    assumptions: tuple[str, ...] = ()
+    conventions: tuple[str, ...] = ()
+    relations: tuple[Product, ...] = ()
+
+
+def layer(
+    name: str,
+    *,
+    role: Role,
+    assumptions: tuple[str, ...] = (),
+    conventions: tuple[str, ...] = (),
+    relations: tuple[Product, ...] = (),
+) -> Layer:
+    """Declare layer ``name`` (once), for its layouts to register under."""
+    if name in _LAYERS:
+        raise ValueError(f"layer {name!r} is already declared")
+    unknown = [c for c in conventions if c not in CONVENTIONS_BY_NAME]
+    if unknown:
+        raise ValueError(f"layer {name!r} names unknown conventions: {', '.join(unknown)}")
+    _LAYERS[name] = Layer(name, role, assumptions, conventions, relations)
+    return _LAYERS[name]
+
+
+def get_layer(name: str) -> Layer:
+    """The layer called ``name``; UnknownNameError naming the layers otherwise."""
+    return _LAYERS[check_layer(name)]
 
 
 def assumptions(layer: str) -> tuple[str, ...]:
     """The accounting choices every layout of ``layer`` makes, in words."""
-    return _ASSUMPTIONS.get(check_layer(layer), ())
+    return get_layer(layer).assumptions
+
+
+def relations_for(layout: Layout, symbols: set[sympy.Symbol] | frozenset) -> tuple[Product, ...]:
+    """The relations of ``layout``'s layer that hold for a cost reading ``symbols``: those
+    whose dimensions it reads, all of them."""
+    found = _LAYERS.get(layout.layer)
+    return tuple(r for r in found.relations if r.applies(symbols)) if found else ()
 
 
 def register(entry: Layout) -> Layout:
@@ -167,7 +216,7 @@ def register(entry: Layout) -> Layout:
 def layout(
     name: str,
     *,
-    layer: str,
+    layer: Layer | str,
     summary: str,
     degrees: tuple[Dimension, ...] = (),
     conventions: tuple[str, ...] = (),
@@ -178,8 +227,10 @@ def layout(
     if unknown:
         raise ValueError(f"layout {name!r} names unknown conventions: {', '.join(unknown)}")
 
+    owner = layer.name if isinstance(layer, Layer) else layer
+
     def decorate(build: Builder) -> Builder:
-        register(Layout(name, layer, summary, degrees, conventions, build, checks))
+        register(Layout(name, owner, summary, degrees, conventions, build, checks))
         return build
 
     return decorate
@@ -187,7 +238,7 @@ def layout(
 
 def layers() -> tuple[str, ...]:
     """Every layer that has at least one layout, in registration order."""
-    return tuple(dict.fromkeys(layer for layer, _ in _REGISTRY))
+    return tuple(dict.fromkeys(name for name, _ in _REGISTRY))
 
 
 def all_layouts(layer: str | None = None) -> tuple[Layout, ...]:
