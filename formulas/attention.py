@@ -5,7 +5,8 @@
 Wq and Wo are ``d × h·dh``; Wk and Wv are ``d × h_kv·dh`` (grouped-query attention
 when ``h_kv < h``, multi-head when equal). Causal masking is not halved: every query
 is charged for every key it may see, as the seeds count. Every layout describes one
-chip's share as a ``Shard``; ``_attention_cost`` turns a shard into steps.
+chip's share as a ``Shard``; ``_attention_cost`` turns a shard into steps, each a
+``StepSpec`` declared once below, and each collective a ``CollectiveSpec``.
 """
 
 from __future__ import annotations
@@ -14,8 +15,18 @@ from dataclasses import dataclass
 
 import sympy
 
-from shardcost.symbolic import Cost, Product, Trace, collective, finish
+from shardcost.symbolic import (
+    CollectiveKind,
+    CollectiveSpec,
+    Cost,
+    Product,
+    Section,
+    StepSpec,
+    Trace,
+    finish,
+)
 from shardcost.symbolic.dimensions import (
+    BY_SYMBOL,
     CONTEXT_PARALLEL,
     HEAD_DIM,
     HIDDEN_SIZE,
@@ -58,6 +69,173 @@ LAYER = layer(
 )
 
 
+# Steps, declared once: key, words, section, unit, symbol, LaTeX, shape note.
+_D, _F, _W, _A = Section.DERIVED, Section.FLOPS, Section.WEIGHTS, Section.ACTIVATIONS
+TOKENS = StepSpec("tokens", "tokens in the batch", _D, "tokens", "M", note="B × S")
+NEW_TOKENS = StepSpec(
+    "tokens",
+    "new tokens in the batch",
+    _D,
+    "tokens",
+    "M_q",
+    "M_{q}",
+    "B × T: one query per new token",
+)
+KEY_LEN = StepSpec("key_len", "keys each new token attends to", _D, "positions", "S_k", "S_{k}")
+KV_LEN = StepSpec(
+    "kv_len", "positions per sequence in the KV cache", _D, "positions", "S_kv", "S_{kv}"
+)
+SEQ_LOCAL = StepSpec(
+    "seq_local", "sequence positions per CP rank", _D, "positions", "S_local", r"S_{\mathrm{local}}"
+)
+NEW_LOCAL = StepSpec(
+    "new_tokens_local", "new tokens per CP rank", _D, "positions", "T_local", r"T_{\mathrm{local}}"
+)
+TOKENS_LOCAL = StepSpec(
+    "tokens_local",
+    "tokens per CP rank",
+    _D,
+    "tokens",
+    "M_local",
+    r"M_{\mathrm{local}}",
+    "B × S_local",
+)
+KEY_LEN_LOCAL = StepSpec(
+    "key_len_local", "keys per CP rank", _D, "positions", "S_k_local", r"S_{k,\mathrm{local}}"
+)
+KV_LEN_LOCAL = StepSpec(
+    "kv_len_local",
+    "cached positions per CP rank",
+    _D,
+    "positions",
+    "S_kv_local",
+    r"S_{kv,\mathrm{local}}",
+)
+_REPLICATED = "one replicated head per rank when {degree} exceeds num_kv_heads"
+HEADS_OVER = {
+    degree: (
+        StepSpec(
+            "heads_local",
+            f"query heads per {rank} rank",
+            _D,
+            "heads",
+            "h_local",
+            r"h_{\mathrm{local}}",
+        ),
+        StepSpec(
+            "kv_heads_local",
+            f"KV heads per {rank} rank",
+            _D,
+            "heads",
+            "h_kv_local",
+            r"h_{kv,\mathrm{local}}",
+            _REPLICATED.format(degree=dim.name),
+        ),
+    )
+    for degree, dim, rank in ((tp, TENSOR_PARALLEL, "TP"), (cp, CONTEXT_PARALLEL, "CP"))
+}
+Q_PROJ = StepSpec("q_proj", "Q projection", _F, "FLOPs", "F_q", "F_{Q}", "X[M, d] @ Wq[d, h·dh]")
+K_PROJ = StepSpec("k_proj", "K projection", _F, "FLOPs", "F_k", "F_{K}", "X[M, d] @ Wk[d, h_kv·dh]")
+V_PROJ = StepSpec("v_proj", "V projection", _F, "FLOPs", "F_v", "F_{V}", "X[M, d] @ Wv[d, h_kv·dh]")
+SCORES = StepSpec(
+    "scores",
+    "attention scores Q·Kᵀ",
+    _F,
+    "FLOPs",
+    "F_qk",
+    "F_{QK}",
+    "q[B,h,Sq,dh] @ kᵀ[B,h,dh,Sk]; causal mask not halved",
+)
+APPLY_V = StepSpec(
+    "apply_v", "apply attention to V", _F, "FLOPs", "F_av", "F_{AV}", "p[B,h,Sq,Sk] @ v[B,h,Sk,dh]"
+)
+O_PROJ = StepSpec(
+    "o_proj", "output projection", _F, "FLOPs", "F_o", "F_{O}", "O[M, h·dh] @ Wo[h·dh, d]"
+)
+FLOPS = StepSpec("flops", "FLOPs per chip", _F, "FLOPs", "F")
+WEIGHTS_QO = StepSpec(
+    "weights_qo", "Wq and Wo bytes", _W, "bytes", "W_qo", r"W_{QO}", "d × h·dh each"
+)
+WEIGHTS_KV = StepSpec(
+    "weights_kv", "Wk and Wv bytes", _W, "bytes", "W_kv", r"W_{KV}", "d × h_kv·dh each"
+)
+WEIGHT_BYTES = StepSpec("weight_bytes", "weight bytes per chip", _W, "bytes", "W")
+ACT_INPUT = StepSpec("act_input", "input X", _A, "bytes", "A_x", "A_{X}")
+ACT_PROJECTIONS = StepSpec("act_projections", "QKV outputs", _A, "bytes", "A_qkv", "A_{QKV}")
+ACT_OUTPUT = StepSpec("act_output", "output Y", _A, "bytes", "A_y", "A_{Y}")
+ACTIVATION_BYTES = StepSpec(
+    "activation_bytes",
+    "activation bytes per chip",
+    _A,
+    "bytes",
+    "A",
+    note="the B·h·S·S score matrix is streamed (tiled), not resident",
+)
+KV_CACHE_BYTES = StepSpec(
+    "kv_cache_bytes", "KV-cache bytes per chip", Section.KV_CACHE, "bytes", "KV", note="K and V"
+)
+
+# Collectives, declared once: used by the builders and by the checks that hold them.
+_AR, _AG = CollectiveKind.ALL_REDUCE, CollectiveKind.ALL_GATHER
+_A2A, _P2P = CollectiveKind.ALL_TO_ALL, CollectiveKind.SEND_RECV
+OUTPUT_ALLREDUCE = CollectiveSpec(
+    "output_allreduce",
+    _AR,
+    "output all-reduce",
+    "sum of the row-parallel output projection's partial Y[M, d]",
+)
+SOFTMAX_STATS = CollectiveSpec(
+    "softmax_stats_allreduce",
+    _AR,
+    "softmax statistics all-reduce",
+    "running max and sum per query and head, in softmax_stat_bytes each",
+)
+PARTIAL_OUTPUT = CollectiveSpec(
+    "output_allreduce",
+    _AR,
+    "partial-output all-reduce",
+    "sum of each KV shard's partial attention output",
+)
+KV_ALLGATHER = CollectiveSpec(
+    "kv_allgather",
+    _AG,
+    "K/V all-gather",
+    "the full K and V tensors, gathered from every rank's slice",
+)
+TP_ALLGATHER = CollectiveSpec(
+    "tp_allgather",
+    _AG,
+    "TP output gather",
+    "every chip gathers the other head slices of Y[M_local, d]",
+)
+QKV_ALLTOALL = CollectiveSpec(
+    "qkv_alltoall",
+    _A2A,
+    "Q/K/V all-to-all",
+    "each rank's tokens' Q, K and V, sent to the ranks that attend their heads",
+)
+OUTPUT_ALLTOALL = CollectiveSpec(
+    "output_alltoall",
+    _A2A,
+    "output all-to-all",
+    "each rank's heads' attention output, sent back to the ranks that hold their tokens",
+)
+KV_RING = CollectiveSpec(
+    "kv_ring",
+    _P2P,
+    "K/V ring pass",
+    "each rank passes the K/V block it holds to the next rank, context_parallel − 1 times "
+    "(overlappable with the attention on the block it has)",
+)
+PARTIAL_RING = CollectiveSpec(
+    "partial_ring",
+    _P2P,
+    "partial-output ring pass",
+    "each rank passes its running softmax statistics and partial output to the next rank, "
+    "context_parallel − 1 times",
+)
+
+
 @dataclass(frozen=True)
 class Shard:
     """What one chip of a layout computes and holds (per sequence where it says so)."""
@@ -66,19 +244,19 @@ class Shard:
     queries: sympy.Expr  # query positions per sequence attended on this chip
     keys: sympy.Expr  # key positions each query sees on this chip
     cached: sympy.Expr  # positions per sequence whose K/V this chip stores
-    heads: sympy.Expr = h
-    kv_heads: sympy.Expr = h_kv
+    heads: sympy.Expr = h  # query heads of the projections (Wq, Wo columns) it holds
+    kv_heads: sympy.Expr = h_kv  # KV heads of the projections (Wk, Wv) it holds
     out_width: sympy.Expr = d  # width of the output Y resident on this chip
+    core_heads: sympy.Expr | None = None  # heads it attends (default: ``heads``)
+    core_kv_heads: sympy.Expr | None = None  # KV heads it caches (default: ``kv_heads``)
 
-
-@dataclass(frozen=True)
-class _Comm:
-    name: str
-    kind: str
-    group: sympy.Symbol
-    payload: sympy.Expr
-    label: str
-    description: str
+    @property
+    def attended(self) -> tuple[sympy.Expr, sympy.Expr]:
+        """The query heads this chip attends and the KV heads it caches."""
+        return (
+            self.heads if self.core_heads is None else self.core_heads,
+            self.kv_heads if self.core_kv_heads is None else self.core_kv_heads,
+        )
 
 
 def _trace() -> Trace:
@@ -96,84 +274,37 @@ def _projections(phase: Phase, conv: Conventions) -> str:
 def _sequence(t: Trace, phase: Phase, conv: Conventions) -> Shard:
     """The unsharded sequence: every token, key and cached position on one chip."""
     if phase is Phase.PREFILL:
-        tokens = t.define(
-            "tokens",
-            "tokens in the batch",
-            B * S,
-            section="derived",
-            unit="tokens",
-            name="M",
-            note="B × S",
-        )
-        return Shard(tokens=tokens, queries=S, keys=S, cached=S)
-    tokens = t.define(
-        "tokens",
-        "new tokens in the batch",
-        B * T,
-        section="derived",
-        unit="tokens",
-        name="M_q",
-        latex="M_{q}",
-        note="B × T: one query per new token",
+        return Shard(tokens=TOKENS(t, B * S), queries=S, keys=S, cached=S)
+    tokens = NEW_TOKENS(t, B * T)
+    with_new = conv.attention_keys_include_new_token
+    keys = KEY_LEN(
+        t,
+        S_past + T if with_new else S_past,
+        note="past tokens and the new ones" if with_new else "past tokens only",
     )
-    keys = t.define(
-        "key_len",
-        "keys each new token attends to",
-        S_past + T if conv.attention_keys_include_new_token else S_past,
-        section="derived",
-        unit="positions",
-        name="S_k",
-        latex="S_{k}",
-        note="past tokens and the new ones"
-        if conv.attention_keys_include_new_token
-        else "past tokens only",
-    )
-    cached = t.define(
-        "kv_len",
-        "positions per sequence in the KV cache",
-        S_past + T if conv.kv_includes_new_token else S_past,
-        section="derived",
-        unit="positions",
-        name="S_kv",
-        latex="S_{kv}",
-        note="including the new tokens" if conv.kv_includes_new_token else "past tokens only",
+    cached_new = conv.kv_includes_new_token
+    cached = KV_LEN(
+        t,
+        S_past + T if cached_new else S_past,
+        note="including the new tokens" if cached_new else "past tokens only",
     )
     return Shard(tokens=tokens, queries=T, keys=keys, cached=cached)
 
 
-def _heads_over_tp(t: Trace) -> tuple[sympy.Symbol, sympy.Symbol]:
-    """Query heads per TP rank (whole), and KV heads per TP rank: whole, or, when
-    tensor_parallel exceeds num_kv_heads, one replicated KV head per rank."""
-    t.require_divisible(h, tp, "heads are sharded whole across tensor-parallel ranks")
+def _heads_over(t: Trace, degree: sympy.Symbol, ranks: str) -> tuple[sympy.Symbol, sympy.Symbol]:
+    """Query heads per rank of ``degree`` (whole), and KV heads per rank: whole, or, when
+    the degree exceeds num_kv_heads, one replicated KV head per rank."""
+    t.require_divisible(h, degree, f"heads are sharded whole across {ranks} ranks")
     t.require_divisible(
         h_kv,
-        tp,
-        "KV heads are sharded whole across tensor-parallel ranks, or replicated whole when "
-        "tensor_parallel exceeds num_kv_heads",
+        degree,
+        f"KV heads are sharded whole across {ranks} ranks, or replicated whole when "
+        f"{BY_SYMBOL[degree].name} exceeds num_kv_heads",
         either=True,
     )
-    heads = t.define(
-        "heads_local",
-        "query heads per TP rank",
-        h / tp,
-        section="derived",
-        unit="heads",
-        name="h_local",
-        latex=r"h_{\mathrm{local}}",
-    )
-    kv_heads = t.split(
-        "kv_heads_local",
-        "KV heads per TP rank",
-        h_kv,
-        tp,
-        what="KV heads",
-        name="h_kv_local",
-        latex=r"h_{kv,\mathrm{local}}",
-        unit="heads",
-        note="one replicated head per rank when tensor_parallel exceeds num_kv_heads",
-        replicates=True,
-    )
-    return heads, kv_heads
+    heads_spec, kv_spec = HEADS_OVER[degree]
+    heads = heads_spec(t, h / degree)
+    return heads, kv_spec.split(t, h_kv, degree, what="KV heads", replicates=True)
 
 
 def _context_shard(t: Trace, phase: Phase, conv: Conventions, *, keys_sharded: bool) -> Shard:
@@ -186,51 +317,71 @@ def _context_shard(t: Trace, phase: Phase, conv: Conventions, *, keys_sharded: b
     too when ``keys_sharded``.
     """
     if phase is Phase.PREFILL:
-        local = t.split(
-            "seq_local",
-            "sequence positions per CP rank",
-            S,
-            cp,
-            what="sequence positions",
-            name="S_local",
-            latex=r"S_{\mathrm{local}}",
-            unit="positions",
-        )
-        tokens = t.define(
-            "tokens_local",
-            "tokens per CP rank",
-            B * local,
-            section="derived",
-            unit="tokens",
-            name="M_local",
-            latex=r"M_{\mathrm{local}}",
-            note="B × S_local",
-        )
-        return Shard(tokens=tokens, queries=local, keys=S, cached=local)
+        local = SEQ_LOCAL.split(t, S, cp, what="sequence positions")
+        return Shard(tokens=TOKENS_LOCAL(t, B * local), queries=local, keys=S, cached=local)
     full = _sequence(t, phase, conv)
     keys = full.keys
     if keys_sharded:
-        keys = t.split(
-            "key_len_local",
-            "keys per CP rank",
-            full.keys,
-            cp,
-            what="attended key positions",
-            name="S_k_local",
-            latex=r"S_{k,\mathrm{local}}",
-            unit="positions",
-        )
-    cached = t.split(
-        "kv_len_local",
-        "cached positions per CP rank",
-        full.cached,
-        cp,
-        what="cached positions",
-        name="S_kv_local",
-        latex=r"S_{kv,\mathrm{local}}",
-        unit="positions",
-    )
+        keys = KEY_LEN_LOCAL.split(t, full.keys, cp, what="attended key positions")
+    cached = KV_LEN_LOCAL.split(t, full.cached, cp, what="cached positions")
     return Shard(tokens=full.tokens, queries=T, keys=keys, cached=cached)
+
+
+def _token_share(t: Trace, phase: Phase) -> sympy.Symbol:
+    """The tokens whose projections a CP rank computes when the sequence (prefill) or the
+    new tokens (decode) are split over the ranks: the busiest rank's share."""
+    if phase is Phase.PREFILL:
+        return TOKENS_LOCAL(t, B * SEQ_LOCAL.split(t, S, cp, what="sequence positions"))
+    local = NEW_LOCAL.split(t, T, cp, what="new tokens")
+    return TOKENS_LOCAL(t, B * local, note="B × T_local")
+
+
+def _flops(t: Trace, phase: Phase, conv: Conventions, shard: Shard) -> sympy.Symbol:
+    """The projections this step computes, the scores and P·V, and their sum."""
+    tokens, heads, kv_heads = shard.tokens, shard.heads, shard.kv_heads
+    attended, _ = shard.attended
+    counted = _projections(phase, conv)
+    flops = []
+    if "q" in counted:
+        flops.append(Q_PROJ(t, matmul_flops(tokens, d, heads * dh)))
+    if "k" in counted:
+        flops.append(K_PROJ(t, matmul_flops(tokens, d, kv_heads * dh)))
+        flops.append(V_PROJ(t, matmul_flops(tokens, d, kv_heads * dh)))
+    flops.append(SCORES(t, bmm_flops(B * attended, shard.queries, dh, shard.keys)))
+    flops.append(APPLY_V(t, bmm_flops(B * attended, shard.queries, shard.keys, dh)))
+    flops.append(O_PROJ(t, matmul_flops(tokens, heads * dh, d)))
+    note = "" if counted == "qkvo" else f"decode_projections={counted}"
+    return FLOPS(t, sympy.Add(*flops), note=note)
+
+
+def _weights(t: Trace, shard: Shard) -> sympy.Symbol:
+    """All four matrices stay resident, whatever a decode step computes."""
+    qo = WEIGHTS_QO(t, 2 * d * shard.heads * dh * b)
+    kv = WEIGHTS_KV(t, 2 * d * shard.kv_heads * dh * b)
+    return WEIGHT_BYTES(t, qo + kv)
+
+
+def _projection_widths(shard: Shard, counted: str) -> dict[str, sympy.Expr]:
+    """The width of each projection output this step computes, by letter."""
+    widths = {}
+    if "q" in counted:
+        widths["q"] = shard.heads * dh
+    if "k" in counted:
+        widths["k"] = widths["v"] = shard.kv_heads * dh
+    return widths
+
+
+def _activations(t: Trace, phase: Phase, conv: Conventions, shard: Shard) -> sympy.Symbol:
+    """The input, the projections this step computes, the output."""
+    acts = [ACT_INPUT(t, tensor_bytes(shard.tokens, d, bytes_per_elem=b))]
+    widths = _projection_widths(shard, _projections(phase, conv))
+    if widths:
+        names = "".join(widths).upper()
+        width = sympy.Add(*widths.values())
+        out = tensor_bytes(shard.tokens, width, bytes_per_elem=b)
+        acts.append(ACT_PROJECTIONS(t, out, label=f"{names} outputs", latex=f"A_{{{names}}}"))
+    acts.append(ACT_OUTPUT(t, tensor_bytes(shard.tokens, shard.out_width, bytes_per_elem=b)))
+    return ACTIVATION_BYTES(t, sympy.Add(*acts))
 
 
 def _attention_cost(
@@ -240,212 +391,35 @@ def _attention_cost(
     shard: Shard,
     *,
     chips: sympy.Expr = sympy.S.One,
-    comms: tuple[_Comm, ...] = (),
+    comms: tuple[tuple[CollectiveSpec, sympy.Expr, sympy.Expr], ...] = (),
 ) -> Cost:
-    """Steps for one chip's share of attention, then the Cost they add up to."""
-    tokens, heads, kv_heads = shard.tokens, shard.heads, shard.kv_heads
-    counted = _projections(phase, conv)
-    proj_note = "" if counted == "qkvo" else f"decode_projections={counted}"
-
-    # FLOPs
-    flops = []
-    if "q" in counted:
-        flops.append(
-            t.define(
-                "q_proj",
-                "Q projection",
-                matmul_flops(tokens, d, heads * dh),
-                section="flops",
-                unit="FLOPs",
-                name="F_q",
-                latex="F_{Q}",
-                note="X[M, d] @ Wq[d, h·dh]",
-            )
-        )
-    if "k" in counted:
-        for which in "kv":
-            flops.append(
-                t.define(
-                    f"{which}_proj",
-                    f"{which.upper()} projection",
-                    matmul_flops(tokens, d, kv_heads * dh),
-                    section="flops",
-                    unit="FLOPs",
-                    name=f"F_{which}",
-                    latex=f"F_{{{which.upper()}}}",
-                    note=f"X[M, d] @ W{which}[d, h_kv·dh]",
-                )
-            )
-    flops.append(
-        t.define(
-            "scores",
-            "attention scores Q·Kᵀ",
-            bmm_flops(B * heads, shard.queries, dh, shard.keys),
-            section="flops",
-            unit="FLOPs",
-            name="F_qk",
-            latex="F_{QK}",
-            note="q[B,h,Sq,dh] @ kᵀ[B,h,dh,Sk]; causal mask not halved",
-        )
-    )
-    flops.append(
-        t.define(
-            "apply_v",
-            "apply attention to V",
-            bmm_flops(B * heads, shard.queries, shard.keys, dh),
-            section="flops",
-            unit="FLOPs",
-            name="F_av",
-            latex="F_{AV}",
-            note="p[B,h,Sq,Sk] @ v[B,h,Sk,dh]",
-        )
-    )
-    flops.append(
-        t.define(
-            "o_proj",
-            "output projection",
-            matmul_flops(tokens, heads * dh, d),
-            section="flops",
-            unit="FLOPs",
-            name="F_o",
-            latex="F_{O}",
-            note="O[M, h·dh] @ Wo[h·dh, d]",
-        )
-    )
-    total_flops = t.define(
-        "flops",
-        "FLOPs per chip",
-        sympy.Add(*flops),
-        section="flops",
-        unit="FLOPs",
-        name="F",
-        note=proj_note,
-    )
-
-    # Weights: all four matrices stay resident whatever a decode step computes.
-    weights_qo = t.define(
-        "weights_qo",
-        "Wq and Wo bytes",
-        2 * d * heads * dh * b,
-        section="weights",
-        unit="bytes",
-        name="W_qo",
-        latex=r"W_{QO}",
-        note="d × h·dh each",
-    )
-    weights_kv = t.define(
-        "weights_kv",
-        "Wk and Wv bytes",
-        2 * d * kv_heads * dh * b,
-        section="weights",
-        unit="bytes",
-        name="W_kv",
-        latex=r"W_{KV}",
-        note="d × h_kv·dh each",
-    )
-    weights = t.define(
-        "weight_bytes",
-        "weight bytes per chip",
-        weights_qo + weights_kv,
-        section="weights",
-        unit="bytes",
-        name="W",
-    )
-
-    # Activations: the input, the projections this step computes, the output.
-    act_x = t.define(
-        "act_input",
-        "input X",
-        tensor_bytes(tokens, d, bytes_per_elem=b),
-        section="activations",
-        unit="bytes",
-        name="A_x",
-        latex="A_{X}",
-    )
-    widths = {}
-    if "q" in counted:
-        widths["q"] = heads * dh
-    if "k" in counted:
-        widths["k"] = widths["v"] = kv_heads * dh
-    acts = [act_x]
-    if widths:
-        names = "".join(widths).upper()
-        acts.append(
-            t.define(
-                "act_projections",
-                f"{names} outputs",
-                tensor_bytes(tokens, sympy.Add(*widths.values()), bytes_per_elem=b),
-                section="activations",
-                unit="bytes",
-                name="A_qkv",
-                latex=f"A_{{{names}}}",
-            )
-        )
-    acts.append(
-        t.define(
-            "act_output",
-            "output Y",
-            tensor_bytes(tokens, shard.out_width, bytes_per_elem=b),
-            section="activations",
-            unit="bytes",
-            name="A_y",
-            latex="A_{Y}",
-        )
-    )
-    activations = t.define(
-        "activation_bytes",
-        "activation bytes per chip",
-        sympy.Add(*acts),
-        section="activations",
-        unit="bytes",
-        name="A",
-        note="the B·h·S·S score matrix is streamed (tiled), not resident",
-    )
-
-    kv_cache = t.define(
-        "kv_cache_bytes",
-        "KV-cache bytes per chip",
-        2 * tensor_bytes(B, shard.cached, kv_heads, dh, bytes_per_elem=b),
-        section="kv_cache",
-        unit="bytes",
-        name="KV",
-        note="K and V",
-    )
-
-    collectives = [
-        collective(t, c.name, c.kind, c.group, c.payload, label=c.label, description=c.description)
-        for c in comms
-    ]
+    """Steps for one chip's share of attention, then the Cost they add up to. ``comms``:
+    (collective, group, payload) for each collective the layout performs."""
+    flops = _flops(t, phase, conv, shard)
+    weights = _weights(t, shard)
+    activations = _activations(t, phase, conv, shard)
+    _, kv_heads = shard.attended
+    kv = KV_CACHE_BYTES(t, 2 * tensor_bytes(B, shard.cached, kv_heads, dh, bytes_per_elem=b))
+    collectives = [spec(t, group, payload) for spec, group, payload in comms]
     return finish(
         t,
         chips=chips,
-        flops=total_flops,
+        flops=flops,
         weights=weights,
         activations=activations,
-        kv_cache=kv_cache,
+        kv_cache=kv,
         collectives=collectives,
     )
 
 
-def _softmax_and_output(tokens: sympy.Expr, heads: sympy.Expr) -> tuple[_Comm, _Comm]:
+def _softmax_and_output(
+    tokens: sympy.Expr, heads: sympy.Expr
+) -> tuple[tuple[CollectiveSpec, sympy.Expr, sympy.Expr], ...]:
     """The two CP all-reduces of KV-sharded attention, for these queries and heads."""
-    stats = _Comm(
-        "softmax_stats_allreduce",
-        "all-reduce",
-        cp,
-        tokens * heads * 2 * b_s,
-        "softmax statistics all-reduce",
-        "running max and sum per query and head, in softmax_stat_bytes each",
+    return (
+        (SOFTMAX_STATS, cp, tokens * heads * 2 * b_s),
+        (PARTIAL_OUTPUT, cp, tensor_bytes(tokens, heads, dh, bytes_per_elem=b)),
     )
-    output = _Comm(
-        "output_allreduce",
-        "all-reduce",
-        cp,
-        tensor_bytes(tokens, heads, dh, bytes_per_elem=b),
-        "partial-output all-reduce",
-        "sum of each KV shard's partial attention output",
-    )
-    return stats, output
 
 
 _MATERIALIZE = "materialize_full_hidden_after_tp"
@@ -458,23 +432,23 @@ def _cp_sends(heads_over: sympy.Expr) -> tuple[Send, ...]:
     tokens, y = ref("tokens"), ref("act_output")
     stats = "running max and sum for each of its queries and heads"
     outputs = "its KV shard's partial attention output for each of its queries"
+    name, out = SOFTMAX_STATS.name, PARTIAL_OUTPUT.name
     return (
-        Send(
-            "softmax_stats_allreduce",
-            cp,
-            2 * b_s * h / heads_over * tokens / cp,
-            stats,
-            Phase.PREFILL,
-        ),
-        Send("softmax_stats_allreduce", cp, 2 * b_s * h / heads_over * tokens, stats, Phase.DECODE),
-        Send("output_allreduce", cp, y / heads_over / cp, outputs, Phase.PREFILL),
-        Send("output_allreduce", cp, y / heads_over, outputs, Phase.DECODE),
+        Send(name, cp, 2 * b_s * h / heads_over * tokens / cp, stats, Phase.PREFILL),
+        Send(name, cp, 2 * b_s * h / heads_over * tokens, stats, Phase.DECODE),
+        Send(out, cp, y / heads_over / cp, outputs, Phase.PREFILL),
+        Send(out, cp, y / heads_over, outputs, Phase.DECODE),
     )
 
 
 # What the CP layouts repeat in decode, where the new tokens cannot be split (seed CP-5).
 # What verify expects, over all chips, in terms of single's steps (see Checks).
-_COPIES = tp * sympy.ceiling(h_kv / tp) / h_kv  # each KV head is held by this many TP ranks
+def _copies(degree: sympy.Symbol) -> sympy.Expr:
+    """How many ranks of ``degree`` hold each KV head (1 unless it exceeds h_kv)."""
+    return degree * sympy.ceiling(h_kv / degree) / h_kv
+
+
+_COPIES = _copies(tp)
 _KV_PROJ = ref("k_proj") + ref("v_proj")
 _PROJ = ref("q_proj") + _KV_PROJ + ref("o_proj")
 _KV_REPLICATED = (
@@ -513,7 +487,7 @@ def single(phase: Phase, conv: Conventions) -> Cost:
         repeated=_KV_REPLICATED,
         sends=(
             Send(
-                "output_allreduce",
+                OUTPUT_ALLREDUCE.name,
                 tp,
                 ref("act_output"),
                 "the row-parallel output projection leaves partial sums of all of Y",
@@ -524,17 +498,10 @@ def single(phase: Phase, conv: Conventions) -> Cost:
 def tensor_parallel(phase: Phase, conv: Conventions) -> Cost:
     """Megatron-style: Wq/Wk/Wv column-parallel, Wo row-parallel, one all-reduce of Y."""
     t = _trace()
-    heads, kv_heads = _heads_over_tp(t)
+    heads, kv_heads = _heads_over(t, tp, "tensor-parallel")
     seq = _sequence(t, phase, conv)
     shard = Shard(seq.tokens, seq.queries, seq.keys, seq.cached, heads, kv_heads)
-    allreduce = _Comm(
-        "output_allreduce",
-        "all-reduce",
-        tp,
-        tensor_bytes(seq.tokens, d, bytes_per_elem=b),
-        "output all-reduce",
-        "sum of the row-parallel output projection's partial Y[M, d]",
-    )
+    allreduce = (OUTPUT_ALLREDUCE, tp, tensor_bytes(seq.tokens, d, bytes_per_elem=b))
     return _attention_cost(t, phase, conv, shard, chips=tp, comms=(allreduce,))
 
 
@@ -550,7 +517,7 @@ def tensor_parallel(phase: Phase, conv: Conventions) -> Cost:
         decode_repeated="with K/V gathered, every CP rank computes the whole decode step "
         "for the same new tokens",
         sends=(
-            Send("kv_allgather", cp, ref("kv_cache_bytes"), "every rank gathers all of K and V"),
+            Send(KV_ALLGATHER.name, cp, ref("kv_cache_bytes"), "every rank gathers all of K and V"),
         ),
     ),
 )
@@ -559,14 +526,7 @@ def cp_allgather(phase: Phase, conv: Conventions) -> Cost:
     t = _trace()
     shard = _context_shard(t, phase, conv, keys_sharded=False)
     full_len = S if phase is Phase.PREFILL else t.symbol("kv_len")
-    gather = _Comm(
-        "kv_allgather",
-        "all-gather",
-        cp,
-        2 * tensor_bytes(B, full_len, h_kv, dh, bytes_per_elem=b),
-        "K/V all-gather",
-        "the full K and V tensors, gathered from every rank's slice",
-    )
+    gather = (KV_ALLGATHER, cp, 2 * tensor_bytes(B, full_len, h_kv, dh, bytes_per_elem=b))
     return _attention_cost(t, phase, conv, shard, chips=cp, comms=(gather,))
 
 
@@ -608,7 +568,7 @@ def cp_kv_sharded(phase: Phase, conv: Conventions) -> Cost:
         sends=(
             *_cp_sends(tp),
             Send(
-                "tp_allgather",
+                TP_ALLGATHER.name,
                 tp,
                 ref("act_output") / cp,
                 "each chip gathers the other head slices of Y for its queries",
@@ -616,7 +576,7 @@ def cp_kv_sharded(phase: Phase, conv: Conventions) -> Cost:
                 _MATERIALIZE,
             ),
             Send(
-                "tp_allgather",
+                TP_ALLGATHER.name,
                 tp,
                 ref("act_output"),
                 "each chip gathers the other head slices of Y for the new tokens",
@@ -629,7 +589,7 @@ def cp_kv_sharded(phase: Phase, conv: Conventions) -> Cost:
 def tp_cp(phase: Phase, conv: Conventions) -> Cost:
     """TP shards heads, CP shards KV positions; CP all-reduces, then an optional TP gather."""
     t = _trace()
-    heads, kv_heads = _heads_over_tp(t)
+    heads, kv_heads = _heads_over(t, tp, "tensor-parallel")
     seq = _context_shard(t, phase, conv, keys_sharded=True)
     materialize = conv.materialize_full_hidden_after_tp
     shard = Shard(
@@ -643,14 +603,103 @@ def tp_cp(phase: Phase, conv: Conventions) -> Cost:
     )
     comms = _softmax_and_output(seq.tokens, heads)
     if materialize:
-        comms += (
-            _Comm(
-                "tp_allgather",
-                "all-gather",
-                tp,
-                tensor_bytes(seq.tokens, d, bytes_per_elem=b),
-                "TP output gather",
-                "every chip gathers the other head slices of Y[M_local, d]",
-            ),
-        )
+        comms += ((TP_ALLGATHER, tp, tensor_bytes(seq.tokens, d, bytes_per_elem=b)),)
     return _attention_cost(t, phase, conv, shard, chips=tp * cp, comms=comms)
+
+
+_CP_COPIES = _copies(cp)
+_KV_OVER_CP = (
+    "when context_parallel exceeds num_kv_heads, each KV head (its cache) lives on "
+    "context_parallel / num_kv_heads ranks"
+)
+
+
+@layout(
+    "ulysses",
+    layer=LAYER,
+    summary="DeepSpeed-Ulysses: tokens sharded over context_parallel ranks; all-to-all to "
+    "heads-sharded before attention and back after",
+    degrees=(CONTEXT_PARALLEL,),
+    conventions=_DECODE,
+    checks=Checks(
+        weights=ref("weight_bytes") * cp,
+        kv_cache=ref("kv_cache_bytes") * _CP_COPIES,
+        repeated=_KV_OVER_CP,
+        sends=(
+            Send(
+                QKV_ALLTOALL.name,
+                cp,
+                ref("act_projections") / cp,
+                "its tokens' Q, K and V, for the ranks that attend their heads",
+            ),
+            Send(
+                OUTPUT_ALLTOALL.name,
+                cp,
+                ref("act_output") / cp,
+                "its heads' output for every token, back to the ranks that hold them",
+            ),
+        ),
+    ),
+)
+def ulysses(phase: Phase, conv: Conventions) -> Cost:
+    """Sequence parallel for the projections, head parallel for attention: an all-to-all
+    of Q, K, V turns a rank's tokens × all heads into all tokens × its heads, and one of
+    the output turns it back. Decode splits the new tokens (one rank busy when T < cp)."""
+    t = _trace()
+    heads, kv_heads = _heads_over(t, cp, "context-parallel (Ulysses)")
+    tokens = _token_share(t, phase)
+    seq = _sequence(t, phase, conv) if phase is Phase.DECODE else Shard(B * S, S, S, S)
+    shard = Shard(
+        tokens, seq.queries, seq.keys, seq.cached, core_heads=heads, core_kv_heads=kv_heads
+    )
+    width = sympy.Add(*_projection_widths(shard, _projections(phase, conv)).values())
+    comms = (
+        (QKV_ALLTOALL, cp, tensor_bytes(tokens, width, bytes_per_elem=b)),
+        (OUTPUT_ALLTOALL, cp, tensor_bytes(B * seq.queries, heads, dh, bytes_per_elem=b)),
+    )
+    return _attention_cost(t, phase, conv, shard, chips=cp, comms=comms)
+
+
+@layout(
+    "ring",
+    layer=LAYER,
+    summary="ring attention: sequence sharded over context_parallel ranks; K/V blocks passed "
+    "point to point around the ring (decode: partial outputs)",
+    degrees=(CONTEXT_PARALLEL,),
+    conventions=_DECODE,
+    checks=Checks(
+        weights=ref("weight_bytes") * cp,
+        decode_flops=ref("flops") + (cp - 1) * _PROJ,
+        decode_repeated=_Q_REPLICATED,
+        sends=(
+            Send(
+                KV_RING.name,
+                cp,
+                (cp - 1) * ref("kv_cache_bytes") / cp,
+                "its K/V block, on to the next rank, once per other rank",
+                Phase.PREFILL,
+            ),
+            Send(
+                PARTIAL_RING.name,
+                cp,
+                (cp - 1) * (2 * b_s * h * ref("tokens") + ref("act_output")),
+                "its running statistics and partial output, on to the next rank, once per "
+                "other rank",
+                Phase.DECODE,
+            ),
+        ),
+    ),
+)
+def ring(phase: Phase, conv: Conventions) -> Cost:
+    """Each rank keeps its queries and passes K/V blocks around the ring, attending each
+    block as it arrives (prefill); in decode the new tokens' Q is on every rank and the
+    partial outputs travel the ring instead of the cache."""
+    t = _trace()
+    shard = _context_shard(t, phase, conv, keys_sharded=True)
+    if phase is Phase.PREFILL:
+        block = 2 * tensor_bytes(B, shard.cached, h_kv, dh, bytes_per_elem=b)
+        comms = ((KV_RING, cp, (cp - 1) * block),)
+    else:
+        partial = shard.tokens * h * 2 * b_s + tensor_bytes(shard.tokens, h, dh, bytes_per_elem=b)
+        comms = ((PARTIAL_RING, cp, (cp - 1) * partial),)
+    return _attention_cost(t, phase, conv, shard, chips=cp, comms=comms)

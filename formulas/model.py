@@ -4,8 +4,9 @@ A decoder-only model (Llama, Mistral, Qwen2 families) is
 
     embedding → L × [norm → attention → norm → FFN] → final norm → LM head
 
-Each matrix-bearing component is a registered layer evaluated under a layout (the
-attention layout chosen, the others matched to it: see ``COMPANIONS``), so its numbers
+Each matrix-bearing component is a registered layer, found by its role in a model, and
+evaluated under a layout: the mixer's (attention) as chosen, each other layer's the one
+that shards over the same parallel degrees (``companion``), so its numbers
 are exactly what ``shardcost metrics --layer ...`` gives for the same inputs. The
 RMSNorm weights and any bias vectors carry no matrix product; they add weight bytes
 (and their load time), never FLOPs. A model's per-chip metrics are the sums of its
@@ -35,6 +36,7 @@ from shardcost.symbolic.dimensions import (
     INTERMEDIATE_SIZE,
     NUM_HEADS,
     NUM_KV_HEADS,
+    TENSOR_PARALLEL,
     VOCAB_SIZE,
 )
 from shardcost.symbolic.dimensions import BY_NAME as DIMENSIONS_BY_NAME
@@ -45,7 +47,7 @@ from .evaluate import Metrics, Result, Timing, evaluate
 from .hardware import FIELDS_BY_NAME as HARDWARE_BY_NAME
 from .hardware import Hardware
 from .inputs import applicable_params, check_keys, request_lengths, resolve_inputs
-from .registry import get_layout
+from .registry import Layer, Layout, Role, all_layers, all_layouts, get_layout
 
 FAMILIES = ("llama", "mistral", "qwen2")
 _ARCHITECTURES = {
@@ -55,17 +57,10 @@ _ARCHITECTURES = {
 }
 _DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
 
-# The attention layout chosen -> the layouts of the FFN and the vocabulary layers that
-# shard the same way (TP shards d_ff and the vocabulary; CP shards tokens).
-COMPANIONS: dict[str, str] = {
-    "single": "single",
-    "tp": "tp",
-    "cp-allgather": "sp",
-    "cp-kv-sharded": "sp",
-    "tp-cp": "tp-sp",
-}
-_TP_LAYOUTS = ("tp", "tp-cp")
-_PER_LAYER = ("attention", "ffn", "norms", "biases")
+# The model's layers in order, by role: how many of each a model holds is the config's.
+_STACK = (Role.EMBEDDING, Role.MIXER, Role.CHANNEL_MIXER, Role.HEAD)
+_REPEATED = (Role.MIXER, Role.CHANNEL_MIXER)  # once per decoder layer
+_VECTORS = ("norms", "biases")  # per decoder layer, counted here: no matrix product
 
 # Keys the config fixes; a user may not override them.
 FROM_CONFIG = (
@@ -366,79 +361,23 @@ def model_metrics(
             f"{', '.join(fixed)} comes from the model's config.json; edit the config to "
             "change the model's shape"
         )
-    attention = get_layout(layout, "attention")
-    if layout not in COMPANIONS:
-        raise InputError(
-            f"layout {layout!r} has no matching FFN and vocabulary layouts; model layouts: "
-            f"{', '.join(COMPANIONS)}"
-        )
-    companion = COMPANIONS[layout]
+    mixer = get_layout(layout, layer_of(Role.MIXER).name)
+    plan = tuple((role, companion(mixer, role)) for role in _STACK)
     given = {BYTES_PER_ELEM.name: config.bytes_per_elem} | params
     lengths = request_lengths(given) if ph is Phase.DECODE else None
     if lengths is not None and BATCH_SIZE.name not in given:
         given[BATCH_SIZE.name] = len(lengths)  # a ragged batch: every layer sees its requests
-    shared = config.dims() | given
-
-    plan = (
-        ("embedding", 1, "embedding", companion),
-        ("attention", config.num_layers, "attention", attention.name),
-        ("ffn", config.num_layers, "ffn", companion),
-        ("lm_head", 1, "lm_head", companion),
-    )
-    results: dict[str, Result] = {}
-    read: set[str] = set()
-    for name, _, layer, lay in plan:
-        chosen = get_layout(lay, layer)
-        mine = applicable_params(chosen, ph, shared)
-        read |= set(mine)
-        results[name] = evaluate(
-            resolve_inputs(
-                lay,
-                ph,
-                layer=layer,
-                hardware=hardware,
-                params=mine,
-                decoupled_heads=True,
-            )
-        )
-    unused = [k for k in params if k not in read]
-    if unused:
-        raise InputError(
-            f"{', '.join(unused)} is read by no component of the model with layout "
-            f"{layout!r} in {ph}"
-        )
-    attention_result = results["attention"]
+    results = _evaluate_stack(plan, ph, config.dims() | given, hardware, params, layout)
+    attention_result = results[mixer.layer]
     hw = attention_result.inputs.hardware
     chips = attention_result.chips
     b = int(attention_result.inputs.dims[BYTES_PER_ELEM.name])
-    tp = int(attention_result.inputs.dims.get("tensor_parallel", 1)) if layout in _TP_LAYOUTS else 1
+    tp = int(attention_result.inputs.dims.get(TENSOR_PARALLEL.name, 1))
 
     notes = list(config.notes)
-    components: list[Component] = []
-    for name, number, layer, lay in plan:
-        result = results[name]
-        metrics, timing = result.metrics, result.timing
-        if name == "lm_head" and config.tie_word_embeddings:
-            metrics = _without_weights(metrics)
-            notes.append(
-                "tie_word_embeddings: the LM head uses the embedding's matrix; its weight "
-                "bytes are counted once, with the embedding (the LM head still reads all "
-                "of it, the embedding only the rows it gathers)"
-            )
-        notes += [f"{name}: {n}" for n in result.notes]
-        components.append(Component(name, number, layer, lay, metrics, timing, result))
-    weights_norms = 2 * config.hidden_size * b
-    components.insert(3, _vector_component("norms", config.num_layers, weights_norms, 2, chips, hw))
-    bias_bytes = _bias_bytes(config, tp, b)
-    if bias_bytes:
-        components.insert(
-            4, _vector_component("biases", config.num_layers, bias_bytes, 0, chips, hw)
-        )
-    components.insert(
-        len(components) - 1,
-        _vector_component("final_norm", 1, config.hidden_size * b, 1, chips, hw),
-    )
-    layer_parts = [c for c in components if c.name in _PER_LAYER]
+    components = _components(config, plan, results, notes, tp, b)
+    repeated = {chosen.layer for role, chosen in plan if role in _REPEATED}
+    layer_parts = [c for c in components if c.name in repeated or c.name in _VECTORS]
     per_layer = _sum_metrics([(c.metrics, 1) for c in layer_parts])
     total = _sum_metrics([(c.metrics, c.count) for c in components])
     timing = None
@@ -450,8 +389,8 @@ def model_metrics(
             )
         )
     shown = {k: v for k, v in attention_result.inputs.params().items() if k not in FROM_CONFIG}
-    for name in ("embedding", "ffn", "lm_head"):
-        shown |= {k: v for k, v in results[name].inputs.params().items() if k not in FROM_CONFIG}
+    for result in results.values():
+        shown |= {k: v for k, v in result.inputs.params().items() if k not in FROM_CONFIG}
     return ModelResult(
         config,
         ph,
@@ -465,6 +404,109 @@ def model_metrics(
         hw,
         tuple(dict.fromkeys(notes)),
     )
+
+
+def _components(
+    config: ModelConfig,
+    plan: tuple[tuple[Role, Layout], ...],
+    results: dict[str, Result],
+    notes: list[str],
+    tp: int,
+    b: int,
+) -> list[Component]:
+    """One row per component, in the model's order: each layer's result (a tied LM head
+    without weights), then the norms, biases and final norm counted here."""
+    any_result = next(iter(results.values()))
+    chips, hw = any_result.chips, any_result.inputs.hardware
+    components: list[Component] = []
+    for role, chosen in plan:
+        name = chosen.layer
+        result = results[name]
+        metrics, timing = result.metrics, result.timing
+        number = config.num_layers if role in _REPEATED else 1
+        if role is Role.HEAD and config.tie_word_embeddings:
+            metrics = _without_weights(metrics)
+            notes.append(
+                "tie_word_embeddings: the LM head uses the embedding's matrix; its weight "
+                "bytes are counted once, with the embedding (the LM head still reads all "
+                "of it, the embedding only the rows it gathers)"
+            )
+        notes += [f"{name}: {n}" for n in result.notes]
+        components.append(Component(name, number, name, chosen.name, metrics, timing, result))
+    weights_norms = 2 * config.hidden_size * b
+    components.insert(3, _vector_component("norms", config.num_layers, weights_norms, 2, chips, hw))
+    bias_bytes = _bias_bytes(config, tp, b)
+    if bias_bytes:
+        components.insert(
+            4, _vector_component("biases", config.num_layers, bias_bytes, 0, chips, hw)
+        )
+    components.insert(
+        len(components) - 1,
+        _vector_component("final_norm", 1, config.hidden_size * b, 1, chips, hw),
+    )
+    return components
+
+
+def layer_of(role: Role) -> Layer:
+    """The one registered layer that plays ``role`` in a model."""
+    found = [lay for lay in all_layers() if lay.role is role]
+    if len(found) != 1:
+        names = ", ".join(lay.name for lay in found) or "none"
+        raise InputError(f"a model needs exactly one {role} layer; registered: {names}")
+    return found[0]
+
+
+def companion(mixer: Layout, role: Role) -> Layout:
+    """The layout of the ``role`` layer that goes with ``mixer``: the one it names (its
+    ``companions``), else the one sharding over the same parallel degrees."""
+    target = layer_of(role)
+    if target.name == mixer.layer:
+        return mixer
+    named = dict(mixer.companions).get(target.name)
+    if named is not None:
+        return get_layout(named, target.name)
+    degrees = set(mixer.degrees)
+    found = [lay for lay in all_layouts(target.name) if set(lay.degrees) == degrees]
+    if len(found) != 1:
+        over = ", ".join(sorted(dim.name for dim in degrees)) or "no degree"
+        raise InputError(
+            f"layout {mixer.name!r} has no matching {target.name} layout (one sharding over "
+            f"{over}; found {len(found)}): name one in its companions"
+        )
+    return found[0]
+
+
+def _evaluate_stack(
+    plan: tuple[tuple[Role, Layout], ...],
+    ph: Phase,
+    shared: dict[str, object],
+    hardware: str | None,
+    params: Mapping[str, object],
+    layout: str,
+) -> dict[str, Result]:
+    """Each layer of ``plan`` evaluated on the parameters it reads (the config's shapes
+    and the user's); an InputError for a user parameter no layer reads."""
+    results: dict[str, Result] = {}
+    read: set[str] = set()
+    for _, chosen in plan:
+        mine = applicable_params(chosen, ph, shared)
+        read |= set(mine)
+        inputs = resolve_inputs(
+            chosen.name,
+            ph,
+            layer=chosen.layer,
+            hardware=hardware,
+            params=mine,
+            decoupled_heads=True,
+        )
+        results[chosen.layer] = evaluate(inputs)
+    unused = [k for k in params if k not in read]
+    if unused:
+        raise InputError(
+            f"{', '.join(unused)} is read by no component of the model with layout "
+            f"{layout!r} in {ph}"
+        )
+    return results
 
 
 def _bias_bytes(config: ModelConfig, tp: int, b: int) -> int:

@@ -124,6 +124,9 @@ class Layout:
     build: Builder
     checks: Checks = Checks()
     phases: tuple[Phase, ...] = (Phase.PREFILL, Phase.DECODE)
+    # (layer, layout) pairs a model composes it with, where sharding over the same
+    # parallel degrees does not pick one
+    companions: tuple[tuple[str, str], ...] = ()
 
     def cost(self, phase: Phase, conventions: Conventions | None = None) -> Cost:
         """The symbolic cost of this layout in ``phase`` (built once, then cached)."""
@@ -221,6 +224,7 @@ def layout(
     degrees: tuple[Dimension, ...] = (),
     conventions: tuple[str, ...] = (),
     checks: Checks = Checks(),
+    companions: tuple[tuple[str, str], ...] = (),
 ) -> Callable[[Builder], Builder]:
     """Register the decorated builder as layout ``name`` of ``layer``."""
     unknown = [c for c in conventions if c not in CONVENTIONS_BY_NAME]
@@ -230,7 +234,9 @@ def layout(
     owner = layer.name if isinstance(layer, Layer) else layer
 
     def decorate(build: Builder) -> Builder:
-        register(Layout(name, owner, summary, degrees, conventions, build, checks))
+        register(
+            Layout(name, owner, summary, degrees, conventions, build, checks, companions=companions)
+        )
         return build
 
     return decorate
@@ -239,6 +245,11 @@ def layout(
 def layers() -> tuple[str, ...]:
     """Every layer that has at least one layout, in registration order."""
     return tuple(dict.fromkeys(name for name, _ in _REGISTRY))
+
+
+def all_layers() -> tuple[Layer, ...]:
+    """Every declared layer, in declaration order."""
+    return tuple(_LAYERS.values())
 
 
 def all_layouts(layer: str | None = None) -> tuple[Layout, ...]:

@@ -15,8 +15,8 @@ from shardcost.errors import InternalError
 from shardcost.formulas import Result
 from shardcost.formulas.conventions import BY_NAME as CONVENTIONS_BY_NAME
 from shardcost.formulas.hardware import NUMERIC_FIELDS, SUPPORTS_OVERLAP
-from shardcost.formulas.registry import assumptions
 from shardcost.formulas.ragged import LENGTHS, REQUEST, ragged_expression
+from shardcost.formulas.registry import assumptions
 from shardcost.formulas.timing import ASSUMPTIONS as TIMING_ASSUMPTIONS
 from shardcost.formulas.timing import OVERLAP
 from shardcost.symbolic import PER_CHIP, Derivation, closed_form

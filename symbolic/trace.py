@@ -66,7 +66,8 @@ class StepSpec:
         DECLARED.add(self.key)
 
     def __call__(self, t: Trace, expr: sympy.Expr | int, **changes: str) -> sympy.Symbol:
-        """Define this step as ``expr`` in ``t`` (``changes``: label or note for this use)."""
+        """Define this step as ``expr`` in ``t`` (``changes``: its label, latex or note for
+        this use, where they depend on it)."""
         return t.define(
             self.key,
             changes.get("label", self.label),
@@ -74,8 +75,33 @@ class StepSpec:
             section=self.section,
             unit=self.unit,
             name=self.symbol or self.key,
-            latex=self.latex,
+            latex=changes.get("latex", self.latex),
             note=changes.get("note", self.note),
+        )
+
+    def split(
+        self,
+        t: Trace,
+        total: sympy.Expr,
+        parts: sympy.Expr,
+        *,
+        what: str,
+        replicates: bool = False,
+    ) -> sympy.Symbol:
+        """Define this step as ``⌈total / parts⌉`` in ``t``: the busiest chip's share of
+        ``what`` when the split is uneven (``replicates``: fewer than parts are copied)."""
+        note = self.note or "rounded up: the busiest chip's share when the split is uneven"
+        return t.split(
+            self.key,
+            self.label,
+            total,
+            parts,
+            what=what,
+            name=self.symbol or self.key,
+            latex=self.latex or self.symbol or self.key,
+            unit=self.unit,
+            note=note,
+            replicates=replicates,
         )
 
 

@@ -1,4 +1,5 @@
-"""Test isolation: layouts a test registers (user layouts) do not outlive it."""
+"""Test isolation: layers and layouts a test registers (user layouts, test layers) do not
+outlive it."""
 
 from __future__ import annotations
 
@@ -6,12 +7,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from shardcost.formulas import registry as layouts
+from shardcost.formulas import registry
 
 
 @pytest.fixture(autouse=True)
-def _restore_layout_registry() -> Iterator[None]:
-    saved = dict(layouts._REGISTRY)
+def _restore_the_registry() -> Iterator[None]:
+    layouts, layers = dict(registry._REGISTRY), dict(registry._LAYERS)
     yield
-    layouts._REGISTRY.clear()
-    layouts._REGISTRY.update(saved)
+    registry._REGISTRY.clear()
+    registry._REGISTRY.update(layouts)
+    registry._LAYERS.clear()
+    registry._LAYERS.update(layers)

@@ -11,6 +11,7 @@ import pytest
 
 import shardcost
 from shardcost.cli import main
+from shardcost.formulas import all_layouts
 
 MHA3 = [
     "hidden_size=1024",
@@ -120,7 +121,7 @@ def test_compare_json_is_a_list_of_metric_objects(capsys: pytest.CaptureFixture[
     code, out, _ = run(capsys, "compare", "--phase", "prefill", "--format", "json", "seq_len=512")
     assert code == 0
     objs = json.loads(out)
-    assert [o["layout"] for o in objs] == ["single", "tp", "cp-allgather", "cp-kv-sharded", "tp-cp"]
+    assert [o["layout"] for o in objs] == [lay.name for lay in all_layouts("attention")]
     assert all(o["params"]["seq_len"] == 512 for o in objs)
 
 
@@ -260,8 +261,8 @@ def test_model_bad_input_is_one_line(capsys: pytest.CaptureFixture[str], tmp_pat
         err
         == f"shardcost: error: {tmp_path / 'nope.json'}: no such file (give a local config.json)\n"
     )
-    code, _, err = run(capsys, "model", str(CONFIGS / "llama-3.1-8b.json"), "--layout", "ring")
-    assert code == 2 and err.count("\n") == 1 and "layout 'ring' is unknown" in err
+    code, _, err = run(capsys, "model", str(CONFIGS / "llama-3.1-8b.json"), "--layout", "rung")
+    assert code == 2 and err.count("\n") == 1 and "layout 'rung' is unknown" in err
 
 
 def test_kv_tier_json_equals_the_api(capsys: pytest.CaptureFixture[str]) -> None:

@@ -6,7 +6,7 @@ library's symbolic results against it at random points.
 
 from __future__ import annotations
 
-CP_LAYOUTS = ("cp-allgather", "cp-kv-sharded", "tp-cp")
+CP_LAYOUTS = ("cp-allgather", "cp-kv-sharded", "tp-cp", "ulysses", "ring")
 TP_LAYOUTS = ("tp", "tp-cp")
 
 
@@ -34,6 +34,8 @@ def reference(layout: str, phase: str, p: dict, conv: dict | None = None) -> dic
     cp = p["context_parallel"] if layout in CP_LAYOUTS else 1
     h_loc = h // tp
     hkv_loc = ceil_div(hkv, tp)  # more TP ranks than KV heads: one replicated head each
+    if layout == "ulysses":
+        return _ulysses(phase, p, conv)
 
     if phase == "prefill":
         S = p["seq_len"]
@@ -51,7 +53,7 @@ def reference(layout: str, phase: str, p: dict, conv: dict | None = None) -> dic
         S_k = [n + T if conv["attention_keys_include_new_token"] else n for n in lengths]
         S_kv = [n + T if conv["kv_includes_new_token"] else n for n in lengths]
         q_len = T  # new tokens are replicated on every CP rank
-        sharded_keys = layout in ("cp-kv-sharded", "tp-cp")
+        sharded_keys = layout in ("cp-kv-sharded", "tp-cp", "ring")
         k_lens = [ceil_div(n, cp) if sharded_keys else n for n in S_k]
         cached = [ceil_div(n, cp) for n in S_kv]
         full_cached = S_kv
@@ -86,6 +88,10 @@ def reference(layout: str, phase: str, p: dict, conv: dict | None = None) -> dic
         comm["output_allreduce"] = M * h_loc * dh * b if cp > 1 else 0
         if layout == "tp-cp" and conv["materialize_full_hidden_after_tp"]:
             comm["tp_allgather"] = M * d * b if tp > 1 else 0
+    elif layout == "ring" and phase == "prefill":  # each K/V block travels cp - 1 hops
+        comm["kv_ring"] = (cp - 1) * sum(2 * n * hkv * dh * b for n in cached)
+    elif layout == "ring":  # decode: statistics and partial outputs travel instead
+        comm["partial_ring"] = (cp - 1) * (M * h * 2 * bs + M * h * dh * b)
 
     chips = tp * cp
     per_chip = {"flops": flops, "weight_memory": weights, "activation_memory": acts, "kv_cache": kv}
@@ -93,3 +99,43 @@ def reference(layout: str, phase: str, p: dict, conv: dict | None = None) -> dic
     metrics |= {f"{k}_total": v * chips for k, v in per_chip.items()}
     metrics["communication_bytes"] = sum(comm.values())
     return {"metrics": metrics, "collectives": comm, "chips": chips}
+
+
+def _ulysses(phase: str, p: dict, conv: dict) -> dict:
+    """DeepSpeed-Ulysses: each CP rank projects its share of the tokens with every head,
+    an all-to-all gives it every token for h/cp heads, it attends them, and an all-to-all
+    sends the outputs back to the tokens' ranks."""
+    d, h, dh, B = p["hidden_size"], p["num_heads"], p["head_dim"], p["batch_size"]
+    hkv, b = p.get("num_kv_heads", h), p.get("bytes_per_elem", 2)
+    cp = p["context_parallel"]
+    if phase == "prefill":
+        S = p["seq_len"]
+        M, queries, k_lens, cached, proj = B * ceil_div(S, cp), S, [S] * B, [S] * B, "qkvo"
+    else:
+        T, past = p.get("new_tokens", 1), p["past_seq_len"]
+        lengths = list(past) if isinstance(past, list) else [past] * B
+        k_lens = [n + T if conv["attention_keys_include_new_token"] else n for n in lengths]
+        cached = [n + T if conv["kv_includes_new_token"] else n for n in lengths]
+        M, queries, proj = B * ceil_div(T, cp), T, conv["decode_projections"]
+    heads, kv_heads = h // cp, ceil_div(hkv, cp)  # attended and cached per rank
+    q, kv_proj = "q" in proj, "k" in proj
+    width = (h * dh if q else 0) + (2 * hkv * dh if kv_proj else 0)
+    flops = (
+        2 * M * d * width
+        + sum(2 * 2 * heads * queries * k * dh for k in k_lens)
+        + 2 * M * h * dh * d
+    )
+    per_chip = {
+        "flops": flops,
+        "weight_memory": (2 * d * h * dh + 2 * d * hkv * dh) * b,
+        "activation_memory": (M * d + M * width + M * d) * b,
+        "kv_cache": sum(2 * n * kv_heads * dh * b for n in cached),
+    }
+    comm = {
+        "qkv_alltoall": M * width * b if cp > 1 else 0,
+        "output_alltoall": B * queries * heads * dh * b if cp > 1 else 0,
+    }
+    metrics = {f"{k}_per_chip": v for k, v in per_chip.items()}
+    metrics |= {f"{k}_total": v * cp for k, v in per_chip.items()}
+    metrics["communication_bytes"] = sum(comm.values())
+    return {"metrics": metrics, "collectives": comm, "chips": cp}

@@ -6,7 +6,8 @@ import math
 
 from hypothesis import strategies as st
 
-from tests.formulas.reference import CP_LAYOUTS, TP_LAYOUTS
+from shardcost.formulas import Phase, get_layout
+from shardcost.formulas.inputs import applicable_params
 
 
 @st.composite
@@ -17,7 +18,10 @@ def configs(draw: st.DrawFn, phase: str) -> dict:
         kv_heads = tp * draw(st.integers(1, 4))
     else:  # fewer KV heads than TP ranks (GQA, MQA): each replicated
         kv_heads = draw(st.sampled_from([k for k in (1, 2, 4, 8) if tp % k == 0]))
-    heads = math.lcm(kv_heads, tp) * draw(st.sampled_from([1, 2, 4]))
+    cp = draw(st.integers(1, 8))
+    if kv_heads % cp and cp % kv_heads:  # Ulysses shards heads over cp as TP does over tp
+        kv_heads = math.lcm(kv_heads, cp, tp)
+    heads = math.lcm(kv_heads, tp, cp) * draw(st.sampled_from([1, 2, 4]))
     dh = draw(st.sampled_from([16, 64, 128]))
     p = {
         "hidden_size": heads * dh,
@@ -28,7 +32,7 @@ def configs(draw: st.DrawFn, phase: str) -> dict:
         "bytes_per_elem": draw(st.sampled_from([1, 2, 4])),
         "softmax_stat_bytes": draw(st.sampled_from([2, 4])),
         "tensor_parallel": tp,
-        "context_parallel": draw(st.integers(1, 8)),
+        "context_parallel": cp,
     }
     if phase == "prefill":
         p["seq_len"] = draw(st.integers(1, 8192))
@@ -52,14 +56,7 @@ def conventions(phase: str) -> st.SearchStrategy[dict]:
 
 
 def for_layout(layout: str, p: dict, conv: dict) -> dict:
-    """The keys ``layout`` reads: the library rejects keys a layout does not use."""
-    p = dict(p)
-    if layout not in TP_LAYOUTS:
-        p.pop("tensor_parallel")
-    if layout not in CP_LAYOUTS:
-        p.pop("context_parallel")
-    if layout not in ("cp-kv-sharded", "tp-cp"):
-        p.pop("softmax_stat_bytes")
-    if layout != "tp-cp":
-        conv = {k: v for k, v in conv.items() if k != "materialize_full_hidden_after_tp"}
-    return p | conv
+    """The keys ``layout`` reads (the library rejects keys a layout does not use), as the
+    registry says: the dimensions its cost reads and the conventions that apply."""
+    phase = Phase.PREFILL if "seq_len" in p else Phase.DECODE
+    return applicable_params(get_layout(layout), phase, p | conv)

@@ -68,10 +68,14 @@ def test_prefill_conserves_flops_and_kv(layout: str, data: st.DataObject) -> Non
     # 2 * (2*B*S*d*dh) FLOPs, and its K and V cache, 2*B*S*dh*b bytes.
     tp, kv = (p["tensor_parallel"], p["num_kv_heads"]) if "tp" in layout else (1, 1)
     extra = tp * -(-kv // tp) - kv
+    # Ulysses shards the attended heads over cp the same way, for the cache alone: its
+    # projections run on a share of the tokens with every head
+    cp, kv = (p["context_parallel"], p["num_kv_heads"]) if layout == "ulysses" else (1, 1)
+    cached_extra = extra + cp * -(-kv // cp) - kv
     b_s_d_dh = p["batch_size"] * p["seq_len"] * p["hidden_size"] * p["head_dim"]
     assert split["flops_total"] == alone["flops_total"] + extra * 4 * b_s_d_dh
     per_head_kv = 2 * p["batch_size"] * p["seq_len"] * p["head_dim"] * p["bytes_per_elem"]
-    assert split["kv_cache_total"] == alone["kv_cache_total"] + extra * per_head_kv
+    assert split["kv_cache_total"] == alone["kv_cache_total"] + cached_extra * per_head_kv
 
 
 @pytest.mark.parametrize("layout", ["cp-kv-sharded", "tp-cp"])
