@@ -645,7 +645,7 @@ def _parser() -> _Parser:
         "--layout",
         default="single",
         help="the attention layout; the FFN and vocabulary layers follow it "
-        "(single | tp | cp-allgather | cp-kv-sharded | tp-cp; default: %(default)s)",
+        f"({' | '.join(lay.name for lay in all_layouts('attention'))}; default: %(default)s)",
     )
     p.add_argument(
         "--hardware",
@@ -681,7 +681,12 @@ def _parser() -> _Parser:
         help="where the cache waits: pinned (page-locked) or pageable host memory "
         "(default: %(default)s)",
     )
-    p.add_argument("--layout", default="single", help="the attention layout (default: single)")
+    p.add_argument(
+        "--layout",
+        default="single",
+        help=f"the attention layout ({' | '.join(lay.name for lay in all_layouts('attention'))}; "
+        "default: %(default)s)",
+    )
     p.add_argument("--format", choices=("table", "json", "markdown"), default="table")
     p.add_argument("-o", "--output", type=Path, metavar="FILE", help="write to FILE, not stdout")
     p.add_argument("assignments", nargs="*", metavar="KEY=VALUE")
