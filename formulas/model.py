@@ -160,30 +160,57 @@ def load_config(source: str | Path | Mapping[str, Any]) -> ModelConfig:
     return parse_config(raw, str(path), default_name=name)
 
 
+@dataclass(frozen=True)
+class _Fields:
+    """Typed reads of one config.json, each error naming the file and the key."""
+
+    raw: Mapping[str, Any]
+    where: str
+    family: str
+
+    def count(self, key: str, default: int | None = None) -> int:
+        """A positive integer (``default`` when absent; required when that is None)."""
+        value = self.raw.get(key)
+        if value is None:
+            if default is None:
+                raise InputError(f"{self.where}: {key} is missing; a {self.family} config needs it")
+            return default
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise InputError(f"{self.where}: {key}={value!r} is not a positive integer")
+        return value
+
+    def flag(self, key: str, default: bool) -> bool:
+        """True or false (``default`` when absent or null)."""
+        value = self.raw.get(key, default)
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            raise InputError(f"{self.where}: {key}={value!r} is not true or false")
+        return value
+
+
+def _config_notes(raw: Mapping[str, Any], family: str) -> tuple[str, ...]:
+    """What the config sets that the model does not follow, in words."""
+    notes = []
+    window = raw.get("sliding_window")
+    if (family == "mistral" and window) or (family == "qwen2" and raw.get("use_sliding_window")):
+        notes.append(
+            f"the config sets a sliding window ({window} positions); it is not modelled: "
+            "attention and the KV cache are charged for every past position"
+        )
+    dtype = raw.get("torch_dtype", raw.get("dtype"))
+    if isinstance(dtype, str) and dtype not in _DTYPE_BYTES:
+        notes.append(f"torch_dtype={dtype!r} is not one of {', '.join(_DTYPE_BYTES)}: 2 bytes")
+    return tuple(notes)
+
+
 def parse_config(
     raw: Mapping[str, Any], where: str = "config", *, default_name: str = "model"
 ) -> ModelConfig:
     """Check a parsed config.json and read the shapes that cost anything."""
     family = _family(raw, where)
-
-    def count(key: str, default: int | None = None) -> int:
-        value = raw.get(key)
-        if value is None:
-            if default is None:
-                raise InputError(f"{where}: {key} is missing; a {family} config needs it")
-            return default
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise InputError(f"{where}: {key}={value!r} is not a positive integer")
-        return value
-
-    def flag(key: str, default: bool) -> bool:
-        value = raw.get(key, default)
-        if value is None:
-            return default
-        if not isinstance(value, bool):
-            raise InputError(f"{where}: {key}={value!r} is not true or false")
-        return value
-
+    fields = _Fields(raw, where, family)
+    count, flag = fields.count, fields.flag
     d = count("hidden_size")
     heads = count("num_attention_heads")
     kv_heads = count("num_key_value_heads", heads)
@@ -201,15 +228,6 @@ def parse_config(
     llama = family == "llama"
     attention_bias = flag("attention_bias", False) if llama else False
     dtype = raw.get("torch_dtype", raw.get("dtype"))
-    notes = []
-    window = raw.get("sliding_window")
-    if (family == "mistral" and window) or (family == "qwen2" and raw.get("use_sliding_window")):
-        notes.append(
-            f"the config sets a sliding window ({window} positions); it is not modelled: "
-            "attention and the KV cache are charged for every past position"
-        )
-    if isinstance(dtype, str) and dtype not in _DTYPE_BYTES:
-        notes.append(f"torch_dtype={dtype!r} is not one of {', '.join(_DTYPE_BYTES)}: 2 bytes")
     return ModelConfig(
         name=str(raw.get("_name_or_path") or default_name),
         family=family,
@@ -225,7 +243,7 @@ def parse_config(
         o_bias=attention_bias,
         mlp_bias=flag("mlp_bias", False) if llama else False,
         bytes_per_elem=_DTYPE_BYTES.get(dtype, 2) if isinstance(dtype, str) else 2,
-        notes=tuple(notes),
+        notes=_config_notes(raw, family),
     )
 
 
@@ -354,19 +372,9 @@ def model_metrics(
     config = load_config(source)
     ph = phase(phase_name)
     params = dict(params or {})
-    check_keys(params)
-    fixed = [k for k in params if k in FROM_CONFIG]
-    if fixed:
-        raise InputError(
-            f"{', '.join(fixed)} comes from the model's config.json; edit the config to "
-            "change the model's shape"
-        )
     mixer = get_layout(layout, layer_of(Role.MIXER).name)
     plan = tuple((role, companion(mixer, role)) for role in _STACK)
-    given = {BYTES_PER_ELEM.name: config.bytes_per_elem} | params
-    lengths = request_lengths(given) if ph is Phase.DECODE else None
-    if lengths is not None and BATCH_SIZE.name not in given:
-        given[BATCH_SIZE.name] = len(lengths)  # a ragged batch: every layer sees its requests
+    given = _given(config, ph, params)
     results = _evaluate_stack(plan, ph, config.dims() | given, hardware, params, layout)
     attention_result = results[mixer.layer]
     hw = attention_result.inputs.hardware
@@ -445,6 +453,23 @@ def _components(
         _vector_component("final_norm", 1, config.hidden_size * b, 1, chips, hw),
     )
     return components
+
+
+def _given(config: ModelConfig, ph: Phase, params: dict[str, object]) -> dict[str, object]:
+    """The user's parameters, checked (none of the config's own), with the config's bytes
+    per element as the default and a ragged batch's size from its lengths."""
+    check_keys(params)
+    fixed = [k for k in params if k in FROM_CONFIG]
+    if fixed:
+        raise InputError(
+            f"{', '.join(fixed)} comes from the model's config.json; edit the config to "
+            "change the model's shape"
+        )
+    given = {BYTES_PER_ELEM.name: config.bytes_per_elem} | params
+    lengths = request_lengths(given) if ph is Phase.DECODE else None
+    if lengths is not None and BATCH_SIZE.name not in given:
+        given[BATCH_SIZE.name] = len(lengths)  # a ragged batch: every layer sees its requests
+    return given
 
 
 def layer_of(role: Role) -> Layer:
