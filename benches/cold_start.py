@@ -2,7 +2,9 @@
 
 Every shardcost command is a fresh Python process that imports SymPy; that import is
 the baseline, measured in the same run. Prints the median of N runs of each command
-and its ratio to the baseline.
+and its ratio to the baseline. The first rows are imports: ``import shardcost`` loads
+no SymPy, so it sits far below the baseline; ``import shardcost.symbolic`` is the
+engine alone, no formulas.
 
     python benches/cold_start.py [N]
 """
@@ -22,6 +24,8 @@ OUT = tempfile.mkdtemp(prefix="shardcost-bench-")
 
 COMMANDS = {
     "baseline: python -c 'import sympy'": [PY, "-c", "import sympy"],
+    "python -c 'import shardcost'": [PY, "-c", "import shardcost"],
+    "python -c 'import shardcost.symbolic'": [PY, "-c", "import shardcost.symbolic"],
     "shardcost metrics tp --format json": [
         PY,
         "-m",
@@ -79,6 +83,8 @@ def main(runs: int) -> None:
         wall(argv)  # warm the file cache; every timed run is still a fresh process
         medians[label] = statistics.median(wall(argv) for _ in range(runs))
     base = next(iter(medians.values()))
+    if sys.flags.dont_write_bytecode:
+        print("note: PYTHONDONTWRITEBYTECODE is set: every run compiles shardcost's sources")
     print(f"{'command':62} {'median s':>9} {'x sympy import':>15}")
     for label, seconds in medians.items():
         print(f"{label:62} {seconds:9.3f} {seconds / base:15.2f}")

@@ -6,10 +6,13 @@ Each one is shown, in words, under "Assumptions" in every report.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
+from typing import TypeVar
 
 from shardcost.errors import InvalidValueError, UnknownNameError, lookup
+
+_V = TypeVar("_V", bool, str)
 
 
 class Phase(StrEnum):
@@ -70,11 +73,21 @@ def parse_bool(key: str, raw: object) -> bool:
     raise InvalidValueError(f"{key}={raw!r} is not a boolean; {key} takes true or false")
 
 
-CONVENTIONS: tuple[Convention, ...] = (
-    Convention(
-        "attention_keys_include_new_token",
+def _option(default: _V, phases: tuple[Phase, ...], meaning: str, wording: Mapping[_V, str]) -> _V:
+    """A field of Conventions: its default, and the rest of its Convention as metadata.
+    Its choices are the values ``wording`` describes, in that order."""
+    return field(
+        default=default, metadata={"phases": phases, "meaning": meaning, "wording": wording}
+    )
+
+
+@dataclass(frozen=True)
+class Conventions:
+    """The value of every convention, defaults as in DESIGN.md; each field declares its
+    Convention (CONVENTIONS is read off these fields)."""
+
+    attention_keys_include_new_token: bool = _option(
         True,
-        (True, False),
         (Phase.DECODE,),
         "decode: each new token attends to itself as well as the past",
         {
@@ -83,11 +96,9 @@ CONVENTIONS: tuple[Convention, ...] = (
             False: "each new token attends to the past tokens only "
             "(S_past keys; seed 001 CP-3a, CP-5)",
         },
-    ),
-    Convention(
-        "kv_includes_new_token",
+    )
+    kv_includes_new_token: bool = _option(
         False,
-        (True, False),
         (Phase.DECODE,),
         "decode: the KV cache counted includes the new token's K/V",
         {
@@ -96,11 +107,9 @@ CONVENTIONS: tuple[Convention, ...] = (
             False: "the KV cache holds the past tokens only (S_past positions; "
             "seed 000, seed 001 CP-3a, CP-5)",
         },
-    ),
-    Convention(
-        "decode_projections",
+    )
+    decode_projections: str = _option(
         "qkvo",
-        ("qkvo", "qo", "o"),
         (Phase.DECODE,),
         "decode: which projections a step counts (qkvo | qo | o)",
         {
@@ -111,11 +120,9 @@ CONVENTIONS: tuple[Convention, ...] = (
             "o": "a decode step counts only the output projection; Q/K/V are owned outside "
             "the attention core (seed 001 CP-3a)",
         },
-    ),
-    Convention(
-        "ffn_gated",
+    )
+    ffn_gated: bool = _option(
         True,
-        (True, False),
         (Phase.PREFILL, Phase.DECODE),
         "FFN: gated (gate, up and down matrices, as SwiGLU) or plain (up and down)",
         {
@@ -124,24 +131,20 @@ CONVENTIONS: tuple[Convention, ...] = (
             False: "the FFN is a plain MLP: an up projection d -> d_ff and a down projection "
             "d_ff -> d; two matrices",
         },
-    ),
-    Convention(
-        "logits_for_all_tokens",
+    )
+    logits_for_all_tokens: bool = _option(
         False,
-        (True, False),
         (Phase.PREFILL,),
         "LM head, prefill: logits for every position, or for each sequence's last only",
         {
-            False: "prefill computes logits for each sequence's last position only, as "
-            "serving does (B rows)",
             True: "prefill computes logits for every position, as a plain forward pass "
             "does (B × S rows)",
+            False: "prefill computes logits for each sequence's last position only, as "
+            "serving does (B rows)",
         },
-    ),
-    Convention(
-        "materialize_full_hidden_after_tp",
+    )
+    materialize_full_hidden_after_tp: bool = _option(
         True,
-        (True, False),
         (Phase.PREFILL, Phase.DECODE),
         "TP x CP: gather the full hidden output on every chip after attention",
         {
@@ -150,26 +153,25 @@ CONVENTIONS: tuple[Convention, ...] = (
             False: "each chip keeps only its head slice of the output (d/tp wide); no TP "
             "all-gather",
         },
-    ),
-)
-
-BY_NAME: dict[str, Convention] = {c.name: c for c in CONVENTIONS}
-
-
-@dataclass(frozen=True)
-class Conventions:
-    """The value of every convention, defaults as in DESIGN.md."""
-
-    attention_keys_include_new_token: bool = True
-    kv_includes_new_token: bool = False
-    decode_projections: str = "qkvo"
-    ffn_gated: bool = True
-    logits_for_all_tokens: bool = False
-    materialize_full_hidden_after_tp: bool = True
+    )
 
     def as_dict(self) -> dict[str, bool | str]:
         """Name -> value, in declaration order."""
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+CONVENTIONS: tuple[Convention, ...] = tuple(
+    Convention(
+        name=f.name,
+        default=f.default,
+        choices=tuple(f.metadata["wording"]),
+        phases=f.metadata["phases"],
+        meaning=f.metadata["meaning"],
+        wording=f.metadata["wording"],
+    )
+    for f in fields(Conventions)
+)
+BY_NAME: dict[str, Convention] = {c.name: c for c in CONVENTIONS}
 
 
 def convention(name: str) -> Convention:

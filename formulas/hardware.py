@@ -12,10 +12,13 @@ peaks as they are, which is what seed 000's figures assume.
 
 from __future__ import annotations
 
-import tomllib
-from dataclasses import dataclass, replace
+import functools
+from collections.abc import Iterator, Mapping
+from dataclasses import MISSING, dataclass, replace
+from dataclasses import fields as dataclass_fields
 from fractions import Fraction
 from pathlib import Path
+from types import MappingProxyType
 
 import sympy
 
@@ -131,22 +134,6 @@ FIELDS: tuple[HardwareField, ...] = (
     PAGEABLE_EFFICIENCY,
 )
 FIELDS_BY_NAME: dict[str, HardwareField] = {f.name: f for f in FIELDS}
-REQUIRED = ("peak_tflops", "memory_bandwidth_gb_s", "interconnect_bandwidth_gb_s")
-DEFAULTS: dict[str, Fraction | bool | None] = {  # for the fields one may leave out
-    "interconnect_latency_us": Fraction(1),
-    "compute_efficiency": Fraction(1),
-    "memory_efficiency": Fraction(1),
-    "link_efficiency": Fraction(1),
-    "kernel_overhead_us": Fraction(0),
-    "supports_overlap": False,
-    "peak_tflops_fp8": None,
-    "memory_capacity_gb": None,
-    "host_link_bandwidth_gb_s": None,
-    # Not vendor figures: pinned copies run at the link's rate; pageable ones are staged
-    # by the driver through a pinned bounce buffer, assumed to halve the rate.
-    "pinned_efficiency": Fraction(1),
-    "pageable_efficiency": Fraction(1, 2),
-}
 FRACTIONS = (
     "compute_efficiency",
     "memory_efficiency",
@@ -173,6 +160,8 @@ class Hardware:
     peak_tflops_fp8: Fraction | None = None
     memory_capacity_gb: Fraction | None = None
     host_link_bandwidth_gb_s: Fraction | None = None
+    # Not vendor figures: pinned copies run at the link's rate; pageable ones are staged
+    # by the driver through a pinned bounce buffer, assumed to halve the rate.
     pinned_efficiency: Fraction = Fraction(1)
     pageable_efficiency: Fraction = Fraction(1, 2)
     description: str = ""
@@ -196,6 +185,15 @@ class Hardware:
         return {f.name: getattr(self, f.name) for f in FIELDS}
 
 
+# The fields one must give, and the defaults of the rest: read off Hardware's own fields.
+REQUIRED: tuple[str, ...] = tuple(
+    f.name for f in dataclass_fields(Hardware) if f.name in FIELDS_BY_NAME and f.default is MISSING
+)
+DEFAULTS: dict[str, Fraction | bool | None] = {
+    f.name: f.default
+    for f in dataclass_fields(Hardware)
+    if f.name in FIELDS_BY_NAME and f.name not in REQUIRED
+}
 ZERO_ALLOWED = ("interconnect_latency_us", "kernel_overhead_us")  # the rest must be > 0
 
 
@@ -246,6 +244,8 @@ def build(name: str, values: dict[str, object], *, where: str = "") -> Hardware:
 
 
 def _read(path: Path) -> dict:
+    import tomllib
+
     try:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -280,8 +280,10 @@ def load_hardware(path: str | Path) -> tuple[Hardware, ...]:
     return tuple(out)
 
 
-def catalog() -> dict[str, Hardware]:
-    """The catalog: seed 000's test hardware, then every sourced accelerator."""
+@functools.cache
+def catalog() -> Mapping[str, Hardware]:
+    """The catalog: seed 000's test hardware, then every sourced accelerator. Read from
+    CATALOG_FILE on the first call, not at import."""
     seed = Hardware(
         "seed-test",
         Fraction(1000),
@@ -291,7 +293,7 @@ def catalog() -> dict[str, Hardware]:
         "100 GB/s links, 1 µs latency",
         source="seed 000 (000_e2edf87efce70075.txt), 'Test Hardware'",
     )
-    return {hw.name: hw for hw in (seed, *load_hardware(CATALOG_FILE))}
+    return MappingProxyType({hw.name: hw for hw in (seed, *load_hardware(CATALOG_FILE))})
 
 
 def hardware(name: str) -> Hardware:
@@ -303,7 +305,7 @@ def hardware(name: str) -> Hardware:
             names = ", ".join(hw.name for hw in found)
             raise InputError(f"{name}: holds {len(found)} accelerators ({names}); give one")
         return found[0]
-    table = CATALOG
+    table = catalog()
     if name not in table:
         allowed = ", ".join(table)
         raise UnknownNameError(
@@ -312,4 +314,20 @@ def hardware(name: str) -> Hardware:
     return table[name]
 
 
-CATALOG: dict[str, Hardware] = catalog()
+class _Catalog(Mapping[str, Hardware]):
+    """The catalog as a mapping that reads the file on first use: ``CATALOG["h100-sxm"]``."""
+
+    def __getitem__(self, name: str) -> Hardware:
+        return catalog()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(catalog())
+
+    def __len__(self) -> int:
+        return len(catalog())
+
+    def __repr__(self) -> str:
+        return repr(dict(self))
+
+
+CATALOG: Mapping[str, Hardware] = _Catalog()

@@ -6,14 +6,38 @@
 ...                       tensor_parallel=4, kv_includes_new_token=True)
 >>> m["metrics"]["flops_per_chip"]
 4458496
+
+``import shardcost`` is cheap: it loads the error classes and nothing else. The engine
+(SymPy, the formulas, code generation, reports) is imported when a function needs it,
+and the names re-exported from it on first access.
 """
 
 from __future__ import annotations
 
-import warnings
+import importlib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from .errors import (
+    ImpossibleSplitError,
+    InputError,
+    InternalError,
+    InvalidValueError,
+    PrecisionWarning,
+    ShardcostError,
+    UnevenSplitWarning,
+    UnknownNameError,
+)
+
+if TYPE_CHECKING:
+    from .codegen.printers import UnsupportedNode
+    from .formulas.cases import SpecCase
+    from .formulas.invariants import LayoutVerification
+    from .formulas.registry import Layout
+    from .formulas.user import define_layout, load_layout
+    from .symbolic import Cost
+    from .symbolic.parse import ExpressionError
 
 # In a source checkout the engine folders (symbolic/, formulas/ ...) sit beside this one;
 # setuptools maps them into this namespace on install. Let `python -m shardcost` and
@@ -24,42 +48,21 @@ if (_checkout / "symbolic" / "__init__.py").is_file() and not (
 ).exists():
     __path__.append(str(_checkout))
 
-from .errors import (  # noqa: E402
-    ImpossibleSplitError,
-    InputError,
-    InternalError,
-    InvalidValueError,
-    ShardcostError,
-    UnevenSplitWarning,
-    UnknownNameError,
-)
-from .formulas import Layout, all_layouts, evaluate, get_layout, resolve_inputs  # noqa: E402
-from .formulas.cases import SPEC_CASES, SpecCase  # noqa: E402
-from .formulas.conventions import Conventions  # noqa: E402
-from .formulas.conventions import convention as _convention  # noqa: E402
-from .formulas.conventions import phase as _phase  # noqa: E402
-from .formulas.inputs import choose_conventions  # noqa: E402
-from .formulas.invariants import LayoutVerification  # noqa: E402
-from .formulas.user import define_layout, load_layout  # noqa: E402
-from .formulas.verification import verify as _verify  # noqa: E402
-
-_BACKENDS = ("python", "numba")
-from .symbolic import Cost  # noqa: E402
-
-__version__ = "0.1.0"
-
 __all__ = [
     "Cost",
+    "ExpressionError",
     "ImpossibleSplitError",
     "InputError",
     "InternalError",
     "InvalidValueError",
     "Layout",
     "LayoutVerification",
+    "PrecisionWarning",
     "ShardcostError",
     "SpecCase",
     "UnevenSplitWarning",
     "UnknownNameError",
+    "UnsupportedNode",
     "__version__",
     "compile",
     "cost",
@@ -73,6 +76,49 @@ __all__ = [
     "spec_cases",
     "verify",
 ]
+
+# Public names defined in the engine, imported on first access: name -> its module.
+_LAZY = {
+    "Cost": ".symbolic",
+    "ExpressionError": ".errors",
+    "Layout": ".formulas",
+    "LayoutVerification": ".formulas.invariants",
+    "SpecCase": ".formulas.cases",
+    "UnsupportedNode": ".errors",
+    "define_layout": ".formulas.user",
+    "load_layout": ".formulas.user",
+}
+# Sub-packages reachable as attributes (``shardcost.formulas``) without an import.
+_SUBPACKAGES = ("cli", "codegen", "formulas", "reports", "symbolic")
+_BACKENDS = ("python", "numba")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+    elif name == "__version__":
+        value = _version()
+    elif name in _SUBPACKAGES:
+        return importlib.import_module(f".{name}", __name__)  # the import binds it here
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value  # resolved once
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*__all__, *(name for name in globals() if name.startswith("__"))})
+
+
+def _version() -> str:
+    """The installed distribution's version; "0+unknown" when shardcost is not installed
+    (a source checkout on ``sys.path``)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("shardcost")
+    except PackageNotFoundError:
+        return "0+unknown"
 
 
 def metrics(
@@ -96,6 +142,10 @@ def metrics(
     sum over the requests, and the dict gains ``ragged`` (the lengths, their mean and max,
     max_over_mean, and the metrics a batch × longest model would give).
     """
+    import warnings
+
+    from .formulas import evaluate, resolve_inputs
+
     result = evaluate(resolve_inputs(layout, phase, layer=layer, hardware=hardware, params=params))
     for note in result.notes:
         warnings.warn(note, UnevenSplitWarning, stacklevel=2)
@@ -151,20 +201,29 @@ def cost(
     layout: str, phase: str = "prefill", *, layer: str = "attention", **conventions: Any
 ) -> Cost:
     """The symbolic Cost of ``layout`` in ``phase`` under the given conventions."""
+    from .formulas.conventions import convention
+    from .formulas.conventions import phase as as_phase
+    from .formulas.inputs import choose_conventions
+    from .formulas.registry import get_layout
+
     chosen = get_layout(layout, layer)
-    ph = _phase(phase)
+    ph = as_phase(phase)
     for key in conventions:
-        _convention(key)
+        convention(key)
     return chosen.cost(ph, choose_conventions(chosen, ph, conventions))
 
 
 def layouts(layer: str | None = None) -> tuple[Layout, ...]:
     """Every registered layout (of one layer, when given)."""
+    from .formulas import all_layouts
+
     return all_layouts(layer)
 
 
 def spec_cases() -> tuple[SpecCase, ...]:
     """The seed documents' test cases, each with its expected values."""
+    from .formulas.cases import SPEC_CASES
+
     return SPEC_CASES
 
 
@@ -183,6 +242,9 @@ def verify(
     values; ``every_convention`` verifies every combination instead. User layouts made
     with ``define_layout`` or ``load_layout`` are verified by name like built-ins.
     """
+    from .formulas.registry import get_layout
+    from .formulas.verification import verify as _verify
+
     chosen = [get_layout(name, layer or "attention") for name in layouts] or None
     return _verify(
         chosen,
@@ -216,16 +278,18 @@ def compile(
     """
     from .codegen.compiled import compile_layout
     from .codegen.fast import fast_layout
+    from .formulas.conventions import phase as as_phase
+    from .formulas.registry import get_layout
 
     chosen = get_layout(layout, layer)
     if backend == "python":
-        return compile_layout(chosen, _phase(phase), timing)
+        return compile_layout(chosen, as_phase(phase), timing)
     if backend == "numba":
         if timing:
             raise InputError(
                 "the numba back end computes the nine metrics; timing=True needs backend='python'"
             )
-        return fast_layout(chosen, _phase(phase))
+        return fast_layout(chosen, as_phase(phase))
     raise UnknownNameError(f"backend={backend!r} is unknown; backends: {', '.join(_BACKENDS)}")
 
 
@@ -233,6 +297,7 @@ def export(language: str, directory: str | Path, **conventions: Any) -> list[Pat
     """Write every layout's metrics as ``language`` source into ``directory/<language>/``,
     with a dispatcher and run.sh; the paths written."""
     from .codegen.export import export as _export
+    from .formulas.conventions import Conventions, convention
 
-    chosen = {name: _convention(name).parse(value) for name, value in conventions.items()}
+    chosen = {name: convention(name).parse(value) for name, value in conventions.items()}
     return _export(language, Path(directory), conventions=Conventions(**chosen))

@@ -1,5 +1,6 @@
 """``python -m shardcost``: the command line."""
 
-from shardcost.cli import main
+if __name__ == "__main__":
+    from shardcost.cli import main
 
-raise SystemExit(main())
+    raise SystemExit(main())

@@ -6,24 +6,36 @@ One tree, so callers can catch what they mean::
     ├── InputError (ValueError)    bad user input; the CLI prints it and exits 2
     │   ├── UnknownNameError       an unknown layout, layer, phase, key or hardware name
     │   ├── InvalidValueError      a value of the wrong type or out of range
-    │   └── ImpossibleSplitError   a split that no chip layout can realise
+    │   ├── ImpossibleSplitError   a split that no chip layout can realise
+    │   └── ExpressionError        formula text the safe parser refuses (with its column)
     └── InternalError              a broken promise inside shardcost (a bug: please report)
+        └── UnsupportedNode        an expression a code printer cannot express
 
     UnevenSplitWarning (UserWarning)   a dimension does not divide evenly by a parallel
                                        degree: per-chip metrics describe the busiest chip
     PrecisionWarning (UserWarning)     float64 array results at or above 2^53 may be rounded
 
 Every message is one line that names the key, the value and what is allowed.
+
+ExpressionError (``symbolic/parse.py``) and UnsupportedNode (``codegen/printers.py``)
+are defined beside the code that raises them and re-exported here on first access, so
+that importing this module never imports SymPy.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Mapping
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:
+    from shardcost.codegen.printers import UnsupportedNode
+    from shardcost.symbolic.parse import ExpressionError
 
 _T = TypeVar("_T")
 
 __all__ = [
+    "ExpressionError",
     "ImpossibleSplitError",
     "InputError",
     "InternalError",
@@ -32,6 +44,7 @@ __all__ = [
     "ShardcostError",
     "UnevenSplitWarning",
     "UnknownNameError",
+    "UnsupportedNode",
     "lookup",
 ]
 
@@ -66,6 +79,25 @@ class PrecisionWarning(UserWarning):
 
 class UnevenSplitWarning(UserWarning):
     """A split is uneven: per-chip metrics describe the busiest chip (ceiling)."""
+
+
+# The tree's classes defined elsewhere: name -> the module that defines it.
+_ELSEWHERE = {
+    "ExpressionError": "shardcost.symbolic.parse",
+    "UnsupportedNode": "shardcost.codegen.printers",
+}
+
+
+def __getattr__(name: str) -> type[ShardcostError]:
+    if name in _ELSEWHERE:
+        cls: type[ShardcostError] = getattr(importlib.import_module(_ELSEWHERE[name]), name)
+        globals()[name] = cls
+        return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
 
 
 def lookup(table: Mapping[str, _T], name: str, kind: str) -> _T:

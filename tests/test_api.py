@@ -2,41 +2,81 @@
 
 from __future__ import annotations
 
+import importlib
+import importlib.metadata
+import pkgutil
+import subprocess
+import sys
+
 import pytest
 
 import shardcost
 from shardcost.formulas.cases import spec_case
 
-INTENDED = {
-    "Cost",
-    "ImpossibleSplitError",
-    "InputError",
-    "InternalError",
-    "InvalidValueError",
-    "Layout",
-    "LayoutVerification",
-    "ShardcostError",
-    "SpecCase",
-    "UnevenSplitWarning",
-    "UnknownNameError",
-    "__version__",
-    "compile",
-    "cost",
-    "define_layout",
-    "export",
-    "kv_tier",
-    "layouts",
-    "load_layout",
-    "metrics",
-    "model_metrics",
-    "spec_cases",
-    "verify",
-}
+# Names public though they start with "_".
+PUBLIC_DUNDERS = ("__version__",)
+# `import shardcost` loads these and nothing else of ours: the error tree, no SymPy.
+LOADED_BY_IMPORT = {"shardcost", "shardcost.errors"}
+# The engine's sub-packages: every module that can define an error class.
+ENGINE = ("symbolic", "formulas", "codegen", "reports")
 
 
-def test_public_surface_is_exactly_the_intended_names() -> None:
-    assert set(shardcost.__all__) == INTENDED
-    assert all(hasattr(shardcost, name) for name in shardcost.__all__)
+def _modules_after(statement: str) -> list[str]:
+    """The modules a fresh interpreter holds after ``statement``."""
+    code = f"import sys\n{statement}\nprint('\\n'.join(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return out.stdout.split()
+
+
+def test_public_surface_is_what_the_module_shows() -> None:
+    # httpx's test_exported_members: the names one sees are exactly the names exported.
+    shown = [n for n in dir(shardcost) if not n.startswith("_") or n in PUBLIC_DUNDERS]
+    assert shown == sorted(shardcost.__all__)
+    for name in shardcost.__all__:
+        assert getattr(shardcost, name) is not None  # each resolves
+    with pytest.raises(AttributeError, match="no attribute 'nonesuch'"):
+        shardcost.nonesuch  # noqa: B018
+
+
+def test_version_is_the_package_metadata() -> None:
+    assert shardcost.__version__ == importlib.metadata.version("shardcost")
+
+
+def test_import_shardcost_loads_no_engine() -> None:
+    loaded = _modules_after("import shardcost")
+    assert {m for m in loaded if m.split(".")[0] == "shardcost"} == LOADED_BY_IMPORT
+    assert not {"sympy", "numpy", "jinja2"} & set(loaded)
+
+
+def test_import_symbolic_loads_no_formulas() -> None:
+    loaded = _modules_after("import shardcost.symbolic")
+    assert "shardcost.symbolic" in loaded
+    assert [m for m in loaded if m.startswith(("shardcost.formulas", "shardcost.codegen"))] == []
+
+
+def test_every_error_class_is_in_the_tree() -> None:
+    modules = []
+    for sub in ENGINE:
+        package = importlib.import_module(f"shardcost.{sub}")
+        found = pkgutil.walk_packages(package.__path__, f"{package.__name__}.")
+        modules += [package, *(importlib.import_module(m.name) for m in found)]
+    modules += [importlib.import_module("shardcost.cli"), shardcost.errors]
+    raised = {
+        cls
+        for module in modules
+        for cls in vars(module).values()
+        if isinstance(cls, type)
+        and issubclass(cls, Exception)  # warnings too
+        and cls.__module__ == module.__name__
+    }
+    assert len(raised) >= 10
+    docstring = shardcost.errors.__doc__ or ""
+    for cls in raised:
+        assert getattr(shardcost.errors, cls.__name__) is cls
+        assert getattr(shardcost, cls.__name__) is cls
+        assert cls.__name__ in shardcost.errors.__all__
+        assert cls.__name__ in shardcost.__all__
+        assert f" {cls.__name__} " in docstring  # drawn in the tree
 
 
 def test_design_example() -> None:
@@ -109,10 +149,13 @@ def test_symbolic_cost_is_available() -> None:
 
 
 def test_layouts_are_listed() -> None:
-    assert [lay.name for lay in shardcost.layouts("attention")] == [
+    attention = shardcost.layouts("attention")
+    # the seeds' five first, in registration order; issues add theirs after them
+    assert [lay.name for lay in attention[:5]] == [
         "single",
         "tp",
         "cp-allgather",
         "cp-kv-sharded",
         "tp-cp",
     ]
+    assert attention == tuple(lay for lay in shardcost.layouts() if lay.layer == "attention")

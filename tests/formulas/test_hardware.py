@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from dataclasses import MISSING, fields
 from fractions import Fraction
 from pathlib import Path
 
@@ -9,7 +12,18 @@ import pytest
 
 import shardcost
 from shardcost.errors import InputError, InvalidValueError, UnknownNameError
-from shardcost.formulas.hardware import CATALOG, hardware, load_hardware
+from shardcost.formulas.hardware import (
+    CATALOG,
+    CATALOG_FILE,
+    DEFAULTS,
+    FIELDS,
+    REQUIRED,
+    Hardware,
+    build,
+    catalog,
+    hardware,
+    load_hardware,
+)
 
 NAMED = ("h100-sxm", "h200", "a100-sxm-80gb", "b200", "mi300x", "tpu-v5e")
 ATT_TIME_1 = {
@@ -93,3 +107,40 @@ def test_user_hardware_file(tmp_path: Path) -> None:
 def test_unknown_name_lists_the_catalog() -> None:
     with pytest.raises(UnknownNameError, match="h100-sxm, h200"):
         hardware("h900")
+
+
+def test_the_catalog_is_read_on_first_use_not_at_import() -> None:
+    # An audit hook sees every file a fresh interpreter opens.
+    code = f"""
+import sys
+opened = []
+sys.addaudithook(lambda event, args: event == "open" and opened.append(str(args[0])))
+import shardcost.formulas, shardcost.formulas.hardware
+print(opened.count({str(CATALOG_FILE)!r}))
+from shardcost.formulas.hardware import CATALOG
+print(len(CATALOG) > 0, opened.count({str(CATALOG_FILE)!r}))
+CATALOG["h200"], shardcost.formulas.hardware.hardware("b200")
+print(opened.count({str(CATALOG_FILE)!r}))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["0", "True", "1", "1"]  # read once, when first asked
+
+
+def test_catalog_is_one_cached_read_only_table() -> None:
+    assert catalog() is catalog()
+    assert dict(CATALOG) == dict(catalog())
+    assert list(CATALOG) == ["seed-test", *(hw.name for hw in load_hardware(CATALOG_FILE))]
+    with pytest.raises(TypeError):
+        catalog()["mine"] = CATALOG["h200"]  # type: ignore[index]
+
+
+def test_defaults_are_the_dataclass_defaults() -> None:
+    # FIELDS (the named quantities) and Hardware's fields agree, in order; REQUIRED and
+    # DEFAULTS are read off the dataclass.
+    quantities = [f for f in fields(Hardware) if f.name not in ("name", "description", "source")]
+    assert [f.name for f in quantities] == [f.name for f in FIELDS]
+    assert REQUIRED == ("peak_tflops", "memory_bandwidth_gb_s", "interconnect_bandwidth_gb_s")
+    assert {f.name: f.default for f in quantities if f.default is not MISSING} == DEFAULTS
+    assert DEFAULTS["pageable_efficiency"] == Fraction(1, 2)
+    # a hardware built from the required keys alone takes the dataclass defaults
+    assert build("x", dict.fromkeys(REQUIRED, 1)) == Hardware("x", *[Fraction(1)] * 3)
