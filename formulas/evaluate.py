@@ -20,6 +20,9 @@ from .conventions import Phase
 from .inputs import Inputs, describe
 from .timing import TIMINGS, TimingModel, timing_model
 
+Values = Mapping[sympy.Symbol, sympy.Expr | None]  # each step's; None: one per request
+Requests = tuple[Mapping[sympy.Symbol, sympy.Expr], ...]  # each request's, as a batch of one
+
 
 @dataclass(frozen=True)
 class Metrics:
@@ -56,7 +59,7 @@ class RaggedBatch:
     model would charge for it instead."""
 
     lengths: tuple[int, ...]
-    kinds: Mapping[sympy.Symbol, str]  # how each step adds up: see ragged.step_kinds
+    kinds: Mapping[sympy.Symbol, ragged.StepKind]  # how each step adds up over the requests
     requests: tuple[Mapping[sympy.Symbol, sympy.Expr], ...]  # each request as a batch of one
     at_longest: Metrics  # every request charged the longest past length
     at_longest_timing: Timing | None
@@ -162,45 +165,19 @@ def evaluate(inputs: Inputs) -> Result:
     A ragged decode batch (one past length per request) is charged per request: every
     step that grows with the batch is the sum of its value for each request alone.
     """
-    cost = inputs.cost
-    subs = inputs.substitution()
-    hw = inputs.hardware
+    cost, subs, hw = inputs.cost, inputs.substitution(), inputs.hardware
     model = timing_model(cost, inputs.phase, hw.supports_overlap) if hw is not None else None
     derivation = model.derivation if model else cost.derivation
     lengths = inputs.ragged
-    values: Mapping[sympy.Symbol, sympy.Expr | None]
+    values: Values
+    requests: Requests = ()
     if lengths is None:
         values = derivation.values(subs)
-        requests: tuple[Mapping[sympy.Symbol, sympy.Expr], ...] = ()
     else:
         batch = ragged.evaluate(derivation, subs, lengths)
         values, requests = batch.values, batch.requests
     chips = count(cost.chips, subs)
-    per_chip = (cost.flops, cost.weight_bytes, cost.activation_bytes, cost.kv_cache_bytes)
-
-    def whole(symbol: sympy.Symbol) -> int:
-        value = values[symbol]
-        if value is None or not value.is_Integer:
-            step = cost.derivation.step_of(symbol)
-            raise InputError(
-                f"{step.label} of layout {inputs.layout.name!r} is {value} here, not a whole "
-                "number: its formula divides unevenly (ceil() or floor() make it whole)"
-            )
-        if value < 0:  # a user layout checked only at points may still go below zero
-            step = cost.derivation.step_of(symbol)
-            raise InputError(
-                f"{step.label} of layout {inputs.layout.name!r} is {value} here, below zero: "
-                "a count or a payload is zero or more"
-            )
-        return int(value)
-
-    per_chip_values = [whole(symbol) for symbol in per_chip]
-    metrics = Metrics(
-        *per_chip_values,
-        *(v * chips for v in per_chip_values),
-        whole(cost.communication_bytes),
-    )
-    collectives = {c.name: whole(c.symbol) for c in cost.collectives}
+    metrics, collectives = _metrics(inputs, values, chips)
     timing = None
     if model is not None:
         timing = Timing(*(float(ratio(values[symbol], {})) for symbol in model.times.values()))
@@ -208,24 +185,57 @@ def evaluate(inputs: Inputs) -> Result:
     if lengths is None:
         notes = _uneven_notes(cost.derivation, values)  # type: ignore[arg-type]
     else:
-        known = {k: v for k, v in values.items() if v is not None}
-        # a split of a per-request length is reported once for each distinct length
-        notes = tuple(
-            dict.fromkeys(
-                note for r in requests for note in _uneven_notes(cost.derivation, {**r, **known})
-            )
-        )
-        longest = evaluate(replace(inputs, dims={**inputs.dims, PAST_SEQ_LEN.name: max(lengths)}))
-        batch_info = RaggedBatch(
-            lengths,
-            ragged.step_kinds(derivation),
-            requests,
-            longest.metrics,
-            longest.timing,
-        )
+        notes = _ragged_notes(cost.derivation, values, requests)
+        batch_info = _ragged_batch(inputs, derivation, requests, lengths)
     return Result(
         inputs, chips, metrics, collectives, timing, notes, derivation, values, model, batch_info
     )
+
+
+def _metrics(inputs: Inputs, values: Values, chips: int) -> tuple[Metrics, dict[str, int]]:
+    """The nine metrics and each collective's payload, each a whole number of at least 0."""
+    cost = inputs.cost
+    per_chip = (cost.flops, cost.weight_bytes, cost.activation_bytes, cost.kv_cache_bytes)
+    per_chip_values = [_whole(inputs, values, symbol) for symbol in per_chip]
+    metrics = Metrics(
+        *per_chip_values,
+        *(v * chips for v in per_chip_values),
+        _whole(inputs, values, cost.communication_bytes),
+    )
+    return metrics, {c.name: _whole(inputs, values, c.symbol) for c in cost.collectives}
+
+
+def _whole(inputs: Inputs, values: Values, symbol: sympy.Symbol) -> int:
+    """A step's value as an int; InputError when it is not a whole number of at least 0."""
+    value = values[symbol]
+    if value is not None and value.is_Integer and value >= 0:
+        return int(value)
+    step = inputs.cost.derivation.step_of(symbol)
+    where = f"{step.label} of layout {inputs.layout.name!r} is {value} here"
+    if value is None or not value.is_Integer:
+        raise InputError(
+            f"{where}, not a whole number: its formula divides unevenly (ceil() or floor() "
+            "make it whole)"
+        )
+    # a user layout checked only at points may still go below zero
+    raise InputError(f"{where}, below zero: a count or a payload is zero or more")
+
+
+def _ragged_notes(derivation: Derivation, values: Values, requests: Requests) -> tuple[str, ...]:
+    """The uneven splits of a ragged batch: a split of a per-request length is reported
+    once for each distinct length."""
+    known = {k: v for k, v in values.items() if v is not None}
+    notes = (note for r in requests for note in _uneven_notes(derivation, {**r, **known}))
+    return tuple(dict.fromkeys(notes))
+
+
+def _ragged_batch(
+    inputs: Inputs, derivation: Derivation, requests: Requests, lengths: tuple[int, ...]
+) -> RaggedBatch:
+    """The batch's lengths and requests, and what batch × longest would charge for it."""
+    longest = evaluate(replace(inputs, dims={**inputs.dims, PAST_SEQ_LEN.name: max(lengths)}))
+    kinds = ragged.step_kinds(derivation)
+    return RaggedBatch(lengths, kinds, requests, longest.metrics, longest.timing)
 
 
 def _uneven_notes(

@@ -22,13 +22,11 @@ from shardcost.errors import (
     InvalidValueError,
     UnknownNameError,
 )
-from shardcost.symbolic import Cost, Derivation
+from shardcost.symbolic import Cost, Derivation, Product
 from shardcost.symbolic.dimensions import (
     BATCH_SIZE,
     BY_SYMBOL,
     DIMENSIONS,
-    HEAD_DIM,
-    HIDDEN_SIZE,
     NUM_HEADS,
     NUM_KV_HEADS,
     PAST_SEQ_LEN,
@@ -47,9 +45,12 @@ from .hardware import REQUIRED, Hardware, build
 from .hardware import (
     hardware as catalog_hardware,
 )
-from .registry import Layout, get_layout
+from .registry import Layout, get_layout, relations_for
 
 KEYS: tuple[str, ...] = (*DIMENSIONS_BY_NAME, *CONVENTIONS_BY_NAME, *HARDWARE_BY_NAME)
+# A dimension whose default is another's value: num_kv_heads defaults to num_heads
+# (multi-head attention). symbolic/dimensions.py says so in words only (default None).
+DEFAULT_FROM: dict[str, str] = {NUM_KV_HEADS.name: NUM_HEADS.name}
 _INTEGER = re.compile(r"[+]?[0-9]+(_[0-9]+)*")
 _HINTS = {
     (Phase.DECODE, "seq_len"): "decode reads past_seq_len (and new_tokens) instead",
@@ -122,43 +123,36 @@ def _divisors(n: int, limit: int = 12) -> str:
     return ", ".join(map(str, found))
 
 
-def _shape(given: dict[str, int], *, decoupled: bool = False) -> dict[str, int]:
-    """hidden_size, num_heads and head_dim, with hidden_size = num_heads × head_dim (unless
-    ``decoupled``: a model whose config sets head_dim apart from hidden_size / num_heads)."""
-    d, h, dh = (given.get(dim.name) for dim in (HIDDEN_SIZE, NUM_HEADS, HEAD_DIM))
-    if d is not None and h is not None and dh is not None:
-        if d != h * dh and not decoupled:
-            raise ImpossibleSplitError(
-                f"hidden_size={d} but num_heads × head_dim = {h} × {dh} = {h * dh}; "
-                "hidden_size must equal num_heads × head_dim (give any two to derive the third)"
-            )
-    elif d is not None:
-        if h is None and dh is None:
-            dh = HEAD_DIM.default
-            if d % dh:
-                raise ImpossibleSplitError(
-                    f"hidden_size={d} is not divisible by the default head_dim={dh}; "
-                    "give num_heads or head_dim as well"
-                )
-        if h is None:
-            h = d // dh
-            if d % dh:
-                raise ImpossibleSplitError(
-                    f"hidden_size={d} is not divisible by head_dim={dh}; "
-                    "hidden_size must equal num_heads × head_dim"
-                )
-        else:
-            dh = d // h
-            if d % h:
-                raise ImpossibleSplitError(
-                    f"hidden_size={d} is not divisible by num_heads={h}; "
-                    "hidden_size must equal num_heads × head_dim"
-                )
-    else:
-        h = h if h is not None else NUM_HEADS.default
-        dh = dh if dh is not None else HEAD_DIM.default
-        d = h * dh
-    return {HIDDEN_SIZE.name: d, NUM_HEADS.name: h, HEAD_DIM.name: dh}
+def _related(
+    layout: Layout, used: set[str], given: Mapping[str, int], *, decoupled: bool = False
+) -> dict[str, int]:
+    """The dimensions tied by the layer's relations (those the layout reads all of), each
+    completed from what is given: any two of ``total = left × right`` give the third.
+
+    ``decoupled``: all three given need not agree (a model whose config sets head_dim
+    apart from hidden_size / num_heads); the relation still derives what is missing.
+    """
+    symbols = {DIMENSIONS_BY_NAME[name].symbol for name in used}
+    values: dict[str, int] = {}
+    for relation in relations_for(layout, symbols):
+        known = {dim.name: values.get(dim.name, given.get(dim.name)) for dim in relation.dimensions}
+        values |= _complete(relation, known, check=not decoupled)
+    return values
+
+
+def _complete(relation: Product, known: dict[str, int | None], *, check: bool) -> dict[str, int]:
+    """``relation.complete(known)``; all three given are kept as they are, or with
+    ``check``, refused when they disagree, saying what must equal what."""
+    total, left, right = (known[dim.name] for dim in relation.dimensions)
+    if total is None or left is None or right is None:
+        return relation.complete(known)
+    name, a, b = (dim.name for dim in relation.dimensions)
+    if check and total != left * right:
+        raise ImpossibleSplitError(
+            f"{name}={total} but {a} × {b} = {left} × {right} = {left * right}; "
+            f"{name} must equal {a} × {b} (give any two to derive the third)"
+        )
+    return {name: total, a: left, b: right}
 
 
 @dataclass(frozen=True)
@@ -245,8 +239,10 @@ def resolve_inputs(
 ) -> Inputs:
     """Check and complete user parameters for one layout and phase.
 
-    ``decoupled_heads`` allows hidden_size ≠ num_heads × head_dim (the attention formulas
-    are written for it: Q is d × h·dh); the layer commands keep the seeds' relation.
+    ``decoupled_heads`` lets all three values given for a relation of the layer disagree
+    (a model's config may set head_dim apart from hidden_size / num_heads, and the layer's
+    formulas are written for it); what is missing is still derived. The layer commands
+    keep the relations.
     """
     params = dict(params or {})
     chosen = get_layout(layout, layer)
@@ -310,12 +306,13 @@ def _dimensions(
             )
 
     values: dict[str, int | tuple[int, ...]] = dict(given)
-    if NUM_HEADS.name in used or HEAD_DIM.name in used:  # attention: d = h × dh
-        values |= _shape(given, decoupled=decoupled_heads)
-        values[NUM_KV_HEADS.name] = given.get(NUM_KV_HEADS.name, values[NUM_HEADS.name])
+    values |= _related(layout, used, given, decoupled=decoupled_heads)
     for dim in DIMENSIONS:
         if dim.name not in values:
             values[dim.name] = given.get(dim.name, dim.default)
+    for name, source in DEFAULT_FROM.items():
+        if name in used and name not in given:
+            values[name] = values[source]
     if lengths is not None:
         values[PAST_SEQ_LEN.name] = lengths
     return {dim.name: values[dim.name] for dim in DIMENSIONS if dim.name in used}

@@ -1,7 +1,7 @@
 """Ragged decode batches: every request has its own past length.
 
 A decode step's cost is a sum over requests, never batch × longest. Each derivation
-step resolves to one of:
+step is of one ``StepKind``:
 
 - constant: independent of the batch (weights, head counts);
 - affine:   ``m0 + B · m1(S_past)``, with ``m0`` free of the lengths (FLOPs, KV bytes,
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from fractions import Fraction
 from functools import cache
 
@@ -30,22 +31,26 @@ REQUEST = sympy.Idx("i")
 LENGTHS = sympy.IndexedBase("S_past")
 
 
+class StepKind(StrEnum):
+    """How a step adds up over a ragged batch (see the module's docstring)."""
+
+    CONSTANT = "constant"
+    AFFINE = "affine"
+    PER_REQUEST = "per request"
+    DERIVED = "derived"
+
+
 @cache
-def step_kinds(derivation: Derivation) -> dict[sympy.Symbol, str]:
+def step_kinds(derivation: Derivation) -> dict[sympy.Symbol, StepKind]:
     """How each step of ``derivation`` adds up over a ragged batch."""
-    kinds: dict[sympy.Symbol, str] = {}
-    for step in derivation.steps:
-        expr = derivation.resolve(step.symbol)
-        free = expr.free_symbols
-        if B not in free and S_past not in free:
-            kinds[step.symbol] = "constant"
-        elif B not in free:
-            kinds[step.symbol] = "per request"
-        elif _affine(expr):
-            kinds[step.symbol] = "affine"
-        else:
-            kinds[step.symbol] = "derived"
-    return kinds
+    return {step.symbol: _kind(derivation.resolve(step.symbol)) for step in derivation.steps}
+
+
+def _kind(expr: sympy.Expr) -> StepKind:
+    free = expr.free_symbols
+    if B not in free:
+        return StepKind.PER_REQUEST if S_past in free else StepKind.CONSTANT
+    return StepKind.AFFINE if _affine(expr) else StepKind.DERIVED
 
 
 def _affine(expr: sympy.Expr) -> bool:
@@ -87,12 +92,12 @@ def evaluate(
     for step in derivation.steps:
         kind = kinds[step.symbol]
         value: sympy.Expr | None
-        if kind == "constant":
+        if kind is StepKind.CONSTANT:
             value = one[0][step.symbol]
-        elif kind == "affine":
+        elif kind is StepKind.AFFINE:
             offset = zero[step.symbol]
             value = offset + sum((r[step.symbol] - offset for r in one), sympy.S.Zero)
-        elif kind == "per request":
+        elif kind is StepKind.PER_REQUEST:
             value = None
         else:
             value = step.expr.xreplace(known)

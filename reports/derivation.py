@@ -194,6 +194,7 @@ def ragged_batch(result: Result) -> dict[str, object] | None:
             a, b = getattr(result.timing, name), getattr(batch.at_longest_timing, name)
             rows.append((name, significant(a), significant(b), _times(b, a)))
     return {
+        "layer": result.inputs.layout.layer,
         "requests": text_value(len(batch.lengths)),
         "lengths": _listed(batch.lengths, 16),
         "mean": text_value(batch.mean),

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 from shardcost.formulas import Metrics, Result, Timing
 from shardcost.formulas.hardware import FIELDS_BY_NAME as HARDWARE_FIELDS
 from shardcost.formulas.kv_tier import ASSUMPTIONS as KV_ASSUMPTIONS
-from shardcost.formulas.kv_tier import KVTier
+from shardcost.formulas.kv_tier import KVTier, RequestTransfer
 from shardcost.formulas.model import ModelResult
 
 FORMATS = ("table", "markdown")
@@ -222,6 +222,26 @@ _MODEL_COLUMNS = (
 
 def model_text(result: ModelResult, fmt: str) -> str:
     """A whole model: its shape and parameters, each component, totals, memory, timing."""
+    parts = [*_model_summary(result, fmt), "", _component_table(result, fmt), ""]
+    parts += _model_totals(result, fmt)
+    if result.timing is not None and result.hardware is not None:
+        rows = tuple((name, milliseconds(ms)) for name, ms in asdict(result.timing).items())
+        parts += [
+            "",
+            heading(f"timing on {result.hardware.name} (components in sequence)", fmt, 3),
+            "",
+            Table(("timing", "ms"), rows, "lr").render(fmt),
+        ]
+    parts += [""] + [note_line(note, fmt) for note in result.notes]
+    return "\n".join(parts).rstrip() + "\n"
+
+
+def _chips(n: int) -> str:
+    return f"{n} chip{'s' * (n != 1)}"
+
+
+def _model_summary(result: ModelResult, fmt: str) -> list[str]:
+    """The title, then the model's shape, parameter count, layouts and parameters in force."""
     c = result.config
     p = c.parameters()
     heads = f"{c.num_heads} heads ({c.num_kv_heads} KV) of {c.head_dim}"
@@ -237,7 +257,7 @@ def model_text(result: ModelResult, fmt: str) -> str:
     shown = "  ".join(
         f"{k}={value(v)}" for k, v in result.params.items() if k not in HARDWARE_FIELDS
     )
-    parts = [
+    return [
         heading(f"{c.name} — {c.family}, {result.phase}", fmt, 1),
         "",
         item(
@@ -251,10 +271,13 @@ def model_text(result: ModelResult, fmt: str) -> str:
             f"{count(p['final_norm'])}, LM head {count(p['lm_head'])})",
             fmt,
         ),
-        item(f"layouts: {layouts}; {result.chips} chip{'s' * (result.chips != 1)}", fmt),
+        item(f"layouts: {layouts}; {_chips(result.chips)}", fmt),
         item(f"parameters in force: {shown}", fmt),
-        "",
     ]
+
+
+def _component_table(result: ModelResult, fmt: str) -> str:
+    """One row per component on one chip, then the model's row."""
     timed = result.timing is not None
     headers = ("component", "count", "FLOPs", "weight bytes", "activation bytes", "KV bytes")
     headers += ("comm bytes",) + (("wall ms",) if timed else ())
@@ -267,18 +290,12 @@ def model_text(result: ModelResult, fmt: str) -> str:
 
     rows = [row(c.name, str(c.count), c.metrics, c.timing) for c in result.components]
     rows.append(row("model (per chip)", "", result.metrics, result.timing))
+    return Table(headers, tuple(rows), "lr" + "r" * (len(headers) - 2)).render(fmt)
+
+
+def _model_totals(result: ModelResult, fmt: str) -> list[str]:
+    """Totals over the chips, and the memory one chip needs (and whether it fits)."""
     m = result.metrics
-    parts.append(Table(headers, tuple(rows), "lr" + "r" * (len(headers) - 2)).render(fmt))
-    parts += [
-        "",
-        item(
-            "Each row is one instance of a component on one chip; the model row adds "
-            f"count × row. Totals over {result.chips} chip{'s' * (result.chips != 1)}: FLOPs "
-            f"{count(m.flops_total)}, weights {count(m.weight_memory_total)}, KV "
-            f"{count(m.kv_cache_total)}",
-            fmt,
-        ),
-    ]
     memory = (
         f"memory per chip: weights {count(m.weight_memory_per_chip)} + KV cache "
         f"{count(m.kv_cache_per_chip)} + peak activation "
@@ -288,30 +305,76 @@ def model_text(result: ModelResult, fmt: str) -> str:
     if capacity is not None:
         verdict = "fits" if result.memory_per_chip <= capacity else "does NOT fit"
         memory += f"; {verdict} in {count(capacity)} bytes"
-    parts.append(item(memory, fmt))
-    if timed and result.hardware is not None:
-        t = result.timing
-        assert t is not None
-        rows_t = tuple((name, milliseconds(ms)) for name, ms in asdict(t).items())
-        parts += [
-            "",
-            heading(f"timing on {result.hardware.name} (components in sequence)", fmt, 3),
-            "",
-            Table(("timing", "ms"), rows_t, "lr").render(fmt),
-        ]
-    parts += [""] + [note_line(note, fmt) for note in result.notes]
-    return "\n".join(parts).rstrip() + "\n"
+    return [
+        item(
+            "Each row is one instance of a component on one chip; the model row adds "
+            f"count × row. Totals over {_chips(result.chips)}: FLOPs "
+            f"{count(m.flops_total)}, weights {count(m.weight_memory_total)}, KV "
+            f"{count(m.kv_cache_total)}",
+            fmt,
+        ),
+        item(memory, fmt),
+    ]
+
+
+_KV_TIER_HEADERS = (
+    "past_seq_len",
+    "KV bytes/chip",
+    "copy ms",
+    "copy ms/layer",
+    "attention ms/layer",
+    "copy ÷ attention",
+    "hides",
+    "layers",
+    "decode steps",
+    "prefill tokens",
+)
 
 
 def kv_tier_text(tier: KVTier, fmt: str) -> str:
     """Each request's cache from host memory against decode and prefill work."""
+    rows = tuple(_kv_tier_row(r) for r in tier.requests)
+    parts = [*_kv_tier_summary(tier, fmt), ""]
+    parts += [Table(_KV_TIER_HEADERS, rows, "rrrrrrlrrr").render(fmt), ""]
+    parts += [
+        item(
+            "hides: one layer's copy fits behind one layer of the decode step; layers: "
+            "layers of decode that cover one layer's copy; decode steps and prefill tokens: "
+            "the work that covers the whole request's copy",
+            fmt,
+        ),
+        "",
+        heading("assumptions", fmt, 3),
+        "",
+        *(f"- {line}" for line in KV_ASSUMPTIONS),
+    ]
+    return "\n".join(parts).rstrip() + "\n"
+
+
+def _kv_tier_row(r: RequestTransfer) -> tuple[str, ...]:
+    """One request's row, in the order of ``_KV_TIER_HEADERS``."""
+    return (
+        str(r.past_seq_len),
+        count(r.kv_bytes_per_chip),
+        milliseconds(r.transfer_ms),
+        milliseconds(r.transfer_ms_per_layer),
+        milliseconds(r.attention_ms_per_layer),
+        f"{r.ratio:.4g}",
+        "yes" if r.hides_behind_decode else "no",
+        str(r.layers_to_hide_one_layer),
+        str(r.decode_steps_to_hide),
+        count(r.prefill_tokens_to_hide),
+    )
+
+
+def _kv_tier_summary(tier: KVTier, fmt: str) -> list[str]:
+    """The title, the host link's effective bandwidth, and the decode and prefill work."""
     hw = tier.hardware
-    chips = f"{tier.chips} chip{'s' * (tier.chips != 1)}"
     batch = tier.decode.params.get("batch_size")
-    parts = [
+    return [
         heading(
-            f"KV-cache tiers: {tier.config.name} on {hw.name}, {tier.layout} ({chips}), "
-            f"{tier.host_memory} host memory",
+            f"KV-cache tiers: {tier.config.name} on {hw.name}, {tier.layout} "
+            f"({_chips(tier.chips)}), {tier.host_memory} host memory",
             fmt,
             1,
         ),
@@ -329,47 +392,4 @@ def kv_tier_text(tier: KVTier, fmt: str) -> str:
             "token",
             fmt,
         ),
-        "",
     ]
-    headers = (
-        "past_seq_len",
-        "KV bytes/chip",
-        "copy ms",
-        "copy ms/layer",
-        "attention ms/layer",
-        "copy ÷ attention",
-        "hides",
-        "layers",
-        "decode steps",
-        "prefill tokens",
-    )
-    rows = tuple(
-        (
-            str(r.past_seq_len),
-            count(r.kv_bytes_per_chip),
-            milliseconds(r.transfer_ms),
-            milliseconds(r.transfer_ms_per_layer),
-            milliseconds(r.attention_ms_per_layer),
-            f"{r.ratio:.4g}",
-            "yes" if r.hides_behind_decode else "no",
-            str(r.layers_to_hide_one_layer),
-            str(r.decode_steps_to_hide),
-            count(r.prefill_tokens_to_hide),
-        )
-        for r in tier.requests
-    )
-    parts.append(Table(headers, rows, "rrrrrrlrrr").render(fmt))
-    parts += [
-        "",
-        item(
-            "hides: one layer's copy fits behind one layer of the decode step; layers: "
-            "layers of decode that cover one layer's copy; decode steps and prefill tokens: "
-            "the work that covers the whole request's copy",
-            fmt,
-        ),
-        "",
-        heading("assumptions", fmt, 3),
-        "",
-        *(f"- {line}" for line in KV_ASSUMPTIONS),
-    ]
-    return "\n".join(parts).rstrip() + "\n"

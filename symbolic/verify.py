@@ -1,9 +1,9 @@
 """The verification engine: prove a claim by simplification, or check it exactly at points.
 
-A claim is a list of terms that must all hold: ``lhs == rhs`` (kind "equal"),
-``lhs >= rhs`` ("atleast"), ``lhs >= 0`` ("nonnegative"), ``lhs`` a whole number of at
-least ``rhs`` ("whole": a chip count, a group size) or ``lhs`` non-increasing in a parallel
-degree ("nonincreasing"). The engine first tries to decide a claim symbolically under the
+A claim is a list of terms that must all hold, by its ``ClaimKind``: ``lhs == rhs``
+(equal), ``lhs >= rhs`` (atleast), ``lhs >= 0`` (nonnegative), ``lhs`` a whole number of at
+least ``rhs`` (whole: a chip count, a group size) or ``lhs`` non-increasing in a parallel
+degree (nonincreasing). The engine first tries to decide a claim symbolically under the
 dimensions' assumptions (positive integers), after replacing each split assumed even
 (``⌈S/cp⌉``) by its exact quotient. What SymPy cannot decide (Max, ceil, Piecewise
 left over) is checked with exact rational arithmetic at points spread on a log scale
@@ -20,6 +20,7 @@ import random
 import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from fractions import Fraction
 
 import sympy
@@ -140,18 +141,39 @@ class Term:
     rhs: sympy.Expr = sympy.S.Zero
 
 
+class ClaimKind(StrEnum):
+    """How each term of a claim must hold."""
+
+    EQUAL = "equal"  # lhs == rhs
+    ATLEAST = "atleast"  # lhs >= rhs
+    NONNEGATIVE = "nonnegative"  # lhs >= 0
+    WHOLE = "whole"  # lhs a whole number, at least rhs
+    NONINCREASING = "nonincreasing"  # lhs never grows with the claim's variable
+
+
+class VerdictStatus(StrEnum):
+    """What became of a claim."""
+
+    PROVED = "proved"  # symbolically, for every value of the symbols
+    CHECKED = "checked"  # exactly, at every one of some points
+    FAILED = "failed"  # a term does not hold: residual and counterexample
+
+
 @dataclass(frozen=True)
 class Claim:
     """Something a layout must satisfy, in words and as terms."""
 
     name: str
     statement: str
-    kind: str  # "equal" | "atleast" | "nonnegative" | "whole" | "nonincreasing"
+    kind: ClaimKind  # a plain string naming one is accepted
     terms: tuple[Term, ...]
     variable: sympy.Symbol | None = None  # the degree, for "nonincreasing"
     even: tuple[Divides, ...] = ()  # splits assumed even
     assumptions: tuple[str, ...] = ()
     shown: sympy.Expr | None = None  # an expression to print with the verdict (a redundancy)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kind", ClaimKind(self.kind))
 
 
 @dataclass(frozen=True)
@@ -159,7 +181,7 @@ class Verdict:
     """The outcome of one claim."""
 
     claim: Claim
-    status: str  # "proved" | "checked" | "failed"
+    status: VerdictStatus  # a plain string naming one is accepted
     points: int = 0
     term: str = ""  # the failing term's label
     residual: sympy.Expr | None = None
@@ -167,10 +189,13 @@ class Verdict:
     sides: tuple[Fraction, Fraction] | None = None  # lhs, rhs at the counterexample
     assumed: tuple[str, ...] = ()  # the assumptions the verdict rests on
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "status", VerdictStatus(self.status))
+
     @property
     def ok(self) -> bool:
         """Whether the claim holds (proved, or checked at every point)."""
-        return self.status != "failed"
+        return self.status is not VerdictStatus.FAILED
 
 
 def _even(expr: sympy.Expr, even: tuple[Divides, ...]) -> sympy.Expr:
@@ -219,18 +244,18 @@ def decide(claim: Claim, domain: Domain, points: int = 48) -> Verdict:
     even_words = {d.words for d in claim.even}
     general = tuple(a for a in claim.assumptions if a not in even_words)
     if claim.even and all(_prove(claim, term, even=False) for term in terms):
-        return Verdict(claim, "proved", assumed=general)
+        return Verdict(claim, VerdictStatus.PROVED, assumed=general)
     if all(_prove(claim, term) for term in terms):
-        return Verdict(claim, "proved", assumed=claim.assumptions)
+        return Verdict(claim, VerdictStatus.PROVED, assumed=claim.assumptions)
     sample = domain.sample(points, rules, claim.name)
-    if claim.kind in ("nonnegative", "whole"):
+    if claim.kind in (ClaimKind.NONNEGATIVE, ClaimKind.WHOLE):
         # a sign or a whole number tends to break at small values (S = 2·B): try those too
         sample = [*itertools.islice(domain.smallest(rules), SMALL_POINTS), *sample]
     for term in terms:
         bad = next((p for p in sample if not _holds(claim, term, p, domain)), None)
         if bad is not None:
             return _failure(claim, term, domain, rules, bad)
-    return Verdict(claim, "checked", points=len(sample), assumed=claim.assumptions)
+    return Verdict(claim, VerdictStatus.CHECKED, points=len(sample), assumed=claim.assumptions)
 
 
 def _prove(claim: Claim, term: Term, *, even: bool = True) -> bool:
@@ -239,13 +264,13 @@ def _prove(claim: Claim, term: Term, *, even: bool = True) -> bool:
         if not even
         else (_even(term.lhs, claim.even), _even(term.rhs, claim.even))
     )
-    if claim.kind == "equal":
+    if claim.kind is ClaimKind.EQUAL:
         return _zero(lhs - rhs) is True
-    if claim.kind == "atleast":
+    if claim.kind is ClaimKind.ATLEAST:
         return bool(sympy.piecewise_fold(lhs - rhs).is_nonnegative)
-    if claim.kind == "nonnegative":
+    if claim.kind is ClaimKind.NONNEGATIVE:
         return bool(sympy.piecewise_fold(lhs).is_nonnegative)
-    if claim.kind == "whole":
+    if claim.kind is ClaimKind.WHOLE:
         return _whole(sympy.sympify(lhs), sympy.sympify(rhs))
     assert claim.variable is not None
     if _undecidable(lhs):
@@ -254,13 +279,13 @@ def _prove(claim: Claim, term: Term, *, even: bool = True) -> bool:
 
 
 def _holds(claim: Claim, term: Term, point: dict[sympy.Symbol, int], domain: Domain) -> bool:
-    if claim.kind == "equal":
+    if claim.kind is ClaimKind.EQUAL:
         return _exact(term.lhs, point) == _exact(term.rhs, point)
-    if claim.kind == "atleast":
+    if claim.kind is ClaimKind.ATLEAST:
         return _exact(term.lhs, point) >= _exact(term.rhs, point)
-    if claim.kind == "nonnegative":
+    if claim.kind is ClaimKind.NONNEGATIVE:
         return _exact(term.lhs, point) >= 0
-    if claim.kind == "whole":
+    if claim.kind is ClaimKind.WHOLE:
         value = _exact(term.lhs, point)
         return value.denominator == 1 and value >= _exact(term.rhs, point)
     assert claim.variable is not None
@@ -344,22 +369,23 @@ def _failure(
     """A failed verdict with the residual and the smallest counterexample (else ``found``,
     a failing point of the sample, when no small point fails)."""
     diff = _even(term.lhs, claim.even) - _even(term.rhs, claim.even)
-    shown = (
-        residual(_parallel(diff, domain.degrees)) if claim.kind in ("equal", "atleast") else None
-    )
+    signed = claim.kind in (ClaimKind.EQUAL, ClaimKind.ATLEAST)
+    shown = residual(_parallel(diff, domain.degrees)) if signed else None
     relevant = (sympy.sympify(term.lhs) - term.rhs).free_symbols
     small = (p for p in domain.smallest(rules) if not _holds(claim, term, p, domain))
     point = next(small, found)
     if point is None:
-        return Verdict(claim, "failed", 0, term.label, shown, assumed=claim.assumptions)
+        return Verdict(claim, VerdictStatus.FAILED, 0, term.label, shown, assumed=claim.assumptions)
     sides = (_exact(term.lhs, point), _exact(term.rhs, point))
     shown_point = {s: v for s, v in point.items() if s in relevant}
-    return Verdict(claim, "failed", 0, term.label, shown, shown_point, sides, claim.assumptions)
+    return Verdict(
+        claim, VerdictStatus.FAILED, 0, term.label, shown, shown_point, sides, claim.assumptions
+    )
 
 
-def verdict_counts(verdicts: list[Verdict]) -> dict[str, int]:
+def verdict_counts(verdicts: list[Verdict]) -> dict[VerdictStatus, int]:
     """How many verdicts are proved, checked at points, and failed."""
-    counts = {"proved": 0, "checked": 0, "failed": 0}
+    counts = dict.fromkeys(VerdictStatus, 0)
     for v in verdicts:
         counts[v.status] += 1
     return counts

@@ -10,11 +10,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import shardcost
-from shardcost.formulas import evaluate, resolve_inputs
+from shardcost.formulas import all_layouts, evaluate, resolve_inputs
+from shardcost.formulas.ragged import StepKind
 from tests.formulas.reference import reference
 from tests.formulas.strategies import configs, conventions, for_layout
 
-LAYOUTS = ["single", "tp", "cp-allgather", "cp-kv-sharded", "tp-cp"]
+LAYOUTS = [lay.name for lay in all_layouts("attention")]
 
 
 def run(layout: str, **params: object) -> dict:
@@ -172,3 +173,13 @@ def test_a_user_layout_that_is_not_a_sum_over_requests_is_refused() -> None:
     assert m["kv_cache_per_chip"] == 655_360
     with pytest.raises(shardcost.InputError, match="not a sum over requests"):
         run(quadratic.name, past_seq_len=[10, 30])
+
+
+def test_each_step_says_how_it_adds_up_over_the_requests() -> None:
+    result = evaluate(resolve_inputs("single", "decode", params={"past_seq_len": [64, 8]}))
+    assert result.ragged is not None
+    kinds = {result.derivation.step_of(s).key: k for s, k in result.ragged.kinds.items()}
+    assert kinds["weight_bytes"] is StepKind.CONSTANT  # no B, no S_past
+    assert kinds["key_len"] is StepKind.PER_REQUEST  # S_past + T: one per request
+    assert kinds["kv_cache_bytes"] is StepKind.AFFINE  # B · (one request's cache)
+    assert kinds["key_len"] == "per request"  # a StrEnum reads as its words

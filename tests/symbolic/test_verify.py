@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+import json
+
+import pytest
 import sympy
 
 from shardcost.symbolic.dimensions import B, S, cp, tp
-from shardcost.symbolic.verify import Claim, Divides, Domain, Term, decide
+from shardcost.symbolic.verify import (
+    Claim,
+    ClaimKind,
+    Divides,
+    Domain,
+    Term,
+    VerdictStatus,
+    decide,
+    verdict_counts,
+)
 
 DOMAIN = Domain((B, S, cp), frozenset({cp}))
 EVEN = (Divides(S, cp, "context_parallel divides seq_len"),)
@@ -111,3 +123,16 @@ def test_a_failure_only_at_large_points_still_shows_one() -> None:
     assert verdict.status == "failed" and verdict.counterexample is not None
     s = verdict.counterexample[S]
     assert s > 1000 and verdict.sides == (1000 - s, 0)
+
+
+def test_kinds_and_statuses_are_enums_that_read_as_their_words() -> None:
+    claim = Claim("c", "", "equal", (Term("x", cp * (B * S / cp), B * S),))
+    assert claim.kind is ClaimKind.EQUAL
+    verdict = decide(claim, DOMAIN)
+    assert verdict.status is VerdictStatus.PROVED
+    # a StrEnum is its word: text and JSON output do not change
+    assert verdict.status == "proved" and f"{verdict.status}" == "proved"
+    assert json.dumps({"status": verdict.status}) == '{"status": "proved"}'
+    assert verdict_counts([verdict]) == {"proved": 1, "checked": 0, "failed": 0}
+    with pytest.raises(ValueError, match="'equals' is not a valid ClaimKind"):
+        Claim("c", "", "equals", ())
