@@ -107,10 +107,15 @@ class Cost:
 
     @cached_property
     def dimensions(self) -> frozenset[sympy.Symbol]:
-        """Every dimension symbol the cost depends on."""
+        """Every dimension symbol the cost depends on, or that one of its requirements or
+        splits reads (a requirement on a dimension no metric reads still needs its value)."""
         symbols: set[sympy.Symbol] = set(self.chips.free_symbols)
         for expr in self.metrics.values():
             symbols |= expr.free_symbols
+        derivation = self.derivation
+        for rule in (*derivation.requirements, *derivation.splits):
+            symbols |= derivation.resolve(rule.total).free_symbols
+            symbols |= derivation.resolve(rule.parts).free_symbols
         return frozenset(symbols)
 
 
