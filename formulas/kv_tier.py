@@ -51,6 +51,8 @@ _DECODE_ONLY = {"past_seq_len", "new_tokens"} | {
 _PREFILL_ONLY = {"seq_len"} | {
     name for name, c in CONVENTIONS_BY_NAME.items() if c.phases == (Phase.PREFILL,)
 }
+# What a phase does not read: the other phase's parameters (a fresh prefill: the batch too)
+_NOT_READ = {Phase.DECODE: _PREFILL_ONLY, Phase.PREFILL: _DECODE_ONLY | {"batch_size"}}
 
 
 @dataclass(frozen=True)
@@ -116,6 +118,15 @@ class KVTier:
         }
 
 
+@dataclass(frozen=True)
+class _Pace:
+    """How long the work a copy may hide behind takes, in ms."""
+
+    layer: float  # one layer of the batch's decode step
+    step: float  # the whole decode step
+    token: float  # one token of a fresh prefill
+
+
 def kv_tier(
     source: str | Path | Mapping[str, Any],
     *,
@@ -131,67 +142,18 @@ def kv_tier(
         )
     config = load_config(source)
     params = dict(params or {})
-    decode_params = {k: v for k, v in params.items() if k not in _PREFILL_ONLY}
-    decode = model_metrics(source, "decode", layout=layout, hardware=hardware, params=decode_params)
-    hw = decode.hardware
-    assert hw is not None
-    if hw.host_link_bandwidth_gb_s is None:
-        raise InputError(
-            f"hardware {hw.name!r} gives no host_link_bandwidth_gb_s; pass "
-            "host_link_bandwidth_gb_s=GB/s (per direction) for KV tiers"
-        )
-    prefill_params = {
-        k: v for k, v in params.items() if k not in _DECODE_ONLY and k != "batch_size"
-    }
-    prefill = model_metrics(
-        source,
-        "prefill",
-        layout=layout,
-        hardware=hardware,
-        params=prefill_params,
-    )
-    seq_len = int(prefill.params["seq_len"])
-    assert prefill.timing is not None and decode.timing is not None
-    per_token = prefill.timing.wall_clock_time_ms / (seq_len * int(prefill.params["batch_size"]))
-    step = decode.timing.wall_clock_time_ms
-    layer = sum(
-        c.timing.wall_clock_time_ms
-        for c in decode.components
-        if c.name in ("attention", "ffn", "norms", "biases") and c.timing is not None
-    )
+    decode = _model(source, Phase.DECODE, hardware, layout, params)
+    hw = _host_link(decode.hardware)
+    prefill = _model(source, Phase.PREFILL, hardware, layout, params)
+    pace = _pace(decode, prefill)
+    assert hw.host_link_bandwidth_gb_s is not None
     efficiency = hw.pinned_efficiency if host_memory == "pinned" else hw.pageable_efficiency
     host = hw.host_link_bandwidth_gb_s * efficiency
-    attention = next(c for c in decode.components if c.name == "attention")
-    assert attention.result is not None
-    lengths = attention.result.inputs.dims["past_seq_len"]
-    lengths = lengths if isinstance(lengths, tuple) else (int(lengths),)
-    requests = []
-    for n in dict.fromkeys(lengths):
-        alone = _one_request(attention.result.inputs, n)
-        kv = alone.metrics.kv_cache_per_chip
-        core = alone.step_value("scores") + alone.step_value("apply_v")
-        peak = hw.peak_for(int(alone.inputs.dims["bytes_per_elem"]))
-        attend = max(
-            Fraction(core) / (peak * hw.compute_efficiency * 10**9),
-            Fraction(kv) / (hw.memory_bandwidth_gb_s * hw.memory_efficiency * 10**6),
-        )
-        x_layer = Fraction(kv) / (host * 10**6)
-        x_total = x_layer * config.num_layers
-        requests.append(
-            RequestTransfer(
-                past_seq_len=n,
-                kv_bytes_per_chip=kv * config.num_layers,
-                kv_bytes_per_layer_per_chip=kv,
-                transfer_ms=float(x_total),
-                transfer_ms_per_layer=float(x_layer),
-                attention_ms_per_layer=float(attend),
-                ratio=float(x_layer / attend),
-                hides_behind_decode=float(x_layer) <= layer,
-                layers_to_hide_one_layer=math.ceil(float(x_layer) / layer),
-                decode_steps_to_hide=math.ceil(float(x_total) / step),
-                prefill_tokens_to_hide=math.ceil(float(x_total) / per_token),
-            )
-        )
+    inputs, lengths = _past_lengths(decode)
+    requests = tuple(
+        _request(inputs, n, hw, host, config.num_layers, pace) for n in dict.fromkeys(lengths)
+    )
+    seq_len = int(prefill.params["seq_len"])
     return KVTier(
         config,
         layout,
@@ -200,11 +162,93 @@ def kv_tier(
         host_memory,
         efficiency,
         decode,
-        step,
-        layer,
+        pace.step,
+        pace.layer,
         seq_len,
-        per_token,
-        tuple(requests),
+        pace.token,
+        requests,
+    )
+
+
+def _model(
+    source: str | Path | Mapping[str, Any],
+    phase: Phase,
+    hardware: str,
+    layout: str,
+    params: Mapping[str, object],
+) -> ModelResult:
+    """The model in ``phase``, given the parameters it reads: decode's batch, or a fresh
+    prefill."""
+    mine = {k: v for k, v in params.items() if k not in _NOT_READ[phase]}
+    return model_metrics(source, phase, layout=layout, hardware=hardware, params=mine)
+
+
+def _host_link(hw: Hardware | None) -> Hardware:
+    """``hw``, which must give a host link bandwidth; InputError naming it otherwise."""
+    assert hw is not None
+    if hw.host_link_bandwidth_gb_s is None:
+        raise InputError(
+            f"hardware {hw.name!r} gives no host_link_bandwidth_gb_s; pass "
+            "host_link_bandwidth_gb_s=GB/s (per direction) for KV tiers"
+        )
+    return hw
+
+
+def _pace(decode: ModelResult, prefill: ModelResult) -> _Pace:
+    """One decoder layer of the decode step, the whole step, and one prefill token."""
+    assert prefill.timing is not None and decode.timing is not None
+    tokens = int(prefill.params["seq_len"]) * int(prefill.params["batch_size"])
+    layer = sum(
+        c.timing.wall_clock_time_ms
+        for c in decode.components
+        if c.name in ("attention", "ffn", "norms", "biases") and c.timing is not None
+    )
+    return _Pace(
+        layer, decode.timing.wall_clock_time_ms, prefill.timing.wall_clock_time_ms / tokens
+    )
+
+
+def _past_lengths(decode: ModelResult) -> tuple[Inputs, tuple[int, ...]]:
+    """The attention layer's inputs, and the past length of each request in the batch."""
+    attention = next(c for c in decode.components if c.name == "attention")
+    assert attention.result is not None
+    lengths = attention.result.inputs.dims["past_seq_len"]
+    return attention.result.inputs, lengths if isinstance(lengths, tuple) else (int(lengths),)
+
+
+def _request(
+    inputs: Inputs, past: int, hw: Hardware, host: Fraction, layers: int, pace: _Pace
+) -> RequestTransfer:
+    """One request's cache over a host link of ``host`` GB/s, against ``pace``."""
+    alone = _one_request(inputs, past)
+    kv = alone.metrics.kv_cache_per_chip
+    x_layer = Fraction(kv) / (host * 10**6)  # GB/s to bytes per ms
+    x_total = x_layer * layers
+    attend = _attention_ms(alone, hw)
+    return RequestTransfer(
+        past_seq_len=past,
+        kv_bytes_per_chip=kv * layers,
+        kv_bytes_per_layer_per_chip=kv,
+        transfer_ms=float(x_total),
+        transfer_ms_per_layer=float(x_layer),
+        attention_ms_per_layer=float(attend),
+        ratio=float(x_layer / attend),
+        hides_behind_decode=float(x_layer) <= pace.layer,
+        layers_to_hide_one_layer=math.ceil(float(x_layer) / pace.layer),
+        decode_steps_to_hide=math.ceil(float(x_total) / pace.step),
+        prefill_tokens_to_hide=math.ceil(float(x_total) / pace.token),
+    )
+
+
+def _attention_ms(alone: Result, hw: Hardware) -> Fraction:
+    """Decode attention over one request's cache, one layer: its core (Q·Kᵀ and P·V) at
+    the compute peak or its cache at the memory bandwidth, whichever takes longer."""
+    core = alone.step_value("scores") + alone.step_value("apply_v")
+    peak = hw.peak_for(int(alone.inputs.dims["bytes_per_elem"]))
+    return max(
+        Fraction(core) / (peak * hw.compute_efficiency * 10**9),
+        Fraction(alone.metrics.kv_cache_per_chip)
+        / (hw.memory_bandwidth_gb_s * hw.memory_efficiency * 10**6),
     )
 
 

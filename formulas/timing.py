@@ -14,19 +14,10 @@ from functools import cache
 
 import sympy
 
-from shardcost.symbolic import Cost, Derivation, Trace
+from shardcost.symbolic import Cost, Derivation, Section, StepSpec, Trace
 
 from .conventions import Phase
-from .hardware import (
-    COMPUTE_EFFICIENCY,
-    INTERCONNECT_BANDWIDTH,
-    INTERCONNECT_LATENCY,
-    KERNEL_OVERHEAD,
-    LINK_EFFICIENCY,
-    MEMORY_BANDWIDTH,
-    MEMORY_EFFICIENCY,
-    PEAK_TFLOPS,
-)
+from .hardware import NUMERIC_FIELDS
 
 ASSUMPTIONS = (
     "Decimal units: 1 TFLOP/s = 10^12 FLOP/s, 1 GB/s = 10^9 B/s.",
@@ -46,19 +37,92 @@ OVERLAP = {
 
 TIMINGS = ("compute_time_ms", "load_time_ms", "communication_time_ms", "wall_clock_time_ms")
 
-_P, _BW, _BW_IC, _L, _ETA_C, _ETA_M, _ETA_L, _T_K = (
-    f.symbol
-    for f in (
-        PEAK_TFLOPS,
-        MEMORY_BANDWIDTH,
-        INTERCONNECT_BANDWIDTH,
-        INTERCONNECT_LATENCY,
-        COMPUTE_EFFICIENCY,
-        MEMORY_EFFICIENCY,
-        LINK_EFFICIENCY,
-        KERNEL_OVERHEAD,
-    )
+# The hardware fields, in NUMERIC_FIELDS' order: peak TFLOP/s, memory and link GB/s,
+# link latency (µs), the three efficiencies, kernel overhead (µs).
+_P, _BW, _BW_IC, _L, _ETA_C, _ETA_M, _ETA_L, _T_K = (f.symbol for f in NUMERIC_FIELDS)
+
+# Steps, declared once: key, words, section, unit, symbol, LaTeX, note.
+_T = Section.TIMING
+LOAD_BYTES = StepSpec(
+    "load_bytes",
+    "bytes loaded from memory",
+    _T,
+    "bytes",
+    "L_bytes",
+    r"\mathrm{Bytes}_{\mathrm{load}}",
 )
+_LOADED = {
+    Phase.PREFILL: "weights only: prefill writes the KV cache, it does not read it",
+    Phase.DECODE: "weights and the KV cache read in decode",
+}
+INTENSITY = StepSpec(
+    "arithmetic_intensity",
+    "arithmetic intensity",
+    _T,
+    "FLOPs/byte",
+    "I",
+    note="FLOPs per byte loaded",
+)
+COMPUTE = StepSpec(
+    "compute_time",
+    "compute time",
+    _T,
+    "ms",
+    "t_compute",
+    r"t_{\mathrm{compute}}",
+    "F / (P · η_c · 10^12 FLOP/s) · 10^3 ms/s, plus each kernel's overhead",
+)
+WEIGHT_LOAD = StepSpec(
+    "weight_load_time",
+    "weight load time",
+    _T,
+    "ms",
+    "t_weights",
+    r"t_{\mathrm{weights}}",
+    "W / (BW_mem · η_m · 10^9 B/s) · 10^3",
+)
+KV_LOAD = StepSpec(
+    "kv_load_time",
+    "KV-cache load time",
+    _T,
+    "ms",
+    "t_kv",
+    r"t_{\mathrm{KV}}",
+    "decode reads the whole KV cache",
+)
+LOAD = StepSpec("load_time", "load time", _T, "ms", "t_load", r"t_{\mathrm{load}}")
+LATENCY = StepSpec(
+    "comm_latency",
+    "collective latency",
+    _T,
+    "ms",
+    "t_latency",
+    r"t_{\mathrm{latency}}",
+    "µs to ms; charged once when anything is sent",
+)
+TRANSFER = StepSpec(
+    "comm_transfer_time",
+    "communication transfer time",
+    _T,
+    "ms",
+    "t_transfer",
+    r"t_{\mathrm{transfer}}",
+    "C / (BW_ic · η_l · 10^9 B/s) · 10^3",
+)
+COMMUNICATION = StepSpec(
+    "communication_time",
+    "communication time",
+    _T,
+    "ms",
+    "t_comm",
+    r"t_{\mathrm{comm}}",
+    "zero when nothing is sent",
+)
+WALL = StepSpec("wall_clock_time", "wall-clock time", _T, "ms", "t_wall", r"t_{\mathrm{wall}}")
+_WALL = {
+    True: "loads overlap compute; communication overlaps both",
+    False: "loads overlap compute; communication follows",
+}
 
 
 @dataclass(frozen=True)
@@ -76,8 +140,44 @@ class TimingModel:
 
 def _kernels(cost: Cost) -> int:
     """Kernels a chip launches: one per matrix-product step (at least one)."""
-    steps = [s for s in cost.derivation.section("flops") if s.symbol != cost.flops]
+    steps = [s for s in cost.derivation.section(Section.FLOPS) if s.symbol != cost.flops]
     return max(1, len(steps))
+
+
+def _weights_read(cost: Cost) -> sympy.Symbol:
+    """The weight bytes a pass reads: all of them, unless the cost says fewer."""
+    return cost.weight_reads if cost.weight_reads is not None else cost.weight_bytes
+
+
+def _intensity(t: Trace, cost: Cost, phase: Phase) -> sympy.Symbol:
+    """The bytes loaded from memory (the KV cache too in decode), and FLOPs per byte."""
+    cache = [cost.kv_cache_bytes] if phase is Phase.DECODE else []
+    loaded = LOAD_BYTES(t, sympy.Add(_weights_read(cost), *cache), note=_LOADED[phase])
+    return INTENSITY(t, cost.flops / loaded)
+
+
+def _compute(t: Trace, cost: Cost) -> sympy.Symbol:
+    """FLOPs at the achieved peak, TFLOP/s to ms, plus each kernel's launch overhead."""
+    return COMPUTE(t, cost.flops / (_P * _ETA_C * 10**9) + _kernels(cost) * _T_K / 10**3)
+
+
+def _load(t: Trace, cost: Cost, phase: Phase) -> sympy.Symbol:
+    """The weights' load time, and in decode the KV cache's, at the achieved bandwidth."""
+    memory = _BW * _ETA_M * 10**6  # GB/s to bytes per ms
+    loads = [WEIGHT_LOAD(t, _weights_read(cost) / memory)]
+    if phase is Phase.DECODE:
+        loads.append(KV_LOAD(t, cost.kv_cache_bytes / memory))
+    return LOAD(t, sympy.Add(*loads))
+
+
+def _communication(t: Trace, cost: Cost) -> sympy.Symbol:
+    """One latency plus the payload at the achieved link bandwidth; zero when nothing is sent."""
+    latency = LATENCY(t, _L / 10**3)
+    transfer = TRANSFER(t, cost.communication_bytes / (_BW_IC * _ETA_L * 10**6))
+    # Every payload is a product of positive sizes, so bytes are sent exactly when some
+    # collective's group has more than one chip; saying so keeps Piecewise out of the test.
+    sends = sympy.Or(*(sympy.Gt(c.group, 1) for c in cost.collectives))
+    return COMMUNICATION(t, sympy.Piecewise((latency + transfer, sends), (0, True)))
 
 
 @cache
@@ -85,111 +185,12 @@ def timing_model(cost: Cost, phase: Phase, overlap: bool) -> TimingModel:
     """Timing steps for ``cost`` in ``phase``, with or without communication overlap."""
     base = cost.derivation
     t = Trace(list(base.steps), list(base.splits), list(base.requirements))
-    decode = Phase(phase) is Phase.DECODE
-    ms = {"section": "timing", "unit": "ms"}
-    weights_read = cost.weight_reads if cost.weight_reads is not None else cost.weight_bytes
-    load_terms = [weights_read] + ([cost.kv_cache_bytes] if decode else [])
-    load_bytes = t.define(
-        "load_bytes",
-        "bytes loaded from memory",
-        sympy.Add(*load_terms),
-        section="timing",
-        unit="bytes",
-        name="L_bytes",
-        latex=r"\mathrm{Bytes}_{\mathrm{load}}",
-        note="weights and the KV cache read in decode"
-        if decode
-        else "weights only: prefill writes the KV cache, it does not read it",
-    )
-    intensity = t.define(
-        "arithmetic_intensity",
-        "arithmetic intensity",
-        cost.flops / load_bytes,
-        section="timing",
-        unit="FLOPs/byte",
-        name="I",
-        note="FLOPs per byte loaded",
-    )
-    compute = t.define(
-        "compute_time",
-        "compute time",
-        cost.flops / (_P * _ETA_C * 10**9) + _kernels(cost) * _T_K / 10**3,
-        **ms,
-        name="t_compute",
-        latex=r"t_{\mathrm{compute}}",
-        note="F / (P · η_c · 10^12 FLOP/s) · 10^3 ms/s, plus each kernel's overhead",
-    )
-    weight_load = t.define(
-        "weight_load_time",
-        "weight load time",
-        weights_read / (_BW * _ETA_M * 10**6),
-        **ms,
-        name="t_weights",
-        latex=r"t_{\mathrm{weights}}",
-        note="W / (BW_mem · η_m · 10^9 B/s) · 10^3",
-    )
-    loads = [weight_load]
-    if decode:
-        loads.append(
-            t.define(
-                "kv_load_time",
-                "KV-cache load time",
-                cost.kv_cache_bytes / (_BW * _ETA_M * 10**6),
-                **ms,
-                name="t_kv",
-                latex=r"t_{\mathrm{KV}}",
-                note="decode reads the whole KV cache",
-            )
-        )
-    load = t.define(
-        "load_time",
-        "load time",
-        sympy.Add(*loads),
-        **ms,
-        name="t_load",
-        latex=r"t_{\mathrm{load}}",
-    )
-    latency = t.define(
-        "comm_latency",
-        "collective latency",
-        _L / 10**3,
-        **ms,
-        name="t_latency",
-        latex=r"t_{\mathrm{latency}}",
-        note="µs to ms; charged once when anything is sent",
-    )
-    transfer = t.define(
-        "comm_transfer_time",
-        "communication transfer time",
-        cost.communication_bytes / (_BW_IC * _ETA_L * 10**6),
-        **ms,
-        name="t_transfer",
-        latex=r"t_{\mathrm{transfer}}",
-        note="C / (BW_ic · η_l · 10^9 B/s) · 10^3",
-    )
-    # Every payload is a product of positive sizes, so bytes are sent exactly when some
-    # collective's group has more than one chip; saying so keeps Piecewise out of the test.
-    sends = sympy.Or(*(sympy.Gt(c.group, 1) for c in cost.collectives))
-    comm = t.define(
-        "communication_time",
-        "communication time",
-        sympy.Piecewise((latency + transfer, sends), (0, True)),
-        **ms,
-        name="t_comm",
-        latex=r"t_{\mathrm{comm}}",
-        note="zero when nothing is sent",
-    )
+    phase = Phase(phase)
+    intensity = _intensity(t, cost, phase)
+    compute = _compute(t, cost)
+    load = _load(t, cost, phase)
+    comm = _communication(t, cost)
     busy = sympy.Max(compute, load)
-    wall = t.define(
-        "wall_clock_time",
-        "wall-clock time",
-        sympy.Max(busy, comm) if overlap else busy + comm,
-        **ms,
-        name="t_wall",
-        latex=r"t_{\mathrm{wall}}",
-        note="loads overlap compute; communication overlaps both"
-        if overlap
-        else "loads overlap compute; communication follows",
-    )
+    wall = WALL(t, sympy.Max(busy, comm) if overlap else busy + comm, note=_WALL[overlap])
     times = dict(zip(TIMINGS, (compute, load, comm, wall), strict=True))
     return TimingModel(t.freeze(), times, intensity)

@@ -48,7 +48,16 @@ from typing import Any
 import sympy
 
 from shardcost.errors import InputError
-from shardcost.symbolic import PER_CHIP, Collective, Cost, Trace, finish, over_group
+from shardcost.symbolic import (
+    PER_CHIP,
+    Collective,
+    CollectiveKind,
+    Cost,
+    Section,
+    Trace,
+    finish,
+    over_group,
+)
 from shardcost.symbolic.dimensions import BY_NAME, BY_SHORT, BY_SYMBOL, DIMENSIONS
 from shardcost.symbolic.parse import ExpressionError, parse_formula
 from shardcost.symbolic.verify import Verdict
@@ -60,12 +69,14 @@ from .registry import (
     REF_FLOPS,
     REF_KV,
     REF_WEIGHTS,
+    Builder,
     Checks,
     Layout,
     check_layer,
     get_layout,
     register,
 )
+from .steps import ACTIVATION_BYTES, FLOPS, KV_CACHE_BYTES, WEIGHT_BYTES
 
 MAX_FILE_BYTES = 64 * 1024
 NAMES: dict[str, sympy.Symbol] = {
@@ -93,6 +104,10 @@ _UNPRINTABLE = {
     "Cn": "an unassigned code point",
 }
 _PER_CHIP_KEY = dict(zip(PER_CHIP, PER_CHIP_KEYS, strict=True))  # flops_per_chip -> flops
+_TOTALS = dict(
+    zip(PER_CHIP_KEYS, (FLOPS, WEIGHT_BYTES, ACTIVATION_BYTES, KV_CACHE_BYTES), strict=True)
+)
+_PAYLOAD_NOTE = "payload bytes; none on a one-chip group"
 _MAX_SHOWN = 60  # characters of a formula quoted in a message
 
 Formula = str | int | sympy.Expr
@@ -177,6 +192,21 @@ def _build(
 ) -> tuple[Layout, Cost]:
     """The layout (not registered) and its cost; InputError when a formula is not allowed."""
     at = f"{_printable(where)}: " if where else ""
+    ph = _head(name, layer, phase, reference, at)
+    exprs = _per_chip(per_chip, at)
+    chips_expr = _formula(chips, f"{at}[layout] chips")
+    payloads, group_of = _collectives(comm or {}, groups or {}, chips_expr, at)
+    degrees = tuple(BY_SYMBOL[s] for s in sorted(chips_expr.free_symbols, key=str))
+    checks = _checks(reference, weight_replication, kv_replication, flops_redundancy, at)
+    build = _builder(exprs, chips_expr, payloads, group_of)
+    summary = _summary(summary, where, at)
+    entry = Layout(name, layer, summary, degrees, (), build, checks, (ph,))
+    cost = build(ph, Conventions())  # fail now, not at first use, if the formulas do not combine
+    return entry, cost
+
+
+def _head(name: str, layer: str, phase: str, reference: str, at: str) -> Phase:
+    """The [layout] table checked: a name, a layer, a phase and a reference that exist."""
     if not isinstance(name, str) or not _IDENTIFIER.fullmatch(name):
         raise InputError(f"{at}[layout] name={name!r}: use lowercase letters, digits, - and _")
     try:
@@ -185,6 +215,11 @@ def _build(
         get_layout(reference, layer)  # the reference must exist
     except InputError as exc:
         raise InputError(f"{at}[layout] {exc}") from None
+    return ph
+
+
+def _per_chip(per_chip: Mapping[str, Formula], at: str) -> dict[str, sympy.Expr]:
+    """The four per-chip formulas, exactly those, parsed."""
     missing = [k for k in PER_CHIP_KEYS if k not in per_chip]
     extra = [k for k in per_chip if k not in PER_CHIP_KEYS]
     if missing or extra:
@@ -193,10 +228,13 @@ def _build(
             + (f"; missing {', '.join(missing)}" if missing else "")
             + (f"; unknown {', '.join(_printable(str(k)) for k in extra)}" if extra else "")
         )
-    exprs = {k: _formula(per_chip[k], f"{at}[per_chip] {k}") for k in PER_CHIP_KEYS}
-    chips_expr = _formula(chips, f"{at}[layout] chips")
-    comm = dict(comm or {})
-    groups = dict(groups or {})
+    return {k: _formula(per_chip[k], f"{at}[per_chip] {k}") for k in PER_CHIP_KEYS}
+
+
+def _collectives(
+    comm: Mapping[str, Formula], groups: Mapping[str, Formula], chips: sympy.Expr, at: str
+) -> tuple[dict[str, sympy.Expr], dict[str, sympy.Expr]]:
+    """Each collective's payload and group (default: every chip), parsed."""
     for key in comm:
         if not isinstance(key, str) or not _IDENTIFIER.fullmatch(key):
             raise InputError(f"{at}[comm] {key!r}: use lowercase letters, digits, - and _")
@@ -204,18 +242,25 @@ def _build(
     if stray:
         raise InputError(f"{at}[groups] {_printable(str(stray[0]))} is not a collective in [comm]")
     payloads = {k: _formula(v, f"{at}[comm] {k}") for k, v in comm.items()}
-    group_of = {
-        k: _formula(groups[k], f"{at}[groups] {k}") if k in groups else chips_expr for k in comm
-    }
+    group_of = {k: _formula(groups[k], f"{at}[groups] {k}") if k in groups else chips for k in comm}
+    return payloads, group_of
 
-    degrees = tuple(BY_SYMBOL[s] for s in sorted(chips_expr.free_symbols, key=str))
+
+def _checks(
+    reference: str,
+    weight_replication: Formula | None,
+    kv_replication: Formula,
+    flops_redundancy: Formula | None,
+    at: str,
+) -> Checks:
+    """What verify holds the layout to: the reference's totals, with the copies declared."""
     excess = sympy.S.Zero
     if flops_redundancy is not None:
         excess = _formula(flops_redundancy, f"{at}[checks] flops_redundancy")
     copies = None
     if weight_replication is not None:
         copies = _formula(weight_replication, f"{at}[checks] weight_replication")
-    checks = Checks(
+    return Checks(
         reference=reference,
         flops=REF_FLOPS + excess,
         repeated="declared by the layout",
@@ -223,52 +268,45 @@ def _build(
         kv_cache=REF_KV * _formula(kv_replication, f"{at}[checks] kv_replication"),
     )
 
+
+def _builder(
+    exprs: Mapping[str, sympy.Expr],
+    chips: sympy.Expr,
+    payloads: Mapping[str, sympy.Expr],
+    groups: Mapping[str, sympy.Expr],
+) -> Builder:
+    """The layout's builder: the per-chip formulas as totals, each payload as a collective."""
+
     def build(_phase: Phase, _conventions: Conventions) -> Cost:
         t = Trace()
-        symbols = {
-            key: t.define(key, label, exprs[key], section=section, unit=unit, name=short)
-            for key, label, section, unit, short in (
-                ("flops", "FLOPs per chip", "flops", "FLOPs", "F"),
-                ("weight_bytes", "weight bytes per chip", "weights", "bytes", "W"),
-                ("activation_bytes", "activation bytes per chip", "activations", "bytes", "A"),
-                ("kv_cache_bytes", "KV-cache bytes per chip", "kv_cache", "bytes", "KV"),
-            )
-        }
-        collectives = []
-        for key, payload in payloads.items():
-            symbol = t.define(
-                key,
-                key.replace("_", " "),
-                over_group(payload, group_of[key]),
-                section="communication",
-                unit="bytes",
-                name=f"C_{key}",
-                note="payload bytes; none on a one-chip group",
-            )
-            collectives.append(Collective(key, "collective", group_of[key], symbol, ""))
+        totals = {key: spec(t, exprs[key]) for key, spec in _TOTALS.items()}
+        collectives = [_collective(t, key, payloads[key], groups[key]) for key in payloads]
         return finish(
             t,
-            chips=chips_expr,
-            flops=symbols["flops"],
-            weights=symbols["weight_bytes"],
-            activations=symbols["activation_bytes"],
-            kv_cache=symbols["kv_cache_bytes"],
+            chips=chips,
+            flops=totals["flops"],
+            weights=totals["weight_bytes"],
+            activations=totals["activation_bytes"],
+            kv_cache=totals["kv_cache_bytes"],
             collectives=collectives,
             note="",  # a user layout's payloads are whatever its file declares
         )
 
-    entry = Layout(
-        name,
-        layer,
-        _summary(summary, where, at),
-        degrees,
-        (),
-        build,
-        checks,
-        (ph,),
+    return build
+
+
+def _collective(t: Trace, key: str, payload: sympy.Expr, group: sympy.Expr) -> Collective:
+    """A collective the file names, of no declared kind: its payload as a step of ``t``."""
+    symbol = t.define(
+        key,
+        key.replace("_", " "),
+        over_group(payload, group),
+        section=Section.COMMUNICATION,
+        unit="bytes",
+        name=f"C_{key}",
+        note=_PAYLOAD_NOTE,
     )
-    cost = build(ph, Conventions())  # fail now, not at first use, if the formulas do not combine
-    return entry, cost
+    return Collective(key, CollectiveKind.USER, group, symbol, "")
 
 
 def _summary(summary: object, where: str, at: str) -> str:
@@ -367,13 +405,36 @@ def read_layout(path: str | Path) -> Layout:
 def _read(path: Path) -> dict[str, Any]:
     """``define_layout``'s arguments from the TOML file at ``path``."""
     shown = _printable(str(path))
+    data = _toml(path, shown)
+    _check_tables(data, shown)
+    head = data["layout"]
+    checks = data.get("checks", {})
+    return {
+        "name": head["name"],
+        "phase": head["phase"],
+        "chips": head["chips"],
+        "per_chip": data["per_chip"],
+        "comm": data.get("comm"),
+        "groups": data.get("groups"),
+        "layer": head.get("layer", "attention"),
+        "reference": head.get("reference", "single"),
+        "weight_replication": checks.get("weight_replication"),
+        "kv_replication": checks.get("kv_replication", 1),
+        "flops_redundancy": checks.get("flops_redundancy"),
+        "summary": head.get("summary", ""),
+        "where": str(path),
+    }
+
+
+def _toml(path: Path, shown: str) -> dict[str, Any]:
+    """The file's TOML, at most MAX_FILE_BYTES; InputError saying why it cannot be read."""
     try:
         size = path.stat().st_size
         if size > MAX_FILE_BYTES:
             raise InputError(
                 f"{shown}: {size:,} bytes; a layout file is at most {MAX_FILE_BYTES:,}"
             )
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise InputError(f"{shown}: no such file") from None
     except IsADirectoryError:
@@ -387,6 +448,9 @@ def _read(path: Path) -> dict[str, Any]:
     except OSError as exc:
         raise InputError(f"{shown}: cannot read: {exc.strerror}") from None
 
+
+def _check_tables(data: Mapping[str, Any], shown: str) -> None:
+    """Known tables and keys only; [layout] with a name, phase and chips, and [per_chip]."""
     for section, value in data.items():
         name = _printable(section)
         if section not in _SECTIONS:
@@ -408,19 +472,3 @@ def _read(path: Path) -> dict[str, Any]:
     for key in ("name", "layer", "phase", "reference", "summary"):
         if key in head and not isinstance(head[key], str):
             raise InputError(f"{shown}: [layout] {key} must be text")
-    checks = data.get("checks", {})
-    return {
-        "name": head["name"],
-        "phase": head["phase"],
-        "chips": head["chips"],
-        "per_chip": data["per_chip"],
-        "comm": data.get("comm"),
-        "groups": data.get("groups"),
-        "layer": head.get("layer", "attention"),
-        "reference": head.get("reference", "single"),
-        "weight_replication": checks.get("weight_replication"),
-        "kv_replication": checks.get("kv_replication", 1),
-        "flops_redundancy": checks.get("flops_redundancy"),
-        "summary": head.get("summary", ""),
-        "where": str(path),
-    }

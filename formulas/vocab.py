@@ -17,33 +17,45 @@ on the last rank, so that rank is the busiest chip and the others compute no log
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import sympy
 
-from shardcost.symbolic import Collective, Cost, Trace, collective, finish
-from shardcost.symbolic.dimensions import (
-    CONTEXT_PARALLEL,
-    TENSOR_PARALLEL,
-    B,
-    V,
-    b,
-    cp,
-    d,
-    tp,
+from shardcost.symbolic import (
+    Collective,
+    CollectiveKind,
+    CollectiveSpec,
+    Cost,
+    Section,
+    StepSpec,
+    Trace,
+    collective,
+    finish,
 )
+from shardcost.symbolic.dimensions import CONTEXT_PARALLEL, TENSOR_PARALLEL, B, V, b, cp, d, tp
 
 from .conventions import Conventions, Phase
-from .ffn import token_share
 from .primitives import matmul_flops, tensor_bytes
 from .registry import REF_FLOPS, Checks, Role, Send, layer, layout, ref
+from .sharding import chip_count, token_share, vocab_over_tp
+from .steps import (
+    ACT_INPUT,
+    ACT_OUTPUT,
+    ACTIVATION_BYTES,
+    FLOPS,
+    MATMUL_ASSUMED,
+    TOTALS_ASSUMED,
+    WEIGHT_BYTES,
+    hidden_bytes,
+    no_kv_cache,
+)
 
 _COMMON = (
     "Weights and activations take bytes_per_elem bytes per element; the vocabulary "
     "layers have no KV cache.",
     "Under tensor parallelism the vocabulary is sharded: each rank holds ⌈V/tp⌉ rows "
     "(the busiest rank's share when tp does not divide V).",
-    "Communication bytes are payload (logical tensor) bytes per chip, not ring-injected "
-    "bytes; a collective over a one-chip group sends nothing.",
-    "Aggregate metrics are per-chip values times the number of chips.",
+    *TOTALS_ASSUMED,
 )
 EMBEDDING = layer(
     "embedding",
@@ -60,7 +72,7 @@ LM_HEAD = layer(
     role=Role.HEAD,
     conventions=("logits_for_all_tokens",),
     assumptions=(
-        "A matrix product X[m, k] @ W[k, n] costs 2·m·k·n FLOPs (a multiply and an add).",
+        MATMUL_ASSUMED,
         "Resident activations are the final hidden rows H[M_logits, d] and the logits.",
         "The final norm before the LM head is a model component of its own, not part of "
         "this layer.",
@@ -69,209 +81,146 @@ LM_HEAD = layer(
 )
 
 
-def _vocab_rows(t: Trace, *, over_tp: bool) -> sympy.Expr:
-    """This chip's vocabulary rows: all of them, or a TP rank's share (rounded up)."""
-    if not over_tp:
-        return V
-    return t.split(
-        "vocab_local",
-        "vocabulary rows per TP rank",
-        V,
+# Steps, declared once: key, words, section, unit, symbol, LaTeX, shape note; the shared
+# ones in the words of these layers.
+_F, _A = Section.FLOPS, Section.ACTIVATIONS
+LOOKUP = StepSpec(
+    "lookup",
+    "row gather",
+    _F,
+    "FLOPs",
+    "F_lookup",
+    r"F_{\mathrm{lookup}}",
+    "X = E[ids]: a gather, no arithmetic",
+)
+TABLE = replace(WEIGHT_BYTES, note="the embedding table E[V, d] (this chip's rows)")
+TABLE_READS = StepSpec(
+    "weight_reads",
+    "table bytes read",
+    Section.WEIGHTS,
+    "bytes",
+    "W_read",
+    r"W_{\mathrm{read}}",
+    "a gather reads at most one row per token, never more than the table",
+)
+EMBEDDED = replace(ACT_OUTPUT, label="embedded rows X", latex="A_{X}")
+LOGIT_ROWS = StepSpec(
+    "logit_rows",
+    "rows with logits",
+    Section.DERIVED,
+    "tokens",
+    "M_logits",
+    r"M_{\mathrm{logits}}",
+    "each sequence's last position only",
+)
+LOGITS = StepSpec(
+    "logits",
+    "logits projection",
+    _F,
+    "FLOPs",
+    "F_logits",
+    r"F_{\mathrm{logits}}",
+    "H[M, d] @ W[d, V]",
+)
+HEAD_WEIGHTS = replace(
+    WEIGHT_BYTES,
+    note="W[d, V] (this chip's columns); a tied model shares it with the embedding",
+)
+HIDDEN_ROWS = replace(ACT_INPUT, label="final hidden rows H", latex="A_{H}")
+ACT_LOGITS = StepSpec("act_logits", "logits", _A, "bytes", "A_logits", r"A_{\mathrm{logits}}")
+
+# Collectives, declared once: used by the builders and by the checks that hold them.
+_ROWS = "each rank's X is zero outside its vocabulary rows"
+_SLICES = "each rank holds the logits of its vocabulary slice"
+EMBEDDING_ALLREDUCE = CollectiveSpec(
+    "output_allreduce",
+    CollectiveKind.ALL_REDUCE,
+    "embedding all-reduce",
+    _ROWS + "; the sum is the embedding",
+)
+LOGITS_ALLGATHER = CollectiveSpec(
+    "logits_allgather", CollectiveKind.ALL_GATHER, "logits all-gather", _SLICES
+)
+_GATHER_NOTE = "all-gather over the tp group of the full logits[M, V]; none on one chip"
+
+
+def _gather_logits(t: Trace, tokens: sympy.Expr) -> Collective:
+    """The logits all-gather over TP: every rank ends with logits[M, V]."""
+    spec = LOGITS_ALLGATHER
+    return collective(
+        t,
+        spec.name,
+        spec.kind,
         tp,
-        what="vocabulary rows",
-        name="V_local",
-        latex=r"V_{\mathrm{local}}",
-        unit="tokens",
+        hidden_bytes(tokens, V),
+        label=spec.label,
+        description=spec.description,
+        note=_GATHER_NOTE,
     )
 
 
-def _common_tail(
+def _finish(
     t: Trace,
-    chips: sympy.Expr,
     flops: sympy.Symbol,
     weights: sympy.Symbol,
     activations: sympy.Symbol,
-    collectives: list[Collective],
+    sends: list[Collective],
+    *,
+    over_tp: bool,
+    over_cp: bool,
     weight_reads: sympy.Symbol | None = None,
 ) -> Cost:
-    kv_cache = t.define(
-        "kv_cache_bytes",
-        "KV-cache bytes per chip",
-        sympy.S.Zero,
-        section="kv_cache",
-        unit="bytes",
-        name="KV",
-        note="a vocabulary layer has none",
-    )
+    """Close a vocabulary layer's trace: no KV cache, then the Cost."""
     return finish(
         t,
-        chips=chips,
+        chips=chip_count(over_tp=over_tp, over_cp=over_cp),
         flops=flops,
         weights=weights,
         activations=activations,
-        kv_cache=kv_cache,
-        collectives=collectives,
+        kv_cache=no_kv_cache(t, "a vocabulary layer has none"),
+        collectives=sends,
         weight_reads=weight_reads,
     )
 
 
 def _embedding(phase: Phase, *, over_tp: bool, over_cp: bool) -> Cost:
+    """One chip's share of the embedding: vocabulary rows over TP, tokens over CP."""
     t = Trace()
-    rows = _vocab_rows(t, over_tp=over_tp)
+    rows = vocab_over_tp(t) if over_tp else V
     tokens = token_share(t, phase, over_cp=over_cp)
-    lookup = t.define(
-        "lookup",
-        "row gather",
-        sympy.S.Zero,
-        section="flops",
-        unit="FLOPs",
-        name="F_lookup",
-        latex=r"F_{\mathrm{lookup}}",
-        note="X = E[ids]: a gather, no arithmetic",
+    flops = FLOPS(t, LOOKUP(t, sympy.S.Zero))
+    weights = TABLE(t, tensor_bytes(rows, d, bytes_per_elem=b))
+    reads = TABLE_READS(t, tensor_bytes(sympy.Min(tokens, rows), d, bytes_per_elem=b))
+    activations = ACTIVATION_BYTES(t, EMBEDDED(t, hidden_bytes(tokens)))
+    sends = [EMBEDDING_ALLREDUCE(t, tp, hidden_bytes(tokens))] if over_tp else []
+    return _finish(
+        t, flops, weights, activations, sends, over_tp=over_tp, over_cp=over_cp, weight_reads=reads
     )
-    flops = t.define("flops", "FLOPs per chip", lookup, section="flops", unit="FLOPs", name="F")
-    weights = t.define(
-        "weight_bytes",
-        "weight bytes per chip",
-        tensor_bytes(rows, d, bytes_per_elem=b),
-        section="weights",
-        unit="bytes",
-        name="W",
-        note="the embedding table E[V, d] (this chip's rows)",
-    )
-    reads = t.define(
-        "weight_reads",
-        "table bytes read",
-        tensor_bytes(sympy.Min(tokens, rows), d, bytes_per_elem=b),
-        section="weights",
-        unit="bytes",
-        name="W_read",
-        latex=r"W_{\mathrm{read}}",
-        note="a gather reads at most one row per token, never more than the table",
-    )
-    act_output = t.define(
-        "act_output",
-        "embedded rows X",
-        tensor_bytes(tokens, d, bytes_per_elem=b),
-        section="activations",
-        unit="bytes",
-        name="A_y",
-        latex="A_{X}",
-    )
-    activations = t.define(
-        "activation_bytes",
-        "activation bytes per chip",
-        act_output,
-        section="activations",
-        unit="bytes",
-        name="A",
-    )
-    collectives = []
-    if over_tp:
-        collectives.append(
-            collective(
-                t,
-                "output_allreduce",
-                "all-reduce",
-                tp,
-                tensor_bytes(tokens, d, bytes_per_elem=b),
-                label="embedding all-reduce",
-                description="each rank's X is zero outside its vocabulary rows; the sum is "
-                "the embedding",
-            )
-        )
-    chips = (tp if over_tp else 1) * (cp if over_cp else 1)
-    return _common_tail(t, chips, flops, weights, activations, collectives, reads)
 
 
 def _logit_rows(t: Trace, phase: Phase, conv: Conventions, *, over_cp: bool) -> sympy.Expr:
     """The rows this chip computes logits for."""
     if phase is Phase.DECODE or conv.logits_for_all_tokens:
         return token_share(t, phase, over_cp=over_cp)
-    return t.define(
-        "logit_rows",
-        "rows with logits",
-        B,
-        section="derived",
-        unit="tokens",
-        name="M_logits",
-        latex=r"M_{\mathrm{logits}}",
-        note="each sequence's last position only"
-        + (": all on the last CP rank, the busiest chip" if over_cp else ""),
-    )
+    if not over_cp:
+        return LOGIT_ROWS(t, B)
+    return LOGIT_ROWS(t, B, note=LOGIT_ROWS.note + ": all on the last CP rank, the busiest chip")
 
 
 def _lm_head(phase: Phase, conv: Conventions, *, over_tp: bool, over_cp: bool) -> Cost:
+    """One chip's share of the LM head: vocabulary columns over TP, rows over CP."""
     t = Trace()
-    rows = _vocab_rows(t, over_tp=over_tp)
+    rows = vocab_over_tp(t) if over_tp else V
     tokens = _logit_rows(t, phase, conv, over_cp=over_cp)
-    logits = t.define(
-        "logits",
-        "logits projection",
-        matmul_flops(tokens, d, rows),
-        section="flops",
-        unit="FLOPs",
-        name="F_logits",
-        latex=r"F_{\mathrm{logits}}",
-        note="H[M, d] @ W[d, V]",
-    )
-    flops = t.define("flops", "FLOPs per chip", logits, section="flops", unit="FLOPs", name="F")
-    weights = t.define(
-        "weight_bytes",
-        "weight bytes per chip",
-        tensor_bytes(d, rows, bytes_per_elem=b),
-        section="weights",
-        unit="bytes",
-        name="W",
-        note="W[d, V] (this chip's columns); a tied model shares it with the embedding",
-    )
-    act_input = t.define(
-        "act_input",
-        "final hidden rows H",
-        tensor_bytes(tokens, d, bytes_per_elem=b),
-        section="activations",
-        unit="bytes",
-        name="A_x",
-        latex="A_{H}",
-    )
-    act_logits = t.define(
-        "act_logits",
-        "logits",
-        tensor_bytes(tokens, rows, bytes_per_elem=b),
-        section="activations",
-        unit="bytes",
-        name="A_logits",
-        latex=r"A_{\mathrm{logits}}",
-    )
-    activations = t.define(
-        "activation_bytes",
-        "activation bytes per chip",
-        act_input + act_logits,
-        section="activations",
-        unit="bytes",
-        name="A",
-    )
-    collectives = []
-    if over_tp:
-        collectives.append(
-            collective(
-                t,
-                "logits_allgather",
-                "all-gather",
-                tp,
-                tensor_bytes(tokens, V, bytes_per_elem=b),
-                label="logits all-gather",
-                description="each rank holds the logits of its vocabulary slice",
-                note="all-gather over the tp group of the full logits[M, V]; none on one chip",
-            )
-        )
-    chips = (tp if over_tp else 1) * (cp if over_cp else 1)
-    return _common_tail(t, chips, flops, weights, activations, collectives)
+    flops = FLOPS(t, LOGITS(t, matmul_flops(tokens, d, rows)))
+    weights = HEAD_WEIGHTS(t, tensor_bytes(d, rows, bytes_per_elem=b))
+    hidden = HIDDEN_ROWS(t, hidden_bytes(tokens))
+    activations = ACTIVATION_BYTES(t, hidden + ACT_LOGITS(t, hidden_bytes(tokens, rows)))
+    sends = [_gather_logits(t, tokens)] if over_tp else []
+    return _finish(t, flops, weights, activations, sends, over_tp=over_tp, over_cp=over_cp)
 
 
 # -- the embedding ------------------------------------------------------------------------
-
-_ROWS = "each rank's X is zero outside its vocabulary rows"
 
 
 @layout(
@@ -290,7 +239,7 @@ def embedding_single(phase: Phase, conv: Conventions) -> Cost:
     layer=EMBEDDING,
     summary="vocabulary rows sharded over tensor_parallel ranks; output all-reduced",
     degrees=(TENSOR_PARALLEL,),
-    checks=Checks(sends=(Send("output_allreduce", tp, ref("act_output"), _ROWS),)),
+    checks=Checks(sends=(Send(EMBEDDING_ALLREDUCE.name, tp, ref("act_output"), _ROWS),)),
 )
 def embedding_tp(phase: Phase, conv: Conventions) -> Cost:
     """Vocabulary-parallel: each rank gathers its rows, the partial outputs are summed."""
@@ -317,7 +266,9 @@ def embedding_sp(phase: Phase, conv: Conventions) -> Cost:
     degrees=(TENSOR_PARALLEL, CONTEXT_PARALLEL),
     checks=Checks(
         weights=ref("weight_bytes") * cp,
-        sends=(Send("output_allreduce", tp, ref("act_output") / cp, _ROWS + ", for its tokens"),),
+        sends=(
+            Send(EMBEDDING_ALLREDUCE.name, tp, ref("act_output") / cp, _ROWS + ", for its tokens"),
+        ),
     ),
 )
 def embedding_tp_sp(phase: Phase, conv: Conventions) -> Cost:
@@ -327,7 +278,6 @@ def embedding_tp_sp(phase: Phase, conv: Conventions) -> Cost:
 
 # -- the LM head --------------------------------------------------------------------------
 
-_SLICES = "each rank holds the logits of its vocabulary slice"
 _LAST_RANK = (
     "per-chip metrics describe the busiest chip, the last CP rank, which computes every "
     "sequence's last-position logits; the other ranks compute none"
@@ -354,7 +304,7 @@ def lm_head_single(phase: Phase, conv: Conventions) -> Cost:
     summary="vocabulary columns sharded over tensor_parallel ranks; logits all-gathered",
     degrees=(TENSOR_PARALLEL,),
     conventions=(_LOGITS,),
-    checks=Checks(sends=(Send("logits_allgather", tp, ref("act_logits"), _SLICES),)),
+    checks=Checks(sends=(Send(LOGITS_ALLGATHER.name, tp, ref("act_logits"), _SLICES),)),
 )
 def lm_head_tp(phase: Phase, conv: Conventions) -> Cost:
     """Column-parallel over the vocabulary: one all-gather of the logits."""
@@ -388,10 +338,10 @@ def lm_head_sp(phase: Phase, conv: Conventions) -> Cost:
     checks=Checks(
         weights=ref("weight_bytes") * cp,
         sends=(
-            Send("logits_allgather", tp, ref("act_logits") / cp, _OWN, phase=Phase.DECODE),
-            Send("logits_allgather", tp, ref("act_logits") / cp, _OWN, Phase.PREFILL, _LOGITS),
+            Send(LOGITS_ALLGATHER.name, tp, ref("act_logits") / cp, _OWN, phase=Phase.DECODE),
+            Send(LOGITS_ALLGATHER.name, tp, ref("act_logits") / cp, _OWN, Phase.PREFILL, _LOGITS),
             Send(
-                "logits_allgather",
+                LOGITS_ALLGATHER.name,
                 tp,
                 ref("act_logits"),
                 _SLICES + ", for every sequence's last position (on the last CP rank)",

@@ -10,6 +10,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import shardcost
+from shardcost.formulas import Conventions, Phase, get_layout
+from shardcost.formulas.sharding import (
+    cached_over_cp,
+    heads_over,
+    keys_over_cp,
+    sequence_over_cp,
+    token_share,
+)
+from shardcost.symbolic import Trace
+from shardcost.symbolic.dimensions import tp
 
 # Llama-2-7B's FFN: d = 4096, d_ff = 11008, gated (SwiGLU); prefill B = 2, S = 1024.
 LLAMA2 = {"hidden_size": 4096, "intermediate_size": 11008, "batch_size": 2, "seq_len": 1024}
@@ -134,3 +144,60 @@ def test_verify_proves_every_ffn_layout() -> None:
     results = shardcost.verify(layer="ffn", every_convention=True)
     assert len(results) == 4 * 2 * 2  # layouts x phases x ffn_gated
     assert all(r.ok for r in results)
+
+
+def test_each_layout_performs_the_collectives_its_checks_declare() -> None:
+    for lay in shardcost.formulas.all_layouts("ffn"):
+        for phase in lay.phases:
+            built = {c.name for c in lay.cost(phase).collectives}
+            declared = lay.checks.sent(phase, Conventions())
+            assert declared is not None and built == {s.collective for s in declared}, lay.name
+
+
+# -- the shares of a dimension (formulas/sharding.py) that token_share moved into
+
+CP_LAYOUTS = {False: "single", True: "sp"}
+
+
+@pytest.mark.parametrize("phase", list(Phase))
+@pytest.mark.parametrize("over_cp", [False, True])
+def test_every_per_token_layer_runs_the_same_token_share(phase: Phase, over_cp: bool) -> None:
+    """The FFN and the embedding take their tokens from one share: the same steps."""
+
+    def derived(layer: str) -> tuple:
+        cost = get_layout(CP_LAYOUTS[over_cp], layer).cost(phase)
+        return (cost.derivation.section("derived"), cost.derivation.splits)
+
+    t = Trace()
+    token_share(t, phase, over_cp=over_cp)
+    assert derived("ffn") == derived("embedding") == (tuple(t.steps), tuple(t.splits))
+
+
+def attention_keeps(t: Trace, layout: str, phase: Phase) -> bool:
+    """Whether attention's ``layout`` has the steps, splits and requirements of ``t``."""
+    d = get_layout(layout).cost(phase).derivation
+    return (
+        all(d.step(s.key) == s for s in t.steps)
+        and set(t.splits) <= set(d.splits)
+        and set(t.requirements) <= set(d.requirements)
+    )
+
+
+def test_the_shares_write_attentions_steps_to_the_letter() -> None:
+    """The shared shares are attention's own (keys, words, symbols, LaTeX, notes), so the
+    attention layer can take them up without a byte of its reports changing."""
+    prefill, decode = Phase.PREFILL, Phase.DECODE
+    t = Trace()
+    token_share(t, prefill, over_cp=False)
+    assert attention_keeps(t, "single", prefill)
+    t = Trace()
+    sequence_over_cp(t)
+    assert attention_keeps(t, "cp-kv-sharded", prefill)
+    t = Trace()
+    heads_over(t, tp, "tensor-parallel")
+    assert attention_keeps(t, "tp", prefill)
+    d = get_layout("cp-kv-sharded").cost(decode).derivation
+    t = Trace()
+    keys_over_cp(t, d.step("key_len").symbol)
+    cached_over_cp(t, d.step("kv_len").symbol)
+    assert attention_keeps(t, "cp-kv-sharded", decode)

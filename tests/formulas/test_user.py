@@ -10,7 +10,9 @@ import sympy
 
 import shardcost
 from shardcost.errors import InputError
+from shardcost.formulas import Phase, get_layout
 from shardcost.formulas.user import load_layout, read_layout
+from shardcost.symbolic import CollectiveKind
 
 LAYOUTS = Path(__file__).parent / "layouts"
 _names = (f"user-{i}" for i in itertools.count())
@@ -92,6 +94,20 @@ def test_python_route() -> None:
     )
     (result,) = shardcost.verify(layout.name)
     assert result.ok, [(v.claim.name, v.residual) for v in result.verdicts if not v.ok]
+
+
+def test_a_user_layout_adds_up_to_the_same_totals_as_the_built_ins() -> None:
+    cost = read_layout(LAYOUTS / "my-ring-cp.toml").cost(Phase.PREFILL)
+    built_in = get_layout("single").cost(Phase.PREFILL)
+    for key in ("flops", "weight_bytes", "activation_bytes", "kv_cache_bytes"):
+        mine, theirs = cost.derivation.step(key), built_in.derivation.step(key)
+        words = ("symbol", "label", "section", "unit", "latex")
+        assert [getattr(mine, w) for w in words] == [getattr(theirs, w) for w in words]
+    # the file names its collectives; it declares no kind for them
+    assert [(c.name, c.kind) for c in cost.collectives] == [
+        ("softmax_stats_allreduce", CollectiveKind.USER),
+        ("output_allreduce", CollectiveKind.USER),
+    ]
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import shardcost
+from shardcost.formulas import Conventions, all_layouts, get_layout
 
 LAYOUTS = ["single", "tp", "sp", "tp-sp"]
 
@@ -121,3 +122,32 @@ def test_vocab_layers_verify() -> None:
 def test_seq_len_unread_with_last_token_logits_says_why() -> None:
     with pytest.raises(shardcost.InputError, match=r"read with logits_for_all_tokens=true"):
         shardcost.metrics("single", layer="lm_head", seq_len=100)
+
+
+@pytest.mark.parametrize("layer", ["embedding", "lm_head"])
+@pytest.mark.parametrize("all_logits", [False, True])
+def test_each_layout_performs_the_collectives_its_checks_declare(
+    layer: str, all_logits: bool
+) -> None:
+    conv = Conventions(logits_for_all_tokens=all_logits)
+    for lay in all_layouts(layer):
+        for phase in lay.phases:
+            built = {c.name for c in lay.cost(phase, conv).collectives}
+            declared = lay.checks.sent(phase, conv)
+            assert declared is not None and built == {s.collective for s in declared}, lay.name
+
+
+def test_the_lm_head_shares_the_embeddings_vocabulary_rows() -> None:
+    # V = 32001 over tp = 2: both hold the busiest rank's 16,001 rows, from one share
+    for phase in ("prefill", "decode"):
+        rows = [
+            get_layout("tp", layer).cost(phase).derivation.step("vocab_local")
+            for layer in ("embedding", "lm_head")
+        ]
+        assert rows[0] == rows[1]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", shardcost.UnevenSplitWarning)
+        got = shardcost.metrics(
+            "tp", "decode", layer="lm_head", hidden_size=8, vocab_size=32001, tensor_parallel=2
+        )
+    assert got["metrics"]["weight_memory_per_chip"] == 8 * 16_001 * 2
