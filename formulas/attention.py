@@ -11,7 +11,7 @@ chip's share as a ``Shard``; ``_attention_cost`` turns a shard into steps, each 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import sympy
 
@@ -26,7 +26,6 @@ from shardcost.symbolic import (
     finish,
 )
 from shardcost.symbolic.dimensions import (
-    BY_SYMBOL,
     CONTEXT_PARALLEL,
     HEAD_DIM,
     HIDDEN_SIZE,
@@ -49,6 +48,19 @@ from shardcost.symbolic.dimensions import (
 from .conventions import Conventions, Phase
 from .primitives import bmm_flops, matmul_flops, tensor_bytes
 from .registry import Checks, Role, Send, layer, layout, ref
+from .sharding import cached_over_cp, heads_over, keys_over_cp, sequence_over_cp, token_share
+from .steps import (
+    ACT_INPUT,
+    ACT_OUTPUT,
+    ACTIVATION_BYTES,
+    FLOPS,
+    KV_CACHE_BYTES,
+    MATMUL_ASSUMED,
+    NEW_TOKENS,
+    TOKENS,
+    TOTALS_ASSUMED,
+    WEIGHT_BYTES,
+)
 
 _DECODE = ("attention_keys_include_new_token", "kv_includes_new_token", "decode_projections")
 LAYER = layer(
@@ -57,83 +69,22 @@ LAYER = layer(
     conventions=(*_DECODE, "materialize_full_hidden_after_tp"),
     relations=(Product(HIDDEN_SIZE, NUM_HEADS, HEAD_DIM),),
     assumptions=(
-        "A matrix product X[m, k] @ W[k, n] costs 2·m·k·n FLOPs (a multiply and an add).",
+        MATMUL_ASSUMED,
         "Causal masking is not halved: every query is charged for every key it may see.",
         "The B·h·S_q·S_k score matrix is streamed (tiled), not a resident activation.",
         "Resident activations are the input X, the projections computed, and the output Y.",
         "Weights, activations and the KV cache take bytes_per_elem bytes per element.",
-        "Communication bytes are payload (logical tensor) bytes per chip, not ring-injected "
-        "bytes; a collective over a one-chip group sends nothing.",
-        "Aggregate metrics are per-chip values times the number of chips.",
+        *TOTALS_ASSUMED,
     ),
 )
 
 
 # Steps, declared once: key, words, section, unit, symbol, LaTeX, shape note.
 _D, _F, _W, _A = Section.DERIVED, Section.FLOPS, Section.WEIGHTS, Section.ACTIVATIONS
-TOKENS = StepSpec("tokens", "tokens in the batch", _D, "tokens", "M", note="B × S")
-NEW_TOKENS = StepSpec(
-    "tokens",
-    "new tokens in the batch",
-    _D,
-    "tokens",
-    "M_q",
-    "M_{q}",
-    "B × T: one query per new token",
-)
 KEY_LEN = StepSpec("key_len", "keys each new token attends to", _D, "positions", "S_k", "S_{k}")
 KV_LEN = StepSpec(
     "kv_len", "positions per sequence in the KV cache", _D, "positions", "S_kv", "S_{kv}"
 )
-SEQ_LOCAL = StepSpec(
-    "seq_local", "sequence positions per CP rank", _D, "positions", "S_local", r"S_{\mathrm{local}}"
-)
-NEW_LOCAL = StepSpec(
-    "new_tokens_local", "new tokens per CP rank", _D, "positions", "T_local", r"T_{\mathrm{local}}"
-)
-TOKENS_LOCAL = StepSpec(
-    "tokens_local",
-    "tokens per CP rank",
-    _D,
-    "tokens",
-    "M_local",
-    r"M_{\mathrm{local}}",
-    "B × S_local",
-)
-KEY_LEN_LOCAL = StepSpec(
-    "key_len_local", "keys per CP rank", _D, "positions", "S_k_local", r"S_{k,\mathrm{local}}"
-)
-KV_LEN_LOCAL = StepSpec(
-    "kv_len_local",
-    "cached positions per CP rank",
-    _D,
-    "positions",
-    "S_kv_local",
-    r"S_{kv,\mathrm{local}}",
-)
-_REPLICATED = "one replicated head per rank when {degree} exceeds num_kv_heads"
-HEADS_OVER = {
-    degree: (
-        StepSpec(
-            "heads_local",
-            f"query heads per {rank} rank",
-            _D,
-            "heads",
-            "h_local",
-            r"h_{\mathrm{local}}",
-        ),
-        StepSpec(
-            "kv_heads_local",
-            f"KV heads per {rank} rank",
-            _D,
-            "heads",
-            "h_kv_local",
-            r"h_{kv,\mathrm{local}}",
-            _REPLICATED.format(degree=dim.name),
-        ),
-    )
-    for degree, dim, rank in ((tp, TENSOR_PARALLEL, "TP"), (cp, CONTEXT_PARALLEL, "CP"))
-}
 Q_PROJ = StepSpec("q_proj", "Q projection", _F, "FLOPs", "F_q", "F_{Q}", "X[M, d] @ Wq[d, h·dh]")
 K_PROJ = StepSpec("k_proj", "K projection", _F, "FLOPs", "F_k", "F_{K}", "X[M, d] @ Wk[d, h_kv·dh]")
 V_PROJ = StepSpec("v_proj", "V projection", _F, "FLOPs", "F_v", "F_{V}", "X[M, d] @ Wv[d, h_kv·dh]")
@@ -152,28 +103,18 @@ APPLY_V = StepSpec(
 O_PROJ = StepSpec(
     "o_proj", "output projection", _F, "FLOPs", "F_o", "F_{O}", "O[M, h·dh] @ Wo[h·dh, d]"
 )
-FLOPS = StepSpec("flops", "FLOPs per chip", _F, "FLOPs", "F")
 WEIGHTS_QO = StepSpec(
     "weights_qo", "Wq and Wo bytes", _W, "bytes", "W_qo", r"W_{QO}", "d × h·dh each"
 )
 WEIGHTS_KV = StepSpec(
     "weights_kv", "Wk and Wv bytes", _W, "bytes", "W_kv", r"W_{KV}", "d × h_kv·dh each"
 )
-WEIGHT_BYTES = StepSpec("weight_bytes", "weight bytes per chip", _W, "bytes", "W")
-ACT_INPUT = StepSpec("act_input", "input X", _A, "bytes", "A_x", "A_{X}")
 ACT_PROJECTIONS = StepSpec("act_projections", "QKV outputs", _A, "bytes", "A_qkv", "A_{QKV}")
-ACT_OUTPUT = StepSpec("act_output", "output Y", _A, "bytes", "A_y", "A_{Y}")
-ACTIVATION_BYTES = StepSpec(
-    "activation_bytes",
-    "activation bytes per chip",
-    _A,
-    "bytes",
-    "A",
-    note="the B·h·S·S score matrix is streamed (tiled), not resident",
+
+ACTIVATIONS = replace(
+    ACTIVATION_BYTES, note="the B·h·S·S score matrix is streamed (tiled), not resident"
 )
-KV_CACHE_BYTES = StepSpec(
-    "kv_cache_bytes", "KV-cache bytes per chip", Section.KV_CACHE, "bytes", "KV", note="K and V"
-)
+KV_BYTES = replace(KV_CACHE_BYTES, note="K and V")
 
 # Collectives, declared once: used by the builders and by the checks that hold them.
 _AR, _AG = CollectiveKind.ALL_REDUCE, CollectiveKind.ALL_GATHER
@@ -275,7 +216,7 @@ def _sequence(t: Trace, phase: Phase, conv: Conventions) -> Shard:
     """The unsharded sequence: every token, key and cached position on one chip."""
     if phase is Phase.PREFILL:
         return Shard(tokens=TOKENS(t, B * S), queries=S, keys=S, cached=S)
-    tokens = NEW_TOKENS(t, B * T)
+    tokens = NEW_TOKENS(t, B * T, note="B × T: one query per new token")
     with_new = conv.attention_keys_include_new_token
     keys = KEY_LEN(
         t,
@@ -291,22 +232,6 @@ def _sequence(t: Trace, phase: Phase, conv: Conventions) -> Shard:
     return Shard(tokens=tokens, queries=T, keys=keys, cached=cached)
 
 
-def _heads_over(t: Trace, degree: sympy.Symbol, ranks: str) -> tuple[sympy.Symbol, sympy.Symbol]:
-    """Query heads per rank of ``degree`` (whole), and KV heads per rank: whole, or, when
-    the degree exceeds num_kv_heads, one replicated KV head per rank."""
-    t.require_divisible(h, degree, f"heads are sharded whole across {ranks} ranks")
-    t.require_divisible(
-        h_kv,
-        degree,
-        f"KV heads are sharded whole across {ranks} ranks, or replicated whole when "
-        f"{BY_SYMBOL[degree].name} exceeds num_kv_heads",
-        either=True,
-    )
-    heads_spec, kv_spec = HEADS_OVER[degree]
-    heads = heads_spec(t, h / degree)
-    return heads, kv_spec.split(t, h_kv, degree, what="KV heads", replicates=True)
-
-
 def _context_shard(t: Trace, phase: Phase, conv: Conventions, *, keys_sharded: bool) -> Shard:
     """The sequence split over CP ranks.
 
@@ -317,23 +242,14 @@ def _context_shard(t: Trace, phase: Phase, conv: Conventions, *, keys_sharded: b
     too when ``keys_sharded``.
     """
     if phase is Phase.PREFILL:
-        local = SEQ_LOCAL.split(t, S, cp, what="sequence positions")
-        return Shard(tokens=TOKENS_LOCAL(t, B * local), queries=local, keys=S, cached=local)
+        local, tokens = sequence_over_cp(t)
+        return Shard(tokens=tokens, queries=local, keys=S, cached=local)
     full = _sequence(t, phase, conv)
     keys = full.keys
     if keys_sharded:
-        keys = KEY_LEN_LOCAL.split(t, full.keys, cp, what="attended key positions")
-    cached = KV_LEN_LOCAL.split(t, full.cached, cp, what="cached positions")
+        keys = keys_over_cp(t, full.keys)
+    cached = cached_over_cp(t, full.cached)
     return Shard(tokens=full.tokens, queries=T, keys=keys, cached=cached)
-
-
-def _token_share(t: Trace, phase: Phase) -> sympy.Symbol:
-    """The tokens whose projections a CP rank computes when the sequence (prefill) or the
-    new tokens (decode) are split over the ranks: the busiest rank's share."""
-    if phase is Phase.PREFILL:
-        return TOKENS_LOCAL(t, B * SEQ_LOCAL.split(t, S, cp, what="sequence positions"))
-    local = NEW_LOCAL.split(t, T, cp, what="new tokens")
-    return TOKENS_LOCAL(t, B * local, note="B × T_local")
 
 
 def _flops(t: Trace, phase: Phase, conv: Conventions, shard: Shard) -> sympy.Symbol:
@@ -381,7 +297,7 @@ def _activations(t: Trace, phase: Phase, conv: Conventions, shard: Shard) -> sym
         out = tensor_bytes(shard.tokens, width, bytes_per_elem=b)
         acts.append(ACT_PROJECTIONS(t, out, label=f"{names} outputs", latex=f"A_{{{names}}}"))
     acts.append(ACT_OUTPUT(t, tensor_bytes(shard.tokens, shard.out_width, bytes_per_elem=b)))
-    return ACTIVATION_BYTES(t, sympy.Add(*acts))
+    return ACTIVATIONS(t, sympy.Add(*acts))
 
 
 def _attention_cost(
@@ -399,7 +315,7 @@ def _attention_cost(
     weights = _weights(t, shard)
     activations = _activations(t, phase, conv, shard)
     _, kv_heads = shard.attended
-    kv = KV_CACHE_BYTES(t, 2 * tensor_bytes(B, shard.cached, kv_heads, dh, bytes_per_elem=b))
+    kv = KV_BYTES(t, 2 * tensor_bytes(B, shard.cached, kv_heads, dh, bytes_per_elem=b))
     collectives = [spec(t, group, payload) for spec, group, payload in comms]
     return finish(
         t,
@@ -498,7 +414,7 @@ def single(phase: Phase, conv: Conventions) -> Cost:
 def tensor_parallel(phase: Phase, conv: Conventions) -> Cost:
     """Megatron-style: Wq/Wk/Wv column-parallel, Wo row-parallel, one all-reduce of Y."""
     t = _trace()
-    heads, kv_heads = _heads_over(t, tp, "tensor-parallel")
+    heads, kv_heads = heads_over(t, tp, "tensor-parallel")
     seq = _sequence(t, phase, conv)
     shard = Shard(seq.tokens, seq.queries, seq.keys, seq.cached, heads, kv_heads)
     allreduce = (OUTPUT_ALLREDUCE, tp, tensor_bytes(seq.tokens, d, bytes_per_elem=b))
@@ -589,7 +505,7 @@ def cp_kv_sharded(phase: Phase, conv: Conventions) -> Cost:
 def tp_cp(phase: Phase, conv: Conventions) -> Cost:
     """TP shards heads, CP shards KV positions; CP all-reduces, then an optional TP gather."""
     t = _trace()
-    heads, kv_heads = _heads_over(t, tp, "tensor-parallel")
+    heads, kv_heads = heads_over(t, tp, "tensor-parallel")
     seq = _context_shard(t, phase, conv, keys_sharded=True)
     materialize = conv.materialize_full_hidden_after_tp
     shard = Shard(
@@ -646,8 +562,8 @@ def ulysses(phase: Phase, conv: Conventions) -> Cost:
     of Q, K, V turns a rank's tokens × all heads into all tokens × its heads, and one of
     the output turns it back. Decode splits the new tokens (one rank busy when T < cp)."""
     t = _trace()
-    heads, kv_heads = _heads_over(t, cp, "context-parallel (Ulysses)")
-    tokens = _token_share(t, phase)
+    heads, kv_heads = heads_over(t, cp, "context-parallel (Ulysses)")
+    tokens = token_share(t, phase, over_cp=True)
     seq = _sequence(t, phase, conv) if phase is Phase.DECODE else Shard(B * S, S, S, S)
     shard = Shard(
         tokens, seq.queries, seq.keys, seq.cached, core_heads=heads, core_kv_heads=kv_heads

@@ -19,6 +19,7 @@ import sympy
 from shardcost.errors import InputError, UnknownNameError
 from shardcost.symbolic import Cost, Dimension
 from shardcost.symbolic.relation import Product
+from shardcost.symbolic.trace import DECLARED
 
 from .conventions import BY_NAME as CONVENTIONS_BY_NAME
 from .conventions import Conventions, Phase
@@ -207,8 +208,26 @@ def relations_for(layout: Layout, symbols: set[sympy.Symbol] | frozenset) -> tup
     return tuple(r for r in found.relations if r.applies(symbols)) if found else ()
 
 
+def _references(checks: Checks) -> set[str]:
+    """The steps ``checks`` names with ``ref("...")``."""
+    exprs = [checks.flops, checks.decode_flops, checks.weights, checks.kv_cache]
+    exprs += [flops for *_, flops, _ in checks.flops_under]
+    exprs += [send.payload for send in checks.sends or ()]
+    found: set[str] = set()
+    for expr in exprs:
+        if expr is not None:
+            found |= {s.name[4:] for s in sympy.sympify(expr).free_symbols if s.name[:4] == "ref:"}
+    return found
+
+
 def register(entry: Layout) -> Layout:
-    """Add ``entry`` to the registry; InputError if its name is taken for its layer."""
+    """Add ``entry`` to the registry; InputError if its name is taken for its layer, or
+    if its checks name a step no layer declares (a ``ref`` never silently counts 0)."""
+    unknown = sorted(_references(entry.checks) - DECLARED)
+    if unknown:
+        raise InputError(
+            f"layout {entry.name!r} checks steps no layer declares: {', '.join(unknown)}"
+        )
     key = (entry.layer, entry.name)
     if key in _REGISTRY:
         raise InputError(f"layout {entry.name!r} is already registered for layer {entry.layer!r}")

@@ -100,3 +100,23 @@ def test_the_model_composes_every_mixer_layout(lay) -> None:
     got = shardcost.model_metrics(CONFIG, "decode", layout=lay.name, **degrees(lay))
     assert got["layouts"]["attention"] == lay.name
     assert got["chips"] == 2 ** len(lay.degrees)
+
+
+def test_a_reference_to_a_step_no_layer_declares_fails_at_registration() -> None:
+    from shardcost.errors import InputError
+    from shardcost.formulas.registry import Checks, layout, ref
+
+    with pytest.raises(InputError, match="checks steps no layer declares: q_prj"):
+
+        @layout("typo", layer="attention", summary="a typo", checks=Checks(flops=ref("q_prj")))
+        def typo(phase, conventions):  # never built: refused as it is registered
+            raise AssertionError
+
+    assert "typo" not in [lay.name for lay in all_layouts("attention")]
+
+
+def test_a_layer_is_declared_once() -> None:
+    from shardcost.formulas.registry import layer
+
+    with pytest.raises(ValueError, match="layer 'attention' is already declared"):
+        layer("attention", role=Role.MIXER)

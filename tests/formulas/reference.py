@@ -116,7 +116,8 @@ def _ulysses(phase: str, p: dict, conv: dict) -> dict:
         lengths = list(past) if isinstance(past, list) else [past] * B
         k_lens = [n + T if conv["attention_keys_include_new_token"] else n for n in lengths]
         cached = [n + T if conv["kv_includes_new_token"] else n for n in lengths]
-        M, queries, proj = B * ceil_div(T, cp), T, conv["decode_projections"]
+        # the batch's new tokens, split over the ranks (one rank busy when B·T < cp)
+        M, queries, proj = ceil_div(B * T, cp), T, conv["decode_projections"]
     heads, kv_heads = h // cp, ceil_div(hkv, cp)  # attended and cached per rank
     q, kv_proj = "q" in proj, "k" in proj
     width = (h * dh if q else 0) + (2 * hkv * dh if kv_proj else 0)
