@@ -31,7 +31,7 @@ from shardcost.symbolic.verify import Claim, ClaimKind, Divides, Domain, Term, V
 
 from .conventions import Conventions, Phase
 from .inputs import DEFAULT_FROM, describe
-from .registry import Layout, get_layer, get_layout, layers, ref, relations_for
+from .registry import Layout, get_layer, get_layout, ref, relations_for
 
 WHOLE = "whole chips"
 NONNEGATIVE = "non-negative"
@@ -279,17 +279,13 @@ def refutation(
     cost: Cost,
     reference: Cost | None,
     degrees: frozenset[sympy.Symbol],
-    layer: str | None = None,
+    layer: str,
 ) -> Verdict | None:
     """The first failed verdict of "whole chips" and "non-negative" for ``cost`` (in the
     domain verify uses, with ``layer``'s relations and ``reference``'s requirements), or
-    None when neither is refuted: a layout that fails one cannot exist.
-
-    Without ``layer`` (a layout not yet registered), the relations of every layer whose
-    dimensions the cost reads all of apply."""
+    None when neither is refuted: a layout that fails one cannot exist."""
     symbols = _dims(cost) | _dims(reference)
-    found = [get_layer(layer)] if layer is not None else [get_layer(n) for n in layers()]
-    relations = tuple(dict.fromkeys(r for ly in found for r in ly.relations if r.applies(symbols)))
+    relations = tuple(r for r in get_layer(layer).relations if r.applies(symbols))
     subs, _ = _assumed(relations, cost, reference)
     requirements = _rules(cost, subs)[0]
     if reference is not None:

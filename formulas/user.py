@@ -168,7 +168,7 @@ def define_layout(
     )
     ref_cost = get_layout(reference, layer).cost(entry.phases[0])
     degrees = frozenset(dim.symbol for dim in entry.degrees)
-    verdict = refutation(cost, ref_cost, degrees)
+    verdict = refutation(cost, ref_cost, degrees, layer=entry.layer)
     if verdict is not None:
         raise InputError(_impossible(verdict, chips, per_chip, comm or {}, groups or {}, where))
     return register(entry)
