@@ -24,26 +24,27 @@ from typing import Any
 import numpy as np
 import sympy
 
+from shardcost.errors import InternalError
 from shardcost.formulas import Layout, Phase
 from shardcost.formulas.conventions import phase as parse_phase
 from shardcost.formulas.hardware import NUMERIC_FIELDS
-from shardcost.symbolic.dimensions import BY_SYMBOL, HEAD_DIM, HIDDEN_SIZE, NUM_HEADS
+from shardcost.symbolic.dimensions import BY_SYMBOL
 
 from . import runtime
 from .printers import NumpyPrinter
-from .program import Program
+from .program import Program, equation
 from .python import (
     Variant,
     choices,
     exact_array_source,
     float_source,
     load,
+    merged,
     module_source,
     variants,
 )
 
 HARDWARE_NAMES = {f.symbol: f.name for f in NUMERIC_FIELDS}
-_SHAPE = (HIDDEN_SIZE.symbol, NUM_HEADS.symbol, HEAD_DIM.symbol)
 
 
 @dataclass
@@ -53,9 +54,18 @@ class ArrayPaths:
     layout: Layout
     phase: Phase
     variants: dict[tuple[Any, ...], Variant]
-    params: tuple[sympy.Symbol, ...]  # count inputs, then hardware inputs, in call order
-    counts: int  # how many of ``params`` are counts
+    head: Program  # every variant's inputs and relations (``python.merged``)
     _built: dict[tuple[Any, ...], Callable[..., tuple]] = field(default_factory=dict)
+
+    @property
+    def params(self) -> tuple[sympy.Symbol, ...]:
+        """Count inputs, then hardware inputs, in call order."""
+        return self.head.symbols
+
+    @property
+    def counts(self) -> int:
+        """How many of ``params`` are counts."""
+        return len(self.head.inputs)
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -114,33 +124,15 @@ class ArrayPaths:
         else:
             result, ok, fine, inexact = self._float(prog, function, arrays, counts, shape, strict)
         if strict and not ok.all():
-            if not runtime.all_valid(counts):
-                raise runtime.not_positive(self.names, values[: self.counts])
-            raise runtime.shape_mismatch(*(arrays[s] for s in _SHAPE))
+            raise runtime.not_positive(self.names, values[: self.counts])
         if strict and not fine.all():
-            for check in prog.checks:  # name the requirement that fails
-                total = requirement_side(check.total, arrays)
-                parts = requirement_side(check.parts, arrays)
-                bad = total % parts != 0
-                if check.either:
-                    bad = bad & (parts % total != 0)
-                if np.any(bad):
-                    raise runtime.not_divisible(
-                        check.total_name, total, check.parts_name, parts, check.why, check.either
-                    )
+            raise _first_failure(prog, arrays)
         return result, (ok if strict else ok & fine), inexact
 
-    def _valid(
-        self, arrays: dict[sympy.Symbol, np.ndarray], counts: tuple[np.ndarray, ...], strict: bool
-    ) -> np.ndarray:
-        """Where the inputs are positive whole numbers with hidden_size = num_heads × head_dim
-        (strict: one bool for all of them)."""
-        ok = np.asarray(runtime.all_valid(counts)) if strict else runtime.valid(counts)
-        if set(_SHAPE) <= set(arrays):
-            d, h, dh = (arrays[s] for s in _SHAPE)
-            same = d == h * dh
-            ok = ok & (np.all(same) if strict else same)
-        return np.asarray(ok)
+    def _valid(self, counts: tuple[np.ndarray, ...], strict: bool) -> np.ndarray:
+        """Where the inputs are positive whole numbers (strict: one bool for all of them);
+        relations and requirements are the generated functions' to test."""
+        return np.asarray(runtime.all_valid(counts) if strict else runtime.valid(counts))
 
     def _exact(
         self,
@@ -151,7 +143,7 @@ class ArrayPaths:
         shape: tuple[int, ...],
         strict: bool,
     ) -> tuple[dict, np.ndarray, np.ndarray]:
-        ok = np.broadcast_to(self._valid(arrays, counts, strict=False), shape)
+        ok = np.broadcast_to(self._valid(counts, strict=False), shape)
         # invalid rows would divide by zero on object arrays: compute them on ones
         args = [np.where(ok, arrays[s], 1) for s in prog.symbols]
         *out, fine = function(*args)
@@ -181,7 +173,7 @@ class ArrayPaths:
         def run(lo: int, hi: int) -> tuple[Any, ...]:
             rows_ = slice(lo, hi) if shape else ...  # 0-d: the one element
             part = {s: _rows(a, lo, hi, shape) for s, a in arrays.items()}
-            ok = self._valid(part, tuple(part[p] for p in self.params[: self.counts]), strict)
+            ok = self._valid(tuple(part[p] for p in self.params[: self.counts]), strict)
             with np.errstate(all="ignore"):  # invalid rows may divide by zero; masked
                 *values, fine, rough = function(
                     *(part[s] for s in prog.symbols),
@@ -238,6 +230,25 @@ def _rows(array: np.ndarray, lo: int, hi: int, shape: tuple[int, ...]) -> np.nda
     return array
 
 
+def _first_failure(prog: Program, arrays: dict[sympy.Symbol, np.ndarray]) -> Exception:
+    """The error for the first relation, else the first requirement, that fails."""
+    for relation in prog.relations:
+        lhs, rhs = (requirement_side(side, arrays) for side in equation(relation).args)
+        if np.any(lhs != rhs):
+            return runtime.mismatch(relation, *(arrays[d.symbol] for d in relation.dimensions))
+    for check in prog.checks:
+        total = requirement_side(check.total, arrays)
+        parts = requirement_side(check.parts, arrays)
+        bad = total % parts != 0
+        if check.either:
+            bad = bad & (parts % total != 0)
+        if np.any(bad):
+            return runtime.not_divisible(
+                check.total_name, total, check.parts_name, parts, check.why, check.either
+            )
+    return InternalError("a configuration failed no relation and no requirement")
+
+
 def requirement_side(expr: sympy.Expr, arrays: dict[sympy.Symbol, np.ndarray]) -> np.ndarray:
     """A requirement's side evaluated on the arrays, for an error message."""
     names = {s: f"a{i}" for i, s in enumerate(arrays)}
@@ -257,11 +268,9 @@ def compile_layout(layout: Layout, phase: str | Phase, timing: bool = False) -> 
     ph = parse_phase(phase)
     layout.cost(ph)  # the phase must exist for this layout
     found = variants(layout, ph, timing)
-    inputs = list(dict.fromkeys(d for v in found for d in v.program.inputs))
-    params = (*(d.symbol for d in inputs), *(f.symbol for f in found[0].program.hardware))
-    paths = ArrayPaths(layout, ph, {v.values: v for v in found}, params, len(inputs))
-    name, source = module_source(layout, ph, timing)
-    function = load(source, name, {"_arrays": paths, "_inf": math.inf})
+    paths = ArrayPaths(layout, ph, {v.values: v for v in found}, merged(found))
+    name, source, relations = module_source(layout, ph, timing)
+    function = load(source, name, {"_arrays": paths, "_inf": math.inf, "_relations": relations})
     function.layout = layout
     function.phase = ph
     function.arrays = paths

@@ -9,9 +9,12 @@ params)``, and ``run.sh LAYOUT PHASE KEY=VALUE ...`` that builds the code if nee
 prints the nine metrics as JSON. Counts are exact: Python ints, C and Rust 128-bit
 integers, JavaScript BigInt, Go math/big.
 
-The dispatcher fills defaults, and for layouts with heads (those reading num_heads or
-head_dim: attention) applies hidden_size = num_heads × head_dim as the library does;
-head-less layers (FFN, embedding, LM head) take hidden_size as given or its default.
+Each function is printed from its Program by its language's program printer
+(``codegen.program_printers``), so it takes the parameters as given and fills the rest
+as the library does: each of its layer's relations derives a missing dimension from the
+other two (or checks all three), a dimension that defaults to another takes its value,
+and the rest take their defaults. The templates hold only the module frame: helpers,
+the dispatcher, main and run.sh.
 """
 
 from __future__ import annotations
@@ -20,22 +23,23 @@ import itertools
 import json
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 import jinja2
 
 from shardcost.errors import InputError
 from shardcost.formulas import Conventions, Layout, all_layouts
 from shardcost.symbolic import METRICS
-from shardcost.symbolic.dimensions import DIMENSIONS, HEAD_DIM, NUM_HEADS
+from shardcost.symbolic.dimensions import DIMENSIONS
 
 from .literals import LITERALS
-from .printers import PRINTERS, InfixPrinter
+from .printers import PRINTERS
 from .program import Program, program
-from .python import identifiers
+from .program_printers import PROGRAM_PRINTERS, ProgramPrinter
 
-VERSION = "0.1.0"
+VERSION = version("shardcost")
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 LANGUAGES = tuple(PRINTERS)  # one per printer
 _FILES = {
@@ -53,103 +57,37 @@ _FILES = {
         ("main.go.j2", "main.go"),
     ),
 }
-# Names a target's helpers or syntax already take; step names must avoid them.
-_RESERVED = {
-    "python": {"p", "json", "sys", "int", "max", "min", "SplitError", "split"},
-    "c": {"p", "out", "err", "errlen", "int", "char", "const", "return"},
-    "rust": {"p", "fn", "let", "match", "ceil_div", "split"},
-    "js": {"p", "const", "let", "ceilDiv", "maxBig", "minBig", "split"},
-    "go": {
-        "p",
-        "add",
-        "sub",
-        "neg",
-        "mul",
-        "quo",
-        "rem",
-        "lit",
-        "ceilDiv",
-        "maxOf",
-        "minOf",
-        "pick",
-        "split",
-        "func",
-        "var",
-        "type",
-        "range",
-        "go",
-    },
-}
 
 
-@dataclass(frozen=True)
-class CheckView:
-    """A requirement as printed code: the values, and a condition true when it fails."""
-
-    total: str
-    parts: str
-    total_name: str
-    parts_name: str
-    why: str
-    fails: str
-
-
-def _go_name(name: str) -> str:
-    return "".join(part.capitalize() for part in name.split("_"))
-
-
-def _function_name(prog: Program, taken: set[str]) -> str:
-    """``prog.name`` as an ASCII identifier no other function of the export has, nor the
-    same Go name: a layout name is text (the Python API takes any), never code."""
+def _function_name(prog: Program, printer: type[ProgramPrinter], taken: set[str]) -> str:
+    """``prog.name`` as an ASCII identifier that no other function of the export has, as
+    written or as its target defines it (Go's capitalised name): a layout name is text
+    (the Python API takes any), never code."""
     base = re.sub(r"[^A-Za-z0-9_]", "_", prog.name)
     if not re.match(r"[A-Za-z]", base):
         base = f"f_{base}"
     name = base
     for n in itertools.count(2):
-        if name not in taken and _go_name(name) not in taken:
+        if name not in taken and printer.callable_name(name) not in taken:
             break
         name = f"{base}_{n}"
-    taken |= {name, _go_name(name)}
+    taken |= {name, printer.callable_name(name)}
     return name
 
 
 def _function(prog: Program, language: str, taken: set[str]) -> dict[str, object]:
-    symbols = [*(d.symbol for d in prog.inputs), *(s.symbol for s in prog.steps)]
-    names = identifiers(symbols, _RESERVED[language])
-    printer: InfixPrinter = PRINTERS[language](names)
-    applicable = prog.layout.conventions_for(prog.phase)
-    values = prog.conventions.as_dict()
-    conventions = ", ".join(f"{n}={json.dumps(values[n])}" for n in applicable) or "none apply"
-    name = _function_name(prog, taken)
+    """One exported function: its source, and what the frame's dispatcher needs."""
+    kind = PROGRAM_PRINTERS[language]
+    printer = kind(prog)
+    name = _function_name(prog, kind, taken)
+    layout = prog.layout
     return {
-        "name": name,
-        "go_name": _go_name(name),
-        "layer": prog.layout.layer,
-        "layout": prog.layout.name,
+        "name": printer.callable_name(name),
         # run.sh's LAYOUT: attention layouts by name, others as layer/name (ffn/tp)
-        "key": prog.layout.name
-        if prog.layout.layer == "attention"
-        else f"{prog.layout.layer}/{prog.layout.name}",
+        "key": layout.name if layout.layer == "attention" else f"{layout.layer}/{layout.name}",
         "phase": str(prog.phase),
-        "summary": prog.layout.summary,
-        "conventions": conventions,
-        "inputs": [(names[d.symbol], d.name) for d in prog.inputs],
-        # heads among the inputs: the dispatcher applies hidden_size = num_heads × head_dim
-        # (and num_kv_heads' default); head-less layers take hidden_size as it comes
-        "shaped": any(d.name in (NUM_HEADS.name, HEAD_DIM.name) for d in prog.inputs),
-        "checks": [
-            CheckView(
-                printer.doprint(c.total),
-                printer.doprint(c.parts),
-                c.total_name,
-                c.parts_name,
-                c.why,
-                printer.fails(c.total, c.parts, c.either),
-            )
-            for c in prog.checks
-        ],
-        "lines": [(names[s.symbol], printer.doprint(s.expr), s.comment) for s in prog.steps],
-        "outputs": [(n, printer.doprint(e)) for n, e in prog.outputs],
+        "source": printer.function(name),
+        "prototype": printer.prototype(name),
     }
 
 
@@ -204,18 +142,11 @@ def export(
         for lay in chosen
         for ph in lay.phases
     ]
-    defaults = [(d.name, d.default) for d in DIMENSIONS]
     env = _environment(language, conventions, chosen)
-    context = {
+    context: dict[str, Any] = {
         "functions": functions,
         "keys": [d.name for d in DIMENSIONS],
         "metric_names": list(METRICS),
-        "metrics": json.dumps(list(METRICS)),
-        "defaults": defaults if language != "python" else repr(dict(defaults)),
-        "js_defaults": "{"
-        + ", ".join(f"{k}: {'null' if v is None else f'{v}n'}" for k, v in defaults)
-        + "}",
-        "default_of": lambda key: dict(defaults)[key],
     }
     target = out_dir / language
     written = []

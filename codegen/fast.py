@@ -8,7 +8,8 @@ One parallel loop per layout, phase and conventions, over caller-allocated outpu
 
 Each configuration runs the metrics' closed forms in int64, exact while every value stays
 below 2^63 (about 9.2e18); ``ok[i]`` is False where the inputs are not a valid
-configuration (not positive, or a split that cannot be made), and that column is zero.
+configuration (not positive, a relation of its layer broken, or a split that cannot be
+made), and that column is zero.
 A configuration with a value at or past 2^63 is never wrapped: its ``ok`` is False too,
 and a PrecisionWarning says how many there are (``exact=True`` on the numpy path takes
 them).
@@ -29,13 +30,12 @@ from shardcost.errors import InputError, PrecisionWarning
 from shardcost.formulas import Layout, Phase
 from shardcost.formulas.conventions import phase as parse_phase
 from shardcost.symbolic import METRICS, closed_form
-from shardcost.symbolic.dimensions import HEAD_DIM, HIDDEN_SIZE, NUM_HEADS, NUM_KV_HEADS
 
 from . import runtime
 from .exactness import bounds, division_form, maximal
-from .printers import PythonPrinter
 from .program import Program
-from .python import choices, identifiers, load, variants
+from .program_printers import PythonProgram, identifiers
+from .python import choices, load, merged, variants
 
 
 def _numba() -> Any:
@@ -51,14 +51,18 @@ def _numba() -> Any:
 WIDE = 2**62  # a float64 bound at or above this may mean an int64 value past 2^63
 
 
+_KERNEL_RESERVED = frozenset({"i", "n", "m", "out", "ok", "wide", "numba", "ceil", "floor"})
+
+
 def kernel_source(prog: Program, name: str) -> str:
     """A loop over configurations: the metrics of ``prog`` in whole-number division form
     (``codegen.exactness``), one column each.
 
-    Each row evaluates the closed forms and the bounds of every intermediate value in
-    float64. Below 2^53 those values are exact and are stored as they are; below 2^62
-    the row is recomputed in int64 (exact below 2^63); past that it would wrap, so it is
-    not computed: ``ok`` is False and ``wide`` is 1."""
+    Each row tests its inputs (positive, the relations and requirements hold), then
+    evaluates the closed forms and the bounds of every intermediate value in float64.
+    Below 2^53 those values are exact and are stored as they are; below 2^62 the row is
+    recomputed in int64 (exact below 2^63); past that it would wrap, so it is not
+    computed: ``ok`` is False and ``wide`` is 1."""
     inputs = [d.symbol for d in prog.inputs]
     forms = [division_form(closed_form(prog.resolve(e))) for _, e in prog.outputs]
     limits = maximal(list(dict.fromkeys([*inputs, *(b for e in forms for b in bounds(e))])))
@@ -69,18 +73,15 @@ def kernel_source(prog: Program, name: str) -> str:
     floated, float_limits = float_all[: len(forms)], float_all[len(forms) :]
     names = identifiers(
         [*inputs, *(t for t, _ in pairs), *(t for t, _ in float_pairs)],
-        {"i", "n", "m", "out", "ok", "wide", "numba", "ceil", "floor"},
+        _KERNEL_RESERVED | PythonProgram.reserved(),
     )
     as_float = {s: f"{names[s]}_f" for s in inputs}
-    printer = PythonPrinter(names)
-    shadow = PythonPrinter({**names, **as_float}, exact=False)
+    tester = PythonProgram(prog, names)
+    printer = tester.exact
+    shadow = type(printer)({**names, **as_float}, exact=False)
     arrays = [f"{names[s]}_in" for s in inputs]
     tests = [f"{names[s]} >= 1" for s in inputs]
-    shape = [HIDDEN_SIZE.symbol, NUM_HEADS.symbol, HEAD_DIM.symbol]
-    if set(shape) <= set(inputs):
-        d, h, dh = (names[x] for x in shape)
-        tests.append(f"{d} == {h} * {dh}")
-    tests += [printer.holds(c.total, c.parts, c.either) for c in prog.checks]
+    tests += [tester.holds(node) for node in (*prog.relations, *prog.checks)]
     zero = [f"            out[{k}, i] = 0" for k in range(len(METRICS))]
     body = [f"        {names[s]} = {a}[i]" for s, a in zip(inputs, arrays, strict=True)]
     body += ["        wide[i] = 0", f"        if not ({' and '.join(tests)}):"]
@@ -113,7 +114,7 @@ class FastLayout:
         self.switches = choices(layout, phase, False)
         found = variants(layout, phase, False)
         self.variants = {v.values: v.program for v in found}
-        self.inputs = list(dict.fromkeys(d for v in found for d in v.program.inputs))
+        self.inputs = list(merged(found).inputs)
         self._kernels: dict[tuple[Any, ...], Callable[..., None]] = {}
 
     def kernel(self, key: tuple[Any, ...]) -> tuple[Program, Callable[..., None]]:
@@ -144,7 +145,7 @@ class FastLayout:
         stray = [k for k in params if k not in known]
         if stray:
             raise InputError(f"{stray[0]} is not a parameter here; parameters: {', '.join(known)}")
-        values = _defaults(params, self.inputs)
+        values = runtime.complete(prog, params)
         shape = np.broadcast_shapes(*(np.shape(v) for v in values.values()))
         n = int(np.prod(shape))
         columns = [_column(d.name, values[d.name], shape, n) for d in prog.inputs]
@@ -167,21 +168,6 @@ class FastLayout:
                 stacklevel=2,
             )
         return out, ok
-
-
-def _defaults(params: dict[str, Any], inputs: list) -> dict[str, Any]:
-    """Every input's value: given, derived (hidden_size from any two; num_kv_heads), or
-    the notation's default."""
-    values = dict(params)
-    names = {d.name for d in inputs}
-    if {HIDDEN_SIZE.name, NUM_HEADS.name, HEAD_DIM.name} <= names:
-        shaped = runtime.shape(*(values.get(d.name) for d in (HIDDEN_SIZE, NUM_HEADS, HEAD_DIM)))
-        values.update(zip((HIDDEN_SIZE.name, NUM_HEADS.name, HEAD_DIM.name), shaped, strict=True))
-    if NUM_KV_HEADS.name in names:
-        values.setdefault(NUM_KV_HEADS.name, values[NUM_HEADS.name])
-    for dim in inputs:
-        values.setdefault(dim.name, dim.default)
-    return {d.name: values[d.name] for d in inputs}
 
 
 def _column(name: str, value: Any, shape: tuple[int, ...], n: int) -> np.ndarray:

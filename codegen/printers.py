@@ -12,6 +12,7 @@ parentheses of ``z*(x + y)`` inside a quotient).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import ClassVar
 
 import sympy
 from sympy.logic.boolalg import BooleanFalse, BooleanTrue
@@ -41,8 +42,19 @@ class InfixPrinter(Printer):
     div = "//"
     true_div = "/"
     and_op, or_op, true, false = " and ", " or ", "True", "False"
+    # The target's name for each function the printer calls: max and min of counts, ceil
+    # and floor of times, ceil_div of counts where it is a helper. A name that is not
+    # here cannot be printed; every name here is reserved in generated code.
+    functions: ClassVar[Mapping[str, str]] = {
+        "max": "max",
+        "min": "min",
+        "ceil": "ceil",
+        "floor": "floor",
+    }
 
-    def __init__(self, names: Mapping[sympy.Symbol, str] | None = None, *, exact: bool = True):
+    def __init__(
+        self, names: Mapping[sympy.Symbol, str] | None = None, *, exact: bool = True
+    ) -> None:
         super().__init__()
         self.names = dict(names or {})
         self.exact = exact
@@ -167,9 +179,16 @@ class InfixPrinter(Printer):
             "min", [self._print(a) for a in sorted(expr.args, key=sympy.default_sort_key)]
         )
 
+    def function(self, name: str) -> str:
+        """The target's name of function ``name``; UnsupportedNode when it has none."""
+        try:
+            return self.functions[name]
+        except KeyError:
+            raise UnsupportedNode(f"{self.language}: no function {name!r} to print") from None
+
     def call(self, function: str, args: list[str]) -> str:
         """A call of a library or helper function."""
-        return f"{function}({', '.join(args)})"
+        return f"{self.function(function)}({', '.join(args)})"
 
     # -- conditions
     def _print_Piecewise(self, expr: sympy.Piecewise) -> str:
@@ -258,11 +277,19 @@ class NumpyPrinter(InfixPrinter):
     def compare(self, lhs: str, op: str, rhs: str) -> str:
         return f"({lhs} {op} {rhs})"
 
+    functions: ClassVar[Mapping[str, str]] = {
+        "max": "np.maximum",
+        "min": "np.minimum",
+        "ceil": "np.ceil",
+        "floor": "np.floor",
+        # exact: on object arrays, Python ints of any size
+        "exact_max": "_rt.maximum",
+        "exact_min": "_rt.minimum",
+    }
+
     def call(self, function: str, args: list[str]) -> str:
-        names = {"max": "np.maximum", "min": "np.minimum", "ceil": "np.ceil", "floor": "np.floor"}
-        if self.exact:
-            names |= {"max": "_rt.maximum", "min": "_rt.minimum"}
-        name = names[function]
+        exact = self.exact and f"exact_{function}" in self.functions
+        name = self.function(f"exact_{function}" if exact else function)
         text = args[0]
         for arg in args[1:]:  # np.maximum takes two arguments
             text = f"{name}({text}, {arg})"
@@ -285,17 +312,22 @@ class CPrinter(InfixPrinter):
     div = "/"
     and_op, or_op, true, false = " && ", " || ", "1", "0"
     remainder_is_not_zero = "({a}) % ({b}) != 0"
+    functions: ClassVar[Mapping[str, str]] = {
+        "max": "sc_max",
+        "min": "sc_min",
+        "ceil_div": "sc_ceil_div",
+    }
 
     def power(self, base: str, k: int) -> str:
         return " * ".join([base] * k)
 
     def ceil_div(self, num: str, den: str) -> str:
-        return f"sc_ceil_div({num}, {den})"
+        return f"{self.function('ceil_div')}({num}, {den})"
 
     def call(self, function: str, args: list[str]) -> str:
         text = args[0]
-        for arg in args[1:]:
-            text = f"sc_{function}({text}, {arg})"
+        for arg in args[1:]:  # the helpers take two arguments
+            text = f"{self.function(function)}({text}, {arg})"
         return text
 
     def select(self, condition: str, then: str, otherwise: str) -> str:
@@ -307,14 +339,16 @@ class RustPrinter(CPrinter):
 
     language = "rust"
     true, false = "true", "false"
-
-    def ceil_div(self, num: str, den: str) -> str:
-        return f"ceil_div({num}, {den})"
+    functions: ClassVar[Mapping[str, str]] = {
+        "max": "max",  # methods of i128
+        "min": "min",
+        "ceil_div": "ceil_div",
+    }
 
     def call(self, function: str, args: list[str]) -> str:
         text = args[0]
         for arg in args[1:]:
-            text = f"({text}).{function}({arg})"
+            text = f"({text}).{self.function(function)}({arg})"
         return text
 
     def select(self, condition: str, then: str, otherwise: str) -> str:
@@ -327,15 +361,17 @@ class JavascriptPrinter(CPrinter):
     language = "javascript"
     true, false = "true", "false"
     remainder_is_not_zero = "({a}) % ({b}) !== 0n"
+    functions: ClassVar[Mapping[str, str]] = {
+        "max": "maxBig",
+        "min": "minBig",
+        "ceil_div": "ceilDiv",
+    }
 
     def literal(self, n: int) -> str:
         return f"{n}n"
 
-    def ceil_div(self, num: str, den: str) -> str:
-        return f"ceilDiv({num}, {den})"
-
     def call(self, function: str, args: list[str]) -> str:
-        return f"{function}Big({', '.join(args)})"
+        return f"{self.function(function)}({', '.join(args)})"
 
 
 class GoPrinter(InfixPrinter):
@@ -344,9 +380,12 @@ class GoPrinter(InfixPrinter):
     language = "go"
     and_op, or_op, true, false = " && ", " || ", "true", "false"
     remainder_is_not_zero = "rem({a}, {b}).Sign() != 0"
+    functions: ClassVar[Mapping[str, str]] = {
+        name: name for name in ("lit", "add", "sub", "neg", "mul", "quo", "rem", "pick")
+    } | {"max": "maxOf", "min": "minOf", "ceil_div": "ceilDiv"}
 
     def literal(self, n: int) -> str:
-        return f"lit({n})"
+        return self.call("lit", [str(n)])
 
     def _print_Add(self, expr: sympy.Add) -> str:
         plus, minus = [], []
@@ -355,21 +394,21 @@ class GoPrinter(InfixPrinter):
             (minus if coeff.is_negative else plus).append(
                 self._print(-term if coeff.is_negative else term)
             )
-        text = plus[0] if len(plus) == 1 else f"add({', '.join(plus)})"
+        text = plus[0] if len(plus) == 1 else self.call("add", plus)
         for term in minus:
-            text = f"sub({text}, {term})"
+            text = self.call("sub", [text, term])
         return text
 
     def product(self, factors: list[str]) -> str:
-        return factors[0] if len(factors) == 1 else f"mul({', '.join(factors)})"
+        return factors[0] if len(factors) == 1 else self.call("mul", factors)
 
     def _print_Mul(self, expr: sympy.Mul) -> str:
         num, den = sympy.fraction(expr)
         if den != 1:
-            return f"quo({self._print(num)}, {self._print(den)})"
+            return self.quotient(self._print(num), self._print(den))
         coeff, rest = expr.as_coeff_Mul()
         if coeff == -1:
-            return f"neg({self._print(rest)})"
+            return self.call("neg", [self._print(rest)])
         return self.product([self._print(f) for f in expr.as_ordered_factors()])
 
     def _factor(self, expr: sympy.Expr) -> str:
@@ -379,22 +418,19 @@ class GoPrinter(InfixPrinter):
         return self._print(expr)
 
     def quotient(self, num: str, den: str) -> str:
-        return f"quo({num}, {den})"
+        return self.call("quo", [num, den])
 
     def power(self, base: str, k: int) -> str:
-        return f"mul({', '.join([base] * k)})"
+        return self.call("mul", [base] * k)
 
     def ceil_div(self, num: str, den: str) -> str:
-        return f"ceilDiv({num}, {den})"
-
-    def call(self, function: str, args: list[str]) -> str:
-        return f"{function}Of({', '.join(args)})"
+        return self.call("ceil_div", [num, den])
 
     def compare(self, lhs: str, op: str, rhs: str) -> str:
         return f"({lhs}.Cmp({rhs}) {op} 0)"
 
     def select(self, condition: str, then: str, otherwise: str) -> str:
-        return f"pick({condition}, {then}, {otherwise})"
+        return self.call("pick", [condition, then, otherwise])
 
 
 PRINTERS: dict[str, type[InfixPrinter]] = {

@@ -1,6 +1,10 @@
-"""A cost as a straight-line program: inputs, checks, one assignment per derivation step,
-outputs. Every back end (in-process Python, numpy, numba, C, Rust, JavaScript, Go)
-prints the same Program, so what runs is what the derivation says, step for step.
+"""A cost as a straight-line program: inputs, the relations among them, checks, one
+assignment per derivation step, outputs. Every back end (in-process Python, numpy, numba,
+C, Rust, JavaScript, Go) prints the same Program, so what runs is what the derivation
+says, step for step, and what an input is when not given is what its layer and its
+notation entry declare: derived by one of the layer's relations (``total = left ×
+right``) from the other two, the value of the dimension its notation entry says it
+defaults to, or its default.
 """
 
 from __future__ import annotations
@@ -8,16 +12,56 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 
 import sympy
 
+from shardcost.errors import InternalError
 from shardcost.formulas import Conventions, Layout, Phase, timing_model
 from shardcost.formulas.hardware import NUMERIC_FIELDS, HardwareField
 from shardcost.formulas.inputs import describe
+from shardcost.formulas.registry import relations_for
 from shardcost.symbolic import METRICS, PER_CHIP, Derivation
-from shardcost.symbolic.dimensions import BY_SYMBOL, DIMENSIONS, Dimension
+from shardcost.symbolic.dimensions import BY_NAME, BY_SYMBOL, DIMENSIONS, Dimension
+from shardcost.symbolic.relation import Product
+
+# How a notation entry with no number of its own names the dimension it defaults to:
+# "... (default: NAME)" in its meaning.
+_DEFAULTS_TO = re.compile(r"\(default: (\w+)\)")
+
+
+def default_source(dim: Dimension) -> Dimension | None:
+    """The dimension whose value ``dim`` takes when not given, as its notation entry
+    declares it (no default of its own, "(default: NAME)" in its meaning); None when it
+    has a number of its own."""
+    if dim.default is not None:
+        return None
+    found = _DEFAULTS_TO.search(dim.meaning)
+    if found is None or found[1] not in BY_NAME:
+        raise InternalError(f"{dim.name} has neither a default nor a dimension it defaults to")
+    return BY_NAME[found[1]]
+
+
+def default_of(
+    dim: Dimension, inputs: Sequence[Dimension], relations: Sequence[Product]
+) -> int | Dimension | None:
+    """What input ``dim`` is when not given, among ``inputs`` under ``relations``: None
+    when a relation derives it, another input when it defaults to that one's value, else
+    a number (its own default, or that of the dimension it defaults to)."""
+    if any(dim in r.dimensions for r in relations):
+        return None
+    source = default_source(dim)
+    if source is None:
+        return dim.default
+    return source if source in inputs else default_of(source, (), ())
+
+
+def equation(relation: Product) -> sympy.Equality:
+    """The relation as an equation of its symbols (``total = left·right``), for printers."""
+    ((lhs, rhs),) = relation.substitution().items()
+    return sympy.Eq(lhs, rhs, evaluate=False)
 
 
 @dataclass(frozen=True)
@@ -43,6 +87,14 @@ class Assignment:
 
 
 @dataclass(frozen=True)
+class Given:
+    """An input as given, else its default: a number, or another input's value."""
+
+    dimension: Dimension
+    default: int | Dimension
+
+
+@dataclass(frozen=True)
 class Program:
     """Inputs, checks, assignments and outputs of one layout, phase and conventions."""
 
@@ -56,6 +108,25 @@ class Program:
     steps: tuple[Assignment, ...]
     outputs: tuple[tuple[str, sympy.Expr], ...]  # metric name -> expression
     overlap: bool | None = None  # timing programs: whether communication overlaps
+    relations: tuple[Product, ...] = ()  # the layer's relations among the inputs
+
+    def default(self, dim: Dimension) -> int | Dimension | None:
+        """What input ``dim`` is when not given (``default_of``)."""
+        return default_of(dim, self.inputs, self.relations)
+
+    @property
+    def preamble(self) -> tuple[Given | Product, ...]:
+        """How every input gets its value, in order: those with a number for a default;
+        the relations, each deriving a missing dimension from the other two (or checking
+        all three); then those that default to another input's value, sources first."""
+        defaults = [(d, self.default(d)) for d in self.inputs]
+        given = [Given(d, default) for d, default in defaults if default is not None]
+        plain = [g for g in given if isinstance(g.default, int)]
+        sources = {g.dimension: g.default for g in given if isinstance(g.default, Dimension)}
+        borrowed = sorted(
+            (g for g in given if g.dimension in sources), key=lambda g: _depth(g.dimension, sources)
+        )
+        return (*plain, *self.relations, *borrowed)
 
     @property
     def symbols(self) -> tuple[sympy.Symbol, ...]:
@@ -68,6 +139,12 @@ class Program:
         for step in self.steps:
             expansions[step.symbol] = step.expr.xreplace(expansions)
         return sympy.sympify(expr).xreplace(expansions)
+
+
+def _depth(dim: Dimension, sources: dict[Dimension, int | Dimension]) -> int:
+    """How many borrowed defaults ``dim``'s default goes through."""
+    source = sources.get(dim)
+    return 1 + _depth(source, sources) if isinstance(source, Dimension) else 0
 
 
 def _name(layout: Layout, phase: Phase) -> str:
@@ -172,6 +249,7 @@ def program(
         live,
         tuple(outputs),
         overlap,
+        relations_for(layout, {d.symbol for d in inputs}),
     )
 
 

@@ -3,18 +3,18 @@
 Scalars take a pure-Python path: the derivation's steps, one line each, in exact
 integers. Arrays take numpy paths: in float64 the metrics' closed forms after
 common-subexpression elimination (fewest operations), or, in exact mode, the same
-steps on object arrays of Python ints. The source is kept (``__source__``, and in
-``linecache`` so tracebacks show it).
+steps on object arrays of Python ints. What an input is when not given, and the
+relations that tie inputs together, come from the Program (its layer's declarations),
+printed by the same Python program printer as the export's. The source is kept
+(``__source__``, and in ``linecache`` so tracebacks show it).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import itertools
-import keyword
 import linecache
-import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -25,36 +25,21 @@ import sympy
 from shardcost.formulas import Conventions, Layout, Phase
 from shardcost.formulas.conventions import BY_NAME as CONVENTIONS_BY_NAME
 from shardcost.formulas.hardware import DEFAULTS as HARDWARE_DEFAULTS
-from shardcost.formulas.hardware import FRACTIONS, ZERO_ALLOWED
+from shardcost.formulas.hardware import FRACTIONS, ZERO_ALLOWED, HardwareField
 from shardcost.symbolic import METRICS, closed_form
-from shardcost.symbolic.dimensions import HEAD_DIM, HIDDEN_SIZE, NUM_HEADS, NUM_KV_HEADS
+from shardcost.symbolic.relation import Product
 
 from . import runtime
 from .exactness import bounds, division_form, maximal
-from .literals import python_comment
-from .printers import InfixPrinter, NumpyPrinter, PythonPrinter
-from .program import Program, inlined, program
+from .literals import python_comment, python_string
+from .printers import InfixPrinter, NumpyPrinter
+from .program import Check, Program, equation, inlined, program
+from .program_printers import PythonProgram, identifiers
 
 _counter = itertools.count()
 CHOOSE = sympy.Function("choose")  # choose(c, a, b): a if c else b, decided once
-
-
-def identifiers(symbols: Sequence[sympy.Symbol], reserved: set[str]) -> dict[sympy.Symbol, str]:
-    """A valid, unique identifier for each symbol (its own name where it can be)."""
-    names: dict[sympy.Symbol, str] = {}
-    taken = set(reserved)
-    for symbol in symbols:
-        base = re.sub(r"\W", "_", symbol.name)
-        if not base or base[0].isdigit() or keyword.iskeyword(base):
-            base = f"v_{base}"
-        name = base
-        for n in itertools.count(2):
-            if name not in taken:
-                break
-            name = f"{base}_{n}"
-        taken.add(name)
-        names[symbol] = name
-    return names
+# Names the in-process function's own code takes (its inputs' names are taken too).
+_SCALAR_RESERVED = frozenset({"np", "_rt", "_arrays", "_inf", "_relations", "exact", "bad"})
 
 
 def step_lines(
@@ -71,18 +56,6 @@ def step_lines(
         lines.append(
             f"{indent}{names[step.symbol]} = {printer.doprint(step.expr)}"
             f"  # {python_comment(step.comment)}"
-        )
-    return lines
-
-
-def check_lines(prog: Program, printer: InfixPrinter, indent: str) -> list[str]:
-    """``raise`` when a requirement fails."""
-    lines = []
-    for c in prog.checks:
-        total, parts = printer.doprint(c.total), printer.doprint(c.parts)
-        lines.append(
-            f"{indent}if {printer.fails(c.total, c.parts, c.either)}: raise _rt.not_divisible("
-            f"{c.total_name!r}, {total}, {c.parts_name!r}, {parts}, {c.why!r}, {c.either!r})"
         )
     return lines
 
@@ -124,121 +97,166 @@ def variants(layout: Layout, phase: Phase, timing: bool) -> list[Variant]:
     return out
 
 
-def module_source(layout: Layout, phase: Phase, timing: bool) -> tuple[str, str]:
-    """(function name, Python source) of the compiled function for ``layout`` in ``phase``.
+def merged(found: list[Variant]) -> Program:
+    """The first variant's Program over every variant's inputs and relations, with only
+    the checks they all share: what a compiled function settles before it picks one."""
+    first = found[0].program
+    return dataclasses.replace(
+        first,
+        inputs=tuple(dict.fromkeys(d for v in found for d in v.program.inputs)),
+        relations=tuple(dict.fromkeys(r for v in found for r in v.program.relations)),
+        checks=tuple(c for c in first.checks if all(c in v.program.checks for v in found)),
+    )
+
+
+def module_source(
+    layout: Layout, phase: Phase, timing: bool
+) -> tuple[str, str, tuple[Product, ...]]:
+    """(function name, Python source, the relations the source reads as ``_relations``)
+    of the compiled function for ``layout`` in ``phase``.
 
     Scalar Python ints take the derivation's steps in exact integers; anything else
     (arrays, numpy scalars, floats) is handed to the numpy paths.
     """
-    switches = choices(layout, phase, timing)
-    convention_names = tuple(switches)
     found = variants(layout, phase, timing)
-    inputs = list(dict.fromkeys(d for v in found for d in v.program.inputs))
-    hardware = found[0].program.hardware
-    params = [*inputs, *hardware]
-    reserved = {"np", "_rt", "_arrays", "_inf", "exact", "bad", *(p.name for p in params)}
-    reserved |= set(switches)
+    head = merged(found)
+    switches = choices(layout, phase, timing)
     optimized = [inlined(v.program) for v in found]
-    steps = [s.symbol for prog in optimized for s in prog.steps]
-    names = {p.symbol: p.name for p in params}
-    names |= identifiers(list(dict.fromkeys(steps)), reserved)
-    name = found[0].program.name + ("_timed" if timing else "")
-    shaped = {HIDDEN_SIZE, NUM_HEADS, HEAD_DIM} <= set(inputs)
-
-    sig = []
-    for dim in inputs:
-        derived = (shaped and dim in (HIDDEN_SIZE, NUM_HEADS, HEAD_DIM)) or dim is NUM_KV_HEADS
-        default = None if derived else dim.default
-        sig.append(f"{dim.name}={default!r}")
-    sig += [
-        f.name
-        if HARDWARE_DEFAULTS.get(f.name) is None
-        else f"{f.name}={float(HARDWARE_DEFAULTS[f.name])!r}"  # type: ignore[arg-type]
-        for f in hardware
-    ]
-    sig += [f"{n}={values[0]!r}" for n, values in switches.items()]
-    sig.append("exact=False")
-    everything = ", ".join(p.name for p in params)
-    counts = [d.name for d in inputs]
-    key = f"({', '.join(convention_names)},)" if convention_names else "()"
-    title = python_comment(f"{layout.layer} layout {layout.name}")  # text, never code
-    lines = [
-        f"# Compiled by shardcost: {title}, {phase}" + (", with timing" if timing else ""),
-        f"def {name}(*, {', '.join(sig)}):",
-        f'    """The metrics of {title} in {phase}; scalars exact, arrays numpy."""',
-    ]
-    if shaped:
-        lines += [
-            "    if hidden_size is None or num_heads is None or head_dim is None:",
-            "        hidden_size, num_heads, head_dim = "
-            "_rt.shape(hidden_size, num_heads, head_dim)",
-        ]
-    if NUM_KV_HEADS in inputs:
-        lines.append("    if num_kv_heads is None: num_kv_heads = num_heads")
-    exact, inexact = PythonPrinter(names), PythonPrinter(names, exact=False)
-    # Checks every variant shares run as one short-circuit test; only a failure pays for
-    # finding out which one failed.
-    common = [c for c in found[0].program.checks if all(c in v.program.checks for v in found)]
-    tests = [f"{c} < 1" for c in counts]
-    if shaped:
-        tests.append("hidden_size != num_heads * head_dim")
-    tests += [f"not ({_admissible(f.name)})" for f in hardware]
-    tests += [f"({exact.fails(c.total, c.parts, c.either)})" for c in common]
-    lines += [
-        "    try:",
-        f"        bad = {' or '.join(tests)}",
-        "    except (TypeError, ValueError):  # arrays, lists, text: the numpy paths decide",
-        f"        return _arrays({key}, exact, ({everything},))",
-        "    if bad:",
-        f"        if {' or '.join(f'{c} < 1' for c in counts)}:",
-        f"            raise _rt.not_positive({tuple(counts)!r}, ({', '.join(counts)},))",
-    ]
-    if shaped:
-        lines.append(
-            "        if hidden_size != num_heads * head_dim: "
-            "raise _rt.shape_mismatch(hidden_size, num_heads, head_dim)"
-        )
-    if hardware:
-        fields = ", ".join(f.name for f in hardware)
-        lines += [
-            f"        error = _rt.hardware_error({tuple(f.name for f in hardware)!r}, ({fields},))",
-            "        if error is not None: raise error",
-        ]
-    lines += check_lines(_only(found[0].program, common), exact, "        ")
+    names = _scalar_names(head, optimized, switches)
+    printer = PythonProgram(head, names, runtime=True)
+    call = _Call.of(head, switches)
+    name = head.name + ("_timed" if timing else "")
+    lines = _signature(printer, name, switches, timing)
+    lines += printer.nested(printer.lines(head.preamble))
+    lines += printer.nested(_validation(printer, call))
     for variant, prog in zip(found, optimized, strict=True):
-        body = "    "
-        if convention_names:
-            test = " and ".join(
-                f"{n} == {v!r}" for n, v in zip(convention_names, variant.values, strict=True)
-            )
-            lines.append(f"    if {test}:")
-            body = "        "
-        lines += check_lines(_only(prog, [c for c in prog.checks if c not in common]), exact, body)
-        lines += step_lines(prog, names, exact, inexact, body)
-        witnesses = [exact.doprint(e) for e in _covering(prog)]
-        lines.append(f"{body}if not ({' is '.join(f'type({x})' for x in witnesses)} is int):")
-        lines.append(f"{body}    return _arrays({key}, exact, ({everything},))  # not Python ints")
-        outputs = ", ".join(
-            f"{n!r}: {(exact if n in METRICS else inexact).doprint(e)}" for n, e in prog.outputs
+        own = PythonProgram(prog, names, runtime=True)
+        lines += printer.nested(_variant(own, variant, call, head.checks))
+    if switches:
+        allowed = "; ".join(f"{n}: {' | '.join(map(str, v))}" for n, v in switches.items())
+        lines.append(
+            f"    raise _rt.bad_conventions({_strings(switches)}, {call.key}, "
+            f"{python_string(allowed)})"
         )
-        lines.append(f"{body}return {{{outputs}}}")
-    if convention_names:
-        allowed = "; ".join(
-            f"{n}: {' | '.join(str(c) for c in values)}" for n, values in switches.items()
-        )
-        lines.append(f"    raise _rt.bad_conventions({convention_names!r}, {key}, {allowed!r})")
-    return name, "\n".join(lines) + "\n"
+    return name, "\n".join(lines) + "\n", head.relations
+
+
+@dataclass(frozen=True)
+class _Call:
+    """How the in-process function hands its arguments to the numpy paths."""
+
+    switches: tuple[str, ...]  # the convention (and overlap) keywords
+    key: str  # their values, as a tuple display
+    values: str  # every input and hardware value, as a tuple display
+
+    @classmethod
+    def of(cls, head: Program, switches: Mapping[str, tuple[Any, ...]]) -> _Call:
+        key = f"({', '.join(switches)},)" if switches else "()"
+        values = ", ".join(p.name for p in (*head.inputs, *head.hardware))
+        return cls(tuple(switches), key, f"({values},)")
+
+    def arrays(self) -> str:
+        """The call of the numpy paths."""
+        return f"return _arrays({self.key}, exact, {self.values})"
+
+
+def _scalar_names(
+    head: Program, optimized: list[Program], switches: Mapping[str, object]
+) -> dict[sympy.Symbol, str]:
+    """Inputs by their keyword names; steps (of every variant) by identifiers that take
+    none of the function's own names."""
+    params = [*head.inputs, *head.hardware]
+    reserved = _SCALAR_RESERVED | PythonProgram.reserved() | {p.name for p in params}
+    steps = dict.fromkeys(s.symbol for prog in optimized for s in prog.steps)
+    return {p.symbol: p.name for p in params} | identifiers(list(steps), reserved | set(switches))
+
+
+def _signature(
+    printer: PythonProgram, name: str, switches: Mapping[str, tuple[Any, ...]], timing: bool
+) -> list[str]:
+    """The comment, ``def`` line and docstring: every input a keyword with its default."""
+    head = printer.prog
+    sig = [printer.parameter(d) for d in head.inputs]
+    sig += [_hardware_parameter(f) for f in head.hardware]
+    sig += [f"{n}={_value(values[0])}" for n, values in switches.items()]
+    sig.append("exact=False")
+    title = python_comment(f"{head.layout.layer} layout {head.layout.name}")  # text, never code
+    return [
+        f"# Compiled by shardcost: {title}, {head.phase}" + (", with timing" if timing else ""),
+        f"def {name}(*, {', '.join(sig)}):",
+        f'    """The metrics of {title} in {head.phase}; scalars exact, arrays numpy."""',
+    ]
+
+
+def _hardware_parameter(field: HardwareField) -> str:
+    default = HARDWARE_DEFAULTS.get(field.name)
+    return field.name if default is None else f"{field.name}={float(default)!r}"  # type: ignore[arg-type]
+
+
+def _value(value: object) -> str:
+    """A convention's value as a literal (text as a string literal)."""
+    return python_string(value) if isinstance(value, str) else repr(value)
+
+
+def _strings(names: Mapping[str, object] | list[str]) -> str:
+    """Names as a tuple display of string literals."""
+    return f"({''.join(f'{python_string(n)}, ' for n in names)})"
+
+
+def _validation(printer: PythonProgram, call: _Call) -> list[str]:
+    """Every test the variants share, as one short-circuit test; only a failure pays for
+    finding out which one failed (and raising its error)."""
+    head = printer.prog
+    counts = [d.name for d in head.inputs]
+    tests = [f"{c} < 1" for c in counts]
+    tests += [printer.fails(r) for r in head.relations]
+    tests += [f"not ({_admissible(f.name)})" for f in head.hardware]
+    tests += [f"({printer.fails(c)})" for c in head.checks]
+    lines = [
+        "try:",
+        f"    bad = {' or '.join(tests)}",
+        "except (TypeError, ValueError):  # arrays, lists, text: the numpy paths decide",
+        f"    {call.arrays()}",
+        "if bad:",
+        f"    if {' or '.join(f'{c} < 1' for c in counts)}:",
+        f"        raise _rt.not_positive({_strings(counts)}, ({', '.join(counts)},))",
+        *(f"    {printer.mismatch(r)}" for r in head.relations),
+    ]
+    if head.hardware:
+        fields = [f.name for f in head.hardware]
+        lines += [
+            f"    error = _rt.hardware_error({_strings(fields)}, ({', '.join(fields)},))",
+            "    if error is not None: raise error",
+        ]
+    return lines + printer.nested(printer.lines(head.checks))
+
+
+def _variant(
+    printer: PythonProgram, variant: Variant, call: _Call, common: tuple[Check, ...]
+) -> list[str]:
+    """One variant: the checks the others lack, its steps, and its outputs when every
+    input was a Python int (else the numpy paths take the call)."""
+    prog = printer.prog
+    witnesses = [printer.exact.doprint(e) for e in _covering(prog)]
+    body = printer.lines([c for c in prog.checks if c not in common])
+    body += printer.lines(prog.steps)
+    body += [
+        f"if not ({' is '.join(f'type({x})' for x in witnesses)} is int):",
+        f"    {call.arrays()}  # not Python ints",
+        f"return {printer.returned()}",
+    ]
+    if not call.switches:
+        return body
+    test = " and ".join(
+        f"{n} == {_value(v)}" for n, v in zip(call.switches, variant.values, strict=True)
+    )
+    return [f"if {test}:", *printer.nested(body)]
 
 
 def _admissible(field: str) -> str:
     """A test that a scalar hardware value is one ``metrics`` accepts (False for NaN)."""
     low = "0 <=" if field in ZERO_ALLOWED else "0 <"
     return f"{low} {field} <= 1" if field in FRACTIONS else f"{low} {field} < _inf"
-
-
-def _only(prog: Program, checks: list) -> Program:
-    """``prog`` with just these checks."""
-    return dataclasses.replace(prog, checks=tuple(checks))
 
 
 def _covering(prog: Program) -> list[sympy.Expr]:
@@ -269,50 +287,63 @@ def _covering(prog: Program) -> list[sympy.Expr]:
     return chosen
 
 
+class _Hoisting:
+    """Expressions rewritten so that every part that does not vary is computed once, as
+    a numbered constant (``k0``, ``k1`` ...): a product then costs one array operation
+    per varying factor."""
+
+    def __init__(self, varying: frozenset[sympy.Symbol]) -> None:
+        self.varying = varying
+        self.constants: dict[sympy.Expr, sympy.Symbol] = {}
+
+    def constant(self, expr: sympy.Basic) -> sympy.Basic:
+        """``expr`` (which does not vary) as a number, a symbol or a named constant."""
+        if expr.is_Number or expr.is_Symbol:
+            return expr
+        if expr not in self.constants:
+            self.constants[expr] = sympy.Symbol(f"k{len(self.constants)}")
+        return self.constants[expr]
+
+    def hoist(self, expr: sympy.Basic) -> sympy.Basic:
+        """``expr`` with its parts that do not vary replaced by constants."""
+        if expr.is_Atom:
+            return expr
+        if not expr.has(*self.varying):
+            return self.constant(expr) if isinstance(expr, sympy.Expr) else expr
+        if isinstance(expr, (sympy.Mul, sympy.Add)):
+            fixed = [a for a in expr.args if not a.has(*self.varying)]
+            moving = [self.hoist(a) for a in expr.args if a.has(*self.varying)]
+            rest = [self.constant(expr.func(*fixed))] if fixed else []
+            return expr.func(*rest, *moving)
+        if isinstance(expr, sympy.Piecewise) and not any(
+            c.has(*self.varying) for _, c in expr.args
+        ):
+            # the branch is the same for every element: choose it once, not per element
+            *branches, (chosen, _) = expr.args
+            chosen = self.hoist(chosen)
+            for value, condition in reversed(branches):
+                chosen = CHOOSE(self.constant(condition), self.hoist(value), chosen)
+            return chosen
+        return expr.func(*(self.hoist(a) for a in expr.args))
+
+
 def float_source(prog: Program, name: str, varying: frozenset[sympy.Symbol]) -> str:
     """A numpy float64 function of ``prog`` for calls where only ``varying`` inputs are arrays.
 
     The metrics' closed forms in whole-number division form (``codegen.exactness``: no
     count rounds the wrong way below 2^53), with every part that does not vary computed
-    once as a number (so a product costs one array operation per varying factor) and
-    common subexpressions shared. It returns the outputs, where the configuration is
-    valid, and where a count may be inexact (a bound of an intermediate reached 2^53).
+    once as a number (``_Hoisting``) and common subexpressions shared. It returns the
+    outputs, where the configuration is valid (its relations and checks hold), and where
+    a count may be inexact (a bound of an intermediate reached 2^53).
     """
     names = identifiers(list(prog.symbols), {"np", "_rt"})
     simplified, checked = _forms(prog)
-    constants: dict[sympy.Expr, sympy.Symbol] = {}
-    counter = itertools.count()
-
-    def constant(expr: sympy.Basic) -> sympy.Basic:
-        if expr.is_Number or expr.is_Symbol:
-            return expr
-        if expr not in constants:
-            constants[expr] = sympy.Symbol(f"k{next(counter)}")
-        return constants[expr]
-
-    def hoist(expr: sympy.Basic) -> sympy.Basic:
-        if expr.is_Atom:
-            return expr
-        if not expr.has(*varying):
-            return constant(expr) if isinstance(expr, sympy.Expr) else expr
-        if isinstance(expr, (sympy.Mul, sympy.Add)):
-            fixed = [a for a in expr.args if not a.has(*varying)]
-            moving = [hoist(a) for a in expr.args if a.has(*varying)]
-            rest = [constant(expr.func(*fixed))] if fixed else []
-            return expr.func(*rest, *moving)
-        if isinstance(expr, sympy.Piecewise) and not any(c.has(*varying) for _, c in expr.args):
-            # the branch is the same for every element: choose it once, not per element
-            *branches, (chosen, _) = expr.args
-            chosen = hoist(chosen)
-            for value, condition in reversed(branches):
-                chosen = CHOOSE(constant(condition), hoist(value), chosen)
-            return chosen
-        return expr.func(*(hoist(a) for a in expr.args))
-
-    hoisted = [hoist(e) for e in [*simplified, *checked]]
+    hoisting = _Hoisting(varying)
+    hoisted = [hoisting.hoist(e) for e in [*simplified, *checked]]
     temps = (sympy.Symbol(f"x{i}") for i in itertools.count())
     pairs, reduced_all = sympy.cse(hoisted, symbols=temps, optimizations="basic")
     reduced, limits = reduced_all[: len(simplified)], reduced_all[len(simplified) :]
+    constants = hoisting.constants
     local = {**names, **{k: k.name for k in constants.values()}, **{t: t.name for t, _ in pairs}}
     printer = NumpyPrinter(local, exact=False)
     moving = set(varying)
@@ -323,20 +354,29 @@ def float_source(prog: Program, name: str, varying: frozenset[sympy.Symbol]) -> 
     lines.append(f"    ok = {mask(prog, NumpyPrinter(names))}")
     lines += [f"    {k.name} = {printer.doprint(e)}" for e, k in constants.items()]
     lines += [f"    {t.name} = {printer.doprint(e)}" for t, e in pairs]
-    results = []
-    varies = []
+    stores, results, varies = _results(reduced, moving, printer)
+    lines += stores
+    lines.append(f"    inexact = {_reaches(list(dict.fromkeys(limits)), moving, printer)}")
+    lines.append(f"    return ({', '.join(results)}, ok, inexact)")
+    lines.append(f"{name}.varies = {tuple(varies)!r}")
+    return "\n".join(lines) + "\n"
+
+
+def _results(
+    reduced: list[sympy.Expr], moving: set[sympy.Symbol], printer: NumpyPrinter
+) -> tuple[list[str], list[str], list[bool]]:
+    """(statements, each output's value, whether it varies): an output that varies is
+    written straight into the caller's array ``out[k]``; one that does not is a value."""
+    stores, results, varies = [], [], []
     for k, expr in enumerate(reduced):
-        if expr.free_symbols & moving:  # written straight into the caller's array
-            lines.append(f"    {_store(expr, f'out[{k}]', printer)}")
+        if expr.free_symbols & moving:
+            stores.append(f"    {_store(expr, f'out[{k}]', printer)}")
             results.append(f"out[{k}]")
             varies.append(True)
         else:
             results.append(printer.doprint(expr))
             varies.append(False)
-    lines.append(f"    inexact = {_reaches(list(dict.fromkeys(limits)), moving, printer)}")
-    lines.append(f"    return ({', '.join(results)}, ok, inexact)")
-    lines.append(f"{name}.varies = {tuple(varies)!r}")
-    return "\n".join(lines) + "\n"
+    return stores, results, varies
 
 
 @cache
@@ -381,8 +421,9 @@ def _store(expr: sympy.Expr, target: str, printer: NumpyPrinter) -> str:
 
 
 def mask(prog: Program, printer: InfixPrinter) -> str:
-    """Where every requirement of ``prog`` holds (an expression)."""
-    tests = [f"({printer.holds(c.total, c.parts, c.either)})" for c in prog.checks]
+    """Where every relation and requirement of ``prog`` holds (an expression)."""
+    tests = [printer.doprint(equation(r)) for r in prog.relations]
+    tests += [f"({printer.holds(c.total, c.parts, c.either)})" for c in prog.checks]
     return " & ".join(tests) or "True"
 
 

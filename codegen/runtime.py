@@ -1,4 +1,4 @@
-"""What compiled functions call at run time: input shaping, checks and their errors.
+"""What compiled functions call at run time: derived inputs, checks and their errors.
 
 Kept apart from the generated code so that code stays one line per step.
 """
@@ -6,6 +6,8 @@ Kept apart from the generated code so that code stays one line per step.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -16,31 +18,12 @@ from shardcost.errors import (
     PrecisionWarning,
 )
 from shardcost.formulas.hardware import FRACTIONS, ZERO_ALLOWED, number
-from shardcost.symbolic.dimensions import HEAD_DIM, NUM_HEADS
+from shardcost.symbolic.dimensions import Dimension
+from shardcost.symbolic.relation import Product
+
+from .program import Given, Program
 
 EXACT_FLOAT = 2**53  # float64 holds every integer below this, and not all above
-
-
-def shape(d: object, h: object, dh: object) -> tuple[object, object, object]:
-    """hidden_size, num_heads, head_dim from any two (defaults: 32 heads of 128)."""
-    if d is None:
-        h = NUM_HEADS.default if h is None else h
-        dh = HEAD_DIM.default if dh is None else dh
-        return h * dh, h, dh  # type: ignore[operator]
-    if h is None and dh is None:
-        dh = HEAD_DIM.default
-    if h is None:
-        _divisible("hidden_size", d, "head_dim", dh, "hidden_size = num_heads × head_dim")
-        return d, d // dh, dh  # type: ignore[operator]
-    if dh is None:
-        _divisible("hidden_size", d, "num_heads", h, "hidden_size = num_heads × head_dim")
-        return d, h, d // h  # type: ignore[operator]
-    return d, h, dh
-
-
-def _divisible(total_name: str, total: object, parts_name: str, parts: object, why: str) -> None:
-    if np.any(np.asarray(total) % np.asarray(parts)):
-        raise not_divisible(total_name, total, parts_name, parts, why)
 
 
 def not_divisible(
@@ -69,12 +52,82 @@ def not_divisible(
     )
 
 
-def shape_mismatch(d: object, h: object, dh: object) -> ImpossibleSplitError:
-    """The error for hidden_size != num_heads × head_dim."""
+def product(relation: Product, total: Any, left: Any, right: Any) -> tuple[Any, Any, Any]:
+    """``relation``'s three values, scalars or arrays, from those given (None: not given)
+    as ``Product.complete`` derives them: the third from any two, a missing factor taking
+    its default. InvalidValueError for a given value that is not a positive integer;
+    ImpossibleSplitError, in the relation's words, where the missing factor does not
+    divide out."""
+    dims = relation.dimensions
+    given = [(d.name, v) for d, v in zip(dims, (total, left, right), strict=True) if v is not None]
+    names, values = tuple(n for n, _ in given), tuple(v for _, v in given)
+    if not all_valid(as_arrays(values, False, names)):
+        raise not_positive(names, values)
+    if not any(np.ndim(v) for v in values):  # scalars: the relation's own arithmetic
+        done = relation.complete(
+            {d.name: v for d, v in zip(dims, (total, left, right), strict=True)}
+        )
+        return done[relation.total.name], done[relation.left.name], done[relation.right.name]
+    out = complete_rows(relation, total, left, right)
+    if total is not None and (left is None or right is None):
+        by, known = (relation.right, out[2]) if left is None else (relation.left, out[1])
+        if np.any(np.asarray(total) % np.asarray(known)):
+            rule = f"{relation.words} (give any two to derive the third)"
+            raise not_divisible(relation.total.name, total, by.name, known, rule)
+    return out
+
+
+def complete_rows(relation: Product, total: Any, left: Any, right: Any) -> tuple[Any, Any, Any]:
+    """``relation``'s three values row by row, derived as ``product`` does, but never
+    raising: where the missing factor does not divide out, the derived one is the floor
+    and the row breaks the relation (the compiled paths mask such rows)."""
+    if total is None:
+        left = relation.left.default if left is None else left
+        right = relation.right.default if right is None else right
+        return np.multiply(left, right), left, right
+    if left is not None and right is not None:
+        return total, left, right
+    if left is None and right is None:
+        right = relation.right.default
+    known = right if left is None else left
+    derived = np.floor_divide(total, np.maximum(known, 1))  # a size below 1 is refused anyway
+    return (total, derived, right) if left is None else (total, left, derived)
+
+
+def mismatch(relation: Product, total: Any, left: Any, right: Any) -> ImpossibleSplitError:
+    """The error for three given values that break ``relation``, in its words."""
+    values = (total, left, right)
+    if not any(np.ndim(v) for v in values):
+        try:
+            relation.complete({d.name: v for d, v in zip(relation.dimensions, values, strict=True)})
+        except ImpossibleSplitError as exc:
+            return exc
+    bad = np.asarray(total) != np.multiply(left, right)
+    total_name, left_name, right_name = (d.name for d in relation.dimensions)
     return ImpossibleSplitError(
-        f"hidden_size={d} but num_heads × head_dim = {h} × {dh}; "
-        "hidden_size must equal num_heads × head_dim"
+        f"{total_name} is not {left_name} × {right_name} in {int(np.sum(bad))} of {bad.size} "
+        "configurations; "
+        f"{relation.words} (give any two to derive the third)"
     )
+
+
+def complete(prog: Program, given: Mapping[str, Any]) -> dict[str, Any]:
+    """``given`` with every input of ``prog`` filled in row by row, never raising: each
+    relation derives a missing dimension (``complete_rows``), a dimension defaulting to
+    another takes its value, and the rest take their defaults."""
+    values = dict(given)
+    for node in prog.preamble:
+        if isinstance(node, Given):
+            if values.get(node.dimension.name) is None:
+                source = node.default
+                values[node.dimension.name] = (
+                    values[source.name] if isinstance(source, Dimension) else source
+                )
+            continue
+        names = [d.name for d in node.dimensions]
+        derived = complete_rows(node, *(values.get(n) for n in names))
+        values.update(zip(names, derived, strict=True))
+    return values
 
 
 def not_positive(names: tuple[str, ...], values: tuple[object, ...]) -> InvalidValueError:

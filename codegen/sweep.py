@@ -31,9 +31,10 @@ from shardcost.formulas.hardware import number as parse_number
 from shardcost.formulas.inputs import check_keys, parse_count
 from shardcost.symbolic import METRICS
 from shardcost.symbolic.dimensions import BY_NAME as DIMENSIONS_BY_NAME
-from shardcost.symbolic.dimensions import HEAD_DIM, NUM_HEADS
 
+from . import runtime
 from .compiled import ArrayPaths, compile_layout, requirement_side
+from .program import Program, equation
 from .python import OVERLAP, choices
 
 MAX_ROWS = 50_000_000
@@ -143,7 +144,7 @@ def sweep(
             given = dict(fixed)
             for name, picks in zip(swept, index, strict=True):
                 given[name] = np.asarray(values[name], dtype=_dtype(name))[picks]
-            args = _complete(given)
+            args = runtime.complete(paths.head, given)
             outputs, ok = _evaluate(paths, combo, tuple(args[n] for n in inputs), rows.shape)
             _count_drops(paths, combo, args, inputs, ok, result.dropped)
             keep = np.nonzero(ok)[0]
@@ -201,30 +202,6 @@ def _fixed(
     return fixed
 
 
-def _complete(given: dict[str, Any]) -> dict[str, Any]:
-    """Defaults and derived values, row by row: hidden_size = num_heads × head_dim from
-    any two (a row that does not divide fails the shape check and is dropped)."""
-    args = dict(given)
-    if {"hidden_size", "num_heads", "head_dim"} <= set(args):
-        d, h, dh = args["hidden_size"], args["num_heads"], args["head_dim"]
-        if d is None:
-            h = NUM_HEADS.default if h is None else h
-            dh = HEAD_DIM.default if dh is None else dh
-            d = np.multiply(h, dh)
-        elif h is None:
-            dh = HEAD_DIM.default if dh is None else dh
-            h = np.floor_divide(d, dh)
-        elif dh is None:
-            dh = np.floor_divide(d, h)
-        args.update(hidden_size=d, num_heads=h, head_dim=dh)
-    if args.get("num_kv_heads", 0) is None:
-        args["num_kv_heads"] = args["num_heads"]
-    for name, value in args.items():
-        if value is None:
-            args[name] = DIMENSIONS_BY_NAME[name].default
-    return args
-
-
 def _evaluate(
     paths: ArrayPaths, key: tuple[Any, ...], values: tuple[Any, ...], shape: tuple[int, ...]
 ) -> tuple[dict[str, Any], np.ndarray]:
@@ -252,47 +229,41 @@ def _count_drops(
     ok: np.ndarray,
     dropped: dict[str, int],
 ) -> None:
-    """Add each dropped row to the first reason that explains it."""
+    """Add each dropped row to the first reason that explains it: a size below 1, a
+    relation of the layer that does not hold, a requirement that fails."""
     bad = ~ok
     if not bad.any():
         return
     prog, _ = paths.function(key, False)
     arrays = {p: np.asarray(args[n]) for p, n in zip(paths.params, inputs, strict=True)}
+    small = np.logical_or.reduce(
+        [np.broadcast_to(np.asarray(args[n]) < 1, bad.shape) for n in paths.names]
+    )
     left = bad.copy()
-    reasons: list[tuple[str, np.ndarray]] = [
-        (
-            "a size below 1",
-            np.logical_or.reduce(
-                [np.broadcast_to(np.asarray(args[n]) < 1, bad.shape) for n in paths.names]
-            ),
-        )
-    ]
-    if {"hidden_size", "num_heads", "head_dim"} <= set(args):
-        mismatch = np.asarray(args["hidden_size"]) != np.multiply(
-            args["num_heads"], args["head_dim"]
-        )
-        reasons.append(
-            ("hidden_size != num_heads x head_dim", np.broadcast_to(mismatch, bad.shape))
-        )
+    for reason, fails in (("a size below 1", small), *_failures(prog, arrays)):
+        hit = left & np.broadcast_to(fails, bad.shape)
+        if hit.any():
+            dropped[reason] = dropped.get(reason, 0) + int(hit.sum())
+            left &= ~hit
+
+
+def _failures(prog: Program, arrays: dict[Any, np.ndarray]) -> list[tuple[str, np.ndarray]]:
+    """Each relation and requirement of ``prog`` in words, with where it fails."""
+    found = []
+    for relation in prog.relations:
+        lhs, rhs = (requirement_side(side, arrays) for side in equation(relation).args)
+        found.append((f"{relation.words} does not hold", lhs != rhs))
     for check in prog.checks:
         total = requirement_side(check.total, arrays)
         parts = requirement_side(check.parts, arrays)
         fails = total % parts != 0
         if check.either:
             fails = fails & (parts % total != 0)
-        reasons.append(
-            (
-                f"{check.total_name} and {check.parts_name} do not divide one another"
-                if check.either
-                else f"{check.total_name} not divisible by {check.parts_name}",
-                np.broadcast_to(fails, bad.shape),
-            )
-        )
-    for reason, fails in reasons:
-        hit = left & fails
-        if hit.any():
-            dropped[reason] = dropped.get(reason, 0) + int(hit.sum())
-            left &= ~hit
+            reason = f"{check.total_name} and {check.parts_name} do not divide one another"
+        else:
+            reason = f"{check.total_name} not divisible by {check.parts_name}"
+        found.append((reason, fails))
+    return found
 
 
 def _column(value: Any, keep: np.ndarray, *, exact: bool = False) -> list[Any]:

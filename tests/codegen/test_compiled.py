@@ -12,12 +12,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import shardcost
+from shardcost.codegen.program import Given
 from shardcost.errors import ImpossibleSplitError, InvalidValueError, PrecisionWarning
-from shardcost.formulas import all_layouts
-from tests.formulas.strategies import configs, conventions, for_layout
+from shardcost.formulas import Layout, Phase
+from shardcost.symbolic.dimensions import Dimension
+from tests.codegen.configurations import compiled, layout_phases, reference, valid_configs
 
-LAYOUTS = [lay.name for lay in all_layouts("attention")]
-CASES = [(lay, ph) for lay in LAYOUTS for ph in ("prefill", "decode")]
+CASES = layout_phases()
+IDS = [f"{lay.layer}/{lay.name}-{ph}" for lay, ph in CASES]
 SEED_HW = {
     "peak_tflops": 1000,
     "memory_bandwidth_gb_s": 1000,
@@ -26,53 +28,58 @@ SEED_HW = {
 }
 
 
-def reference(layout: str, phase: str, params: dict) -> dict:
+@pytest.mark.parametrize(("layout", "phase"), CASES, ids=IDS)
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 2**32), overlap=st.booleans())
+def test_scalar_calls_equal_metrics_exactly_with_timing(
+    layout: Layout, phase: Phase, seed: int, overlap: bool
+) -> None:
+    ((params, conv, want),) = valid_configs(layout, phase, 1, seed, large=False)
+    got = compiled(layout, phase)(**params, **conv)
+    assert got == want
+    assert all(type(v) is int for v in got.values())
+    hw = {**SEED_HW, "supports_overlap": overlap}
+    timed = shardcost.compile(layout.name, str(phase), layer=layout.layer, timing=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", shardcost.UnevenSplitWarning)
-        return shardcost.metrics(layout, phase, **params)
-
-
-@pytest.mark.parametrize(("layout", "phase"), CASES)
-@settings(max_examples=40, deadline=None)
-@given(data=st.data())
-def test_scalar_calls_equal_metrics_exactly(layout: str, phase: str, data: st.DataObject) -> None:
-    params = for_layout(layout, data.draw(configs(phase)), data.draw(conventions(phase)))
-    got = shardcost.compile(layout, phase)(**params)
-    assert got == reference(layout, phase, params)["metrics"]
-    assert all(type(v) is int for v in got.values())
-
-
-@pytest.mark.parametrize(("layout", "phase"), CASES)
-@settings(max_examples=15, deadline=None)
-@given(data=st.data(), overlap=st.booleans())
-def test_timing_equals_metrics(layout: str, phase: str, data: st.DataObject, overlap: bool) -> None:
-    params = for_layout(layout, data.draw(configs(phase)), data.draw(conventions(phase)))
-    hw = {**SEED_HW, "supports_overlap": overlap}
-    got = shardcost.compile(layout, phase, timing=True)(**params, **hw)
-    want = reference(layout, phase, {**params, **hw})
-    for name, value in want["timing"].items():
+        full = shardcost.metrics(
+            layout.name, str(phase), layer=layout.layer, **params, **conv, **hw
+        )
+    got = timed(**params, **conv, **hw)
+    for name, value in full["timing"].items():
         assert got[name] == pytest.approx(value, rel=1e-12, abs=1e-300)
 
 
-def test_defaults_are_the_notations() -> None:
-    assert shardcost.compile("tp-cp", "decode")() == reference("tp-cp", "decode", {})["metrics"]
+@pytest.mark.parametrize(("layout", "phase"), CASES, ids=IDS)
+def test_defaults_are_the_notations(layout: Layout, phase: Phase) -> None:
+    assert compiled(layout, phase)() == reference(layout, phase, {})
 
 
-@pytest.mark.parametrize(("layout", "phase"), CASES)
-def test_arrays_equal_scalars_and_broadcast(layout: str, phase: str) -> None:
-    f = shardcost.compile(layout, phase)
-    lengths = np.array([128, 129, 4096, 65_537])
-    key = "seq_len" if phase == "prefill" else "past_seq_len"
-    batch = np.array([[1], [3]])  # broadcasts against lengths: shape (2, 4)
-    out = f(**{key: lengths, "batch_size": batch})
+def _sizes(layout: Layout, phase: Phase) -> list[Dimension]:
+    """The inputs with a number for a default that are not parallel degrees."""
+    head = compiled(layout, phase).arrays.head
+    given = [g for g in head.preamble if isinstance(g, Given) and isinstance(g.default, int)]
+    return [g.dimension for g in given if g.dimension not in layout.degrees]
+
+
+@pytest.mark.parametrize(("layout", "phase"), CASES, ids=IDS)
+def test_arrays_equal_scalars_and_broadcast(layout: Layout, phase: Phase) -> None:
+    f = compiled(layout, phase)
+    first, second = _sizes(layout, phase)[:2]
+    lengths = np.array([128, 132, 4096, 65_540])  # multiples of the default degrees (4)
+    column = np.array([[1], [3]])  # broadcasts against lengths: shape (2, 4)
+    out = f(**{first.name: column, second.name: lengths})
     for name, array in out.items():
         assert array.shape == (2, 4), name
-    for i, b in enumerate((1, 3)):
+    for i, a in enumerate((1, 3)):
         for j, length in enumerate(lengths):
-            want = f(**{key: int(length), "batch_size": b})
+            want = f(**{first.name: a, second.name: int(length)})
             for name, value in want.items():
-                assert out[name][i, j] == value, (name, b, length)
-    assert not out["weight_memory_per_chip"].flags.writeable  # does not vary: a view
+                assert out[name][i, j] == value, (name, a, length)
+    head = f.arrays.head
+    for name, expr in head.outputs:  # what does not vary is a read-only view
+        if not head.resolve(expr).free_symbols & {first.symbol, second.symbol}:
+            assert not out[name].flags.writeable, name
 
 
 def test_float64_warns_at_2_to_the_53_and_exact_mode_is_exact() -> None:

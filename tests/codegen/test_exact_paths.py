@@ -5,16 +5,16 @@ compiled function (Python ints), float64 arrays (each row exact unless marked in
 and a PrecisionWarning when any valid row is), exact object arrays, the sweep's CSV
 (always exact: inexact rows are recomputed with Python ints) and the numba kernel (exact
 in int64, or ok False with a PrecisionWarning past 2^63). Configurations are random and
-adversarial: parallel degrees whose reciprocals round badly in float64 (49, 91, 97 ...),
-and sizes that carry counts across 2^53 and 2^63.
+adversarial (``tests/codegen/configurations.py``, over every registered layout): parallel
+degrees whose reciprocals round badly in float64 (49, 91, 97 ...), and sizes that carry
+counts across 2^53 and 2^63.
 """
 
 from __future__ import annotations
 
 import csv
+import inspect
 import io
-import math
-import random
 import warnings
 
 import numpy as np
@@ -25,80 +25,21 @@ from hypothesis import strategies as st
 import shardcost
 from shardcost.codegen.sweep import parse_values, sweep
 from shardcost.errors import InputError, PrecisionWarning
-from shardcost.formulas import all_layouts
-from shardcost.formulas.conventions import BY_NAME as CONVENTIONS
+from shardcost.formulas import Layout, Phase
 from shardcost.symbolic import METRICS
+from tests.codegen.configurations import layout_phases, one_per_layer, valid_configs
 
-LAYOUT_PHASES = [(lay, ph) for lay in all_layouts() for ph in lay.phases]
-PER_LAYOUT = 300  # x 34 layout-phases: 10,200 configurations through each array path
-NUMBA = [
-    ("attention", "tp", "prefill"),
-    ("lm_head", "tp-sp", "decode"),
-    ("ffn", "tp-sp", "prefill"),
-]
-NUMBA_PER_LAYOUT = 3400  # 10,200 through the numba kernel
-
-# 49, 91, 97, 3·7·13: 1/x is inexact in float64 and (1/x)·(k·x) can land below k
-DEGREES = (1, 2, 3, 4, 7, 8, 16, 49, 91, 97, 273)
-SMALL = (1, 2, 3, 5, 8, 16, 64, 128)
-LARGE = (1000, 4096, 10**5, 10**6, 10**7, 2**26 + 1, 3 * 10**8)  # counts past 2^53, 2^63
-
-
-def _value(rng: random.Random, name: str, degrees: dict[str, int]) -> int:
-    """One input: degrees from DEGREES; sizes small, large, or a multiple of the degrees."""
-    if name in ("tensor_parallel", "context_parallel"):
-        return degrees[name]
-    if name in ("bytes_per_elem", "softmax_stat_bytes"):
-        return rng.choice((1, 2, 4))
-    if name == "new_tokens":
-        return rng.choice((1, 2, 3, 7))
-    pick = rng.random()
-    if pick < 0.4:
-        return rng.choice(SMALL) * math.lcm(*degrees.values())
-    if pick < 0.7:
-        return rng.choice(SMALL)
-    if pick < 0.9:
-        return rng.choice(LARGE)
-    return rng.randint(1, 5000)
-
-
-def _configs(layout, phase, n: int, seed: int) -> list[tuple[dict, dict, dict]]:
-    """``n`` valid configurations of ``layout`` in ``phase``: (inputs, conventions, the
-    reference metrics). Candidates metrics() refuses (splits that cannot be made) are
-    drawn again."""
-    f = shardcost.compile(layout.name, phase, layer=layout.layer)
-    names = f.arrays.names
-    rng = random.Random(seed)
-    out = []
-    for _ in range(n * 40):
-        degrees = {"tensor_parallel": rng.choice(DEGREES), "context_parallel": rng.choice(DEGREES)}
-        p = {name: _value(rng, name, degrees) for name in names}
-        if "num_heads" in p:  # heads a multiple of KV heads; hidden_size = h·dh
-            kv = p.get("num_kv_heads", p["num_heads"])
-            p["num_heads"] = kv * rng.choice((1, 2, 4, 7))
-            p["hidden_size"] = p["num_heads"] * p["head_dim"]
-        conv = {c: rng.choice(CONVENTIONS[c].choices) for c in layout.conventions_for(phase)}
-        try:  # the compiled function refuses impossible splits cheaply; metrics decides
-            f(**p, **conv)
-        except InputError:
-            continue
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # an uneven split warns; still exact
-                ref = shardcost.metrics(layout.name, phase, layer=layout.layer, **p, **conv)
-        except InputError:
-            continue
-        out.append((p, conv, ref["metrics"]))
-        if len(out) == n:
-            break
-    assert len(out) == n, f"only {len(out)} valid configurations of {layout.name}"
-    return out
+LAYOUT_PHASES = layout_phases()
+PER_LAYOUT = 300  # x every layout-phase (38 today): over 10,000 configurations per path
+# numba compiles each kernel in seconds: one layout per layer, default conventions
+NUMBA = [(lay, lay.phases[0]) for lay in one_per_layer()]
+NUMBA_PER_LAYOUT = -(-10_200 // len(NUMBA))  # 10,200 through the numba kernel
 
 
 @pytest.fixture(scope="module")
 def cases() -> dict[tuple[str, str, str], list[tuple[dict, dict, dict]]]:
     return {
-        (lay.layer, lay.name, str(ph)): _configs(lay, ph, PER_LAYOUT, seed=i)
+        (lay.layer, lay.name, str(ph)): valid_configs(lay, ph, PER_LAYOUT, seed=i)
         for i, (lay, ph) in enumerate(LAYOUT_PHASES)
     }
 
@@ -137,7 +78,9 @@ def test_float_arrays_are_exact_or_marked(cases) -> None:
         for conv, rows in _grouped(found).items():
             arrays = {k: np.array([p[k] for p, _ in rows]) for k in rows[0][0]}
             key = tuple(dict(conv).get(c, values[0]) for c, values in _switches(f).items())
-            values = tuple(arrays.get(n) for n in f.arrays.names)
+            # an input these conventions do not read takes the keyword's default
+            defaults = inspect.signature(f).parameters
+            values = tuple(arrays.get(n, defaults[n].default) for n in f.arrays.names)
             out, ok, inexact = f.arrays.evaluate(key, values, exact=False, strict=False)
             assert ok.all()
             for m in METRICS:
@@ -175,11 +118,14 @@ def test_sweep_csv_is_exact(cases) -> None:
             assert {m: int(row[m]) for m in METRICS} == ref, (name, phase, p, conv)
 
 
-@pytest.mark.parametrize(("layer", "name", "phase"), NUMBA)
-def test_numba_is_exact_or_refuses(layer: str, name: str, phase: str) -> None:
-    lay = shardcost.formulas.get_layout(name, layer)
-    found = _configs(lay, phase, NUMBA_PER_LAYOUT, seed=1000 + NUMBA.index((layer, name, phase)))
-    f = shardcost.compile(name, phase, layer=layer, backend="numba")
+@pytest.mark.parametrize(
+    ("layout", "phase"), NUMBA, ids=[f"{lay.layer}/{lay.name}-{ph}" for lay, ph in NUMBA]
+)
+def test_numba_is_exact_or_refuses(layout: Layout, phase: Phase) -> None:
+    found = valid_configs(
+        layout, phase, NUMBA_PER_LAYOUT, seed=1000 + NUMBA.index((layout, phase)), conventions=False
+    )
+    f = shardcost.compile(layout.name, phase, layer=layout.layer, backend="numba")
     refused = 0
     for conv, rows in _grouped(found).items():
         arrays = {k: np.array([p[k] for p, _ in rows], dtype=np.int64) for k in rows[0][0]}

@@ -30,8 +30,7 @@ from hypothesis import strategies as st
 import shardcost
 from shardcost.codegen import literals
 from shardcost.codegen.export import LANGUAGES, export
-from shardcost.formulas import Conventions, Layout, Phase, get_layout, layouts
-from shardcost.formulas.registry import register
+from shardcost.formulas import Conventions, Layout, Phase, get_layout, registry
 from shardcost.formulas.user import define_layout
 from shardcost.symbolic import Cost
 from shardcost.symbolic.dimensions import CONTEXT_PARALLEL, SEQ_LEN
@@ -129,7 +128,7 @@ PAYLOADS = {
 
 def _benign() -> Layout:
     """The README's my-ring-cp, built by define_layout and left out of the registry."""
-    saved = dict(layouts._REGISTRY)
+    saved = dict(registry._REGISTRY)
     try:
         return define_layout(
             "hostile-base",
@@ -154,8 +153,8 @@ def _benign() -> Layout:
             summary="benign",
         )
     finally:
-        layouts._REGISTRY.clear()
-        layouts._REGISTRY.update(saved)
+        registry._REGISTRY.clear()
+        registry._REGISTRY.update(saved)
 
 
 BASE = _benign()
@@ -224,7 +223,7 @@ def registered() -> Iterator[list[tuple[Layout, Payload]]]:
     """The hostile layouts, registered (tests/conftest.py restores the registry after)."""
     made = hostile_layouts()
     for layout, _ in made:
-        register(layout)
+        registry.register(layout)
     yield made
 
 
