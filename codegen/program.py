@@ -25,6 +25,7 @@ from shardcost.formulas.inputs import describe
 from shardcost.formulas.registry import relations_for
 from shardcost.symbolic import METRICS, PER_CHIP, Derivation
 from shardcost.symbolic.dimensions import BY_NAME, BY_SYMBOL, DIMENSIONS, Dimension
+from shardcost.symbolic.divides import Divides
 from shardcost.symbolic.relation import Product
 
 # How a notation entry with no number of its own names the dimension it defaults to:
@@ -64,16 +65,7 @@ def equation(relation: Product) -> sympy.Equality:
     return sympy.Eq(lhs, rhs, evaluate=False)
 
 
-@dataclass(frozen=True)
-class Check:
-    """``parts`` must divide ``total`` (in inputs), or the configuration is impossible."""
-
-    total: sympy.Expr
-    parts: sympy.Expr
-    total_name: str
-    parts_name: str
-    why: str
-    either: bool = False  # or total divides parts
+Check = Divides  # a program's check is the one "parts divides total" record, named
 
 
 @dataclass(frozen=True)
@@ -185,9 +177,9 @@ def _whole_steps(
                 Check(
                     total,
                     parts,
-                    f"the numerator of {step.comment}",
-                    describe(parts, derivation),
                     "a count must be a whole number",
+                    total_name=f"the numerator of {step.comment}",
+                    parts_name=describe(parts, derivation),
                 )
             )
     return tuple(extra)
@@ -224,13 +216,12 @@ def program(
     live = _live(steps, [e for _, e in outputs])
     used = set(cost.dimensions)
     checks = tuple(
-        Check(
-            derivation.resolve(r.total),
-            derivation.resolve(r.parts),
-            describe(r.total, derivation),
-            describe(r.parts, derivation),
-            r.why,
-            r.either,
+        dataclasses.replace(
+            r,
+            total=derivation.resolve(r.total),
+            parts=derivation.resolve(r.parts),
+            total_name=describe(r.total, derivation),
+            parts_name=describe(r.parts, derivation),
         )
         for r in derivation.requirements
     )

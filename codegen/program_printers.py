@@ -248,7 +248,7 @@ class PythonProgram(ProgramPrinter):
         names = ", ".join(self.var(d) for d in rel.dimensions)
         return f"if {self.fails(rel)}: raise _rt.mismatch(_relations[{which}], {names})"
 
-    def _print_Check(self, c: Check) -> list[str]:
+    def _print_Divides(self, c: Check) -> list[str]:
         total, parts = self.exact.doprint(c.total), self.exact.doprint(c.parts)
         texts = [self.string(t) for t in (c.total_name, c.parts_name, c.why)]
         if self.runtime:
@@ -315,7 +315,7 @@ class CProgram(ProgramPrinter):
             "    return 2;",
         ]
 
-    def _print_Check(self, c: Check) -> list[str]:
+    def _print_Divides(self, c: Check) -> list[str]:
         total, parts = self.exact.doprint(c.total), self.exact.doprint(c.parts)
         texts = [self.string(t) for t in (c.total_name, c.parts_name, c.why)]
         return [
@@ -359,7 +359,7 @@ class RustProgram(ProgramPrinter):
         labels, defaults, words = self.relation_args(rel)
         return [f"let ({names}) = product({given}, ({defaults}), [{labels}], {words})?;"]
 
-    def _print_Check(self, c: Check) -> list[str]:
+    def _print_Divides(self, c: Check) -> list[str]:
         total, parts = self.exact.doprint(c.total), self.exact.doprint(c.parts)
         texts = [self.string(t) for t in (c.total_name, c.parts_name, c.why)]
         return [
@@ -406,7 +406,7 @@ class JavascriptProgram(ProgramPrinter):
         labels, defaults, words = self.relation_args(rel)
         return [f"const [{names}] = product({given}, [{defaults}], [{labels}], {words});"]
 
-    def _print_Check(self, c: Check) -> list[str]:
+    def _print_Divides(self, c: Check) -> list[str]:
         total, parts = self.exact.doprint(c.total), self.exact.doprint(c.parts)
         texts = [self.string(t) for t in (c.total_name, c.parts_name, c.why)]
         return [
@@ -461,7 +461,7 @@ class GoProgram(ProgramPrinter):
             "}",
         ]
 
-    def _print_Check(self, c: Check) -> list[str]:
+    def _print_Divides(self, c: Check) -> list[str]:
         total, parts = self.exact.doprint(c.total), self.exact.doprint(c.parts)
         texts = [self.string(t) for t in (c.total_name, c.parts_name, c.why)]
         return [

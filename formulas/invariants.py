@@ -27,7 +27,8 @@ import sympy
 from shardcost.symbolic import PER_CHIP, Cost, Product, closed_form, over_group
 from shardcost.symbolic.dimensions import BY_NAME as DIMENSIONS_BY_NAME
 from shardcost.symbolic.dimensions import BY_SYMBOL
-from shardcost.symbolic.verify import Claim, ClaimKind, Divides, Domain, Term, Verdict, decide
+from shardcost.symbolic.divides import Divides
+from shardcost.symbolic.verify import Claim, ClaimKind, Domain, Term, Verdict, decide
 
 from .conventions import Conventions, Phase
 from .inputs import DEFAULT_FROM, describe
@@ -101,7 +102,7 @@ class _Scope:
     @property
     def assumed(self) -> tuple[str, ...]:
         """The relations, then each split assumed even, in words."""
-        return (*self.shape, *(e.words for e in self.even))
+        return (*self.shape, *(e.why for e in self.even))
 
     def expected(self, declared: sympy.Expr) -> sympy.Expr:
         """A declaration with the reference's steps in."""
@@ -269,7 +270,7 @@ def _monotone_claims(scope: _Scope) -> list[Claim]:
             terms,
             variable=degree,
             even=scope.even,
-            assumptions=tuple(e.words for e in scope.even),
+            assumptions=tuple(e.why for e in scope.even),
         )
         for degree in sorted(scope.degrees, key=str)
     ]

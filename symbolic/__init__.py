@@ -12,6 +12,7 @@ from .cost import (
     over_group,
 )
 from .dimensions import DIMENSIONS, Dimension, dimension
+from .divides import Divides
 from .relation import Product
 from .simplify import closed_form
 from .trace import Derivation, Requirement, Section, Split, Step, StepSpec, Trace
@@ -26,6 +27,7 @@ __all__ = [
     "Cost",
     "Derivation",
     "Dimension",
+    "Divides",
     "Product",
     "Requirement",
     "Section",

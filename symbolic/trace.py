@@ -17,6 +17,7 @@ from functools import cached_property
 import sympy
 
 from .dimensions import BY_SHORT
+from .divides import Divides
 
 
 class Section(StrEnum):
@@ -119,19 +120,7 @@ class Split:
     replicates: bool = False  # fewer than parts: each one is copied, not left idle
 
 
-@dataclass(frozen=True)
-class Requirement:
-    """``parts`` must divide ``total`` (or, ``either``: one of them must divide the other),
-    or the layout cannot be built."""
-
-    total: sympy.Expr
-    parts: sympy.Expr
-    why: str
-    either: bool = False
-
-    def holds(self, total: int, parts: int) -> bool:
-        """Whether the requirement holds for these values."""
-        return total % parts == 0 or (self.either and parts % total == 0)
+Requirement = Divides  # a derivation's requirement is the one "parts divides total" record
 
 
 @dataclass(frozen=True)

@@ -27,27 +27,14 @@ import sympy
 
 from shardcost.errors import InternalError
 
+from .divides import Divides
+
 LADDER = (1, 2, 3, 4, 7, 8, 16, 31, 64, 100, 128, 257, 1000, 1024, 4096, 10007, 65536)
 DEGREE_LADDER = (1, 2, 3, 4, 8, 16)
 SMALL = (1, 2, 3, 4, 6, 8)
 SMALL_POINTS = 64  # smallest points a sign or a whole-number claim is also checked at
 UNDECIDABLE = (sympy.ceiling, sympy.floor, sympy.Max, sympy.Min, sympy.Piecewise)
 MAX_EXPANDED_TERMS = 2000  # a "whole" proof expands a polynomial only up to this size
-
-
-@dataclass(frozen=True)
-class Divides:
-    """``parts`` divides ``total`` (``either``: or ``total`` divides ``parts``)."""
-
-    total: sympy.Expr
-    parts: sympy.Expr
-    words: str = ""  # e.g. "context_parallel divides seq_len"
-    either: bool = False
-
-    def holds(self, point: Mapping[sympy.Symbol, int]) -> bool:
-        """Whether it holds at ``point``."""
-        total, parts = _value(self.total, point), _value(self.parts, point)
-        return total % parts == 0 or (self.either and parts % total == 0)
 
 
 @dataclass(frozen=True)
@@ -62,18 +49,18 @@ class Domain:
     def fix(self, point: dict[sympy.Symbol, int], rules: tuple[Divides, ...]) -> bool:
         """Nudge ``point`` up until every rule holds; False when it cannot."""
         for _ in range(6):
-            broken = [r for r in rules if not r.holds(point)]
+            broken = [r for r in rules if not r.holds_at(point)]
             if not broken:
                 return True
             for rule in broken:
-                if rule.holds(point):
+                if rule.holds_at(point):
                     continue
                 total, parts = _value(rule.total, point), _value(rule.parts, point)
                 knob = _linear_knob(rule, self.symbols)
                 if knob is None:
                     return False
                 point[knob] += (-total) % parts
-        return all(r.holds(point) for r in rules)
+        return all(r.holds_at(point) for r in rules)
 
     def sample(
         self, n: int, rules: tuple[Divides, ...], seed: str
@@ -241,7 +228,7 @@ def decide(claim: Claim, domain: Domain, points: int = 48) -> Verdict:
         for t in claim.terms
     ]
     # First with every ceiling an opaque atom: a proof then needs no split to be even.
-    even_words = {d.words for d in claim.even}
+    even_words = {d.why for d in claim.even}
     general = tuple(a for a in claim.assumptions if a not in even_words)
     if claim.even and all(_prove(claim, term, even=False) for term in terms):
         return Verdict(claim, VerdictStatus.PROVED, assumed=general)
@@ -292,7 +279,7 @@ def _holds(claim: Claim, term: Term, point: dict[sympy.Symbol, int], domain: Dom
     bigger = dict(point)
     bigger[claim.variable] = point[claim.variable] * 2
     rules = (*domain.requirements, *claim.even)
-    if not all(r.holds(bigger) for r in rules):
+    if not all(r.holds_at(bigger) for r in rules):
         return True  # the doubled degree is not a valid layout here: nothing to compare
     return _exact(term.lhs, bigger) <= _exact(term.lhs, point)
 
