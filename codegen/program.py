@@ -28,21 +28,15 @@ from shardcost.symbolic.dimensions import BY_NAME, BY_SYMBOL, DIMENSIONS, Dimens
 from shardcost.symbolic.divides import Divides
 from shardcost.symbolic.relation import Product
 
-# How a notation entry with no number of its own names the dimension it defaults to:
-# "... (default: NAME)" in its meaning.
-_DEFAULTS_TO = re.compile(r"\(default: (\w+)\)")
-
 
 def default_source(dim: Dimension) -> Dimension | None:
     """The dimension whose value ``dim`` takes when not given, as its notation entry
-    declares it (no default of its own, "(default: NAME)" in its meaning); None when it
-    has a number of its own."""
+    declares it; None when it has a number of its own."""
     if dim.default is not None:
         return None
-    found = _DEFAULTS_TO.search(dim.meaning)
-    if found is None or found[1] not in BY_NAME:
+    if dim.default_from is None:
         raise InternalError(f"{dim.name} has neither a default nor a dimension it defaults to")
-    return BY_NAME[found[1]]
+    return BY_NAME[dim.default_from]
 
 
 def default_of(

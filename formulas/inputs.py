@@ -27,8 +27,6 @@ from shardcost.symbolic.dimensions import (
     BATCH_SIZE,
     BY_SYMBOL,
     DIMENSIONS,
-    NUM_HEADS,
-    NUM_KV_HEADS,
     PAST_SEQ_LEN,
 )
 from shardcost.symbolic.dimensions import (
@@ -48,9 +46,8 @@ from .hardware import (
 from .registry import Layout, get_layout, relations_for
 
 KEYS: tuple[str, ...] = (*DIMENSIONS_BY_NAME, *CONVENTIONS_BY_NAME, *HARDWARE_BY_NAME)
-# A dimension whose default is another's value: num_kv_heads defaults to num_heads
-# (multi-head attention). symbolic/dimensions.py says so in words only (default None).
-DEFAULT_FROM: dict[str, str] = {NUM_KV_HEADS.name: NUM_HEADS.name}
+# Each dimension that takes another's value when not given, as the notation declares it.
+DEFAULT_FROM: dict[str, str] = {d.name: d.default_from for d in DIMENSIONS if d.default_from}
 _INTEGER = re.compile(r"[+]?[0-9]+(_[0-9]+)*")
 _HINTS = {
     (Phase.DECODE, "seq_len"): "decode reads past_seq_len (and new_tokens) instead",

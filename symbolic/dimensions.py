@@ -21,6 +21,7 @@ class Dimension:
     meaning: str
     unit: str
     default: int | None  # None: derived from other dimensions when not given
+    default_from: str | None = None  # the dimension whose value it takes when not given
 
     @property
     def short(self) -> str:
@@ -29,16 +30,24 @@ class Dimension:
 
 
 def _dimension(
-    name: str, short: str, latex: str, meaning: str, unit: str, default: int | None
+    name: str,
+    short: str,
+    latex: str,
+    meaning: str,
+    unit: str,
+    default: int | None,
+    default_from: str | None = None,
 ) -> Dimension:
     symbol = sympy.Symbol(short, integer=True, positive=True)
-    return Dimension(name, symbol, latex, meaning, unit, default)
+    if default_from is not None:
+        meaning += f" (default: {default_from})"
+    return Dimension(name, symbol, latex, meaning, unit, default, default_from)
 
 
 HIDDEN_SIZE = _dimension("hidden_size", "d", "d", "model width (residual stream)", "elements", 4096)
 NUM_HEADS = _dimension("num_heads", "h", "h", "query heads", "heads", 32)
 NUM_KV_HEADS = _dimension(
-    "num_kv_heads", "h_kv", "h_{kv}", "key/value heads (default: num_heads)", "heads", None
+    "num_kv_heads", "h_kv", "h_{kv}", "key/value heads", "heads", None, default_from="num_heads"
 )
 HEAD_DIM = _dimension("head_dim", "dh", "d_h", "width of one head", "elements", 128)
 INTERMEDIATE_SIZE = _dimension(
