@@ -372,6 +372,13 @@ _KV_REPLICATED = (
     "and cache) lives on tensor_parallel / num_kv_heads ranks"
 )
 _Q_REPLICATED = "Q is replicated: every CP rank repeats the new tokens' projections"
+# Sequence sharded over CP with Q replicated in decode (KV-sharded and ring): a full copy
+# of the weights on every rank, and the new tokens' projections repeated on each.
+_CP_SHARDED_CHECKS = {
+    "weights": ref("weight_bytes") * cp,
+    "decode_flops": ref("flops") + (cp - 1) * _PROJ,
+    "decode_repeated": _Q_REPLICATED,
+}
 _TP_CHECKS = {
     "flops": ref("flops") + (_COPIES - 1) * _KV_PROJ,
     "weights": ref("weights_qo") + ref("weights_kv") * _COPIES,
@@ -453,12 +460,7 @@ def cp_allgather(phase: Phase, conv: Conventions) -> Cost:
     "partial outputs all-reduced",
     degrees=(CONTEXT_PARALLEL,),
     conventions=_DECODE,
-    checks=Checks(
-        weights=ref("weight_bytes") * cp,
-        decode_flops=ref("flops") + (cp - 1) * _PROJ,
-        decode_repeated=_Q_REPLICATED,
-        sends=_cp_sends(1),
-    ),
+    checks=Checks(**_CP_SHARDED_CHECKS, sends=_cp_sends(1)),
 )
 def cp_kv_sharded(phase: Phase, conv: Conventions) -> Cost:
     """Ring/KV-sharded attention: no K/V moves; softmax statistics and outputs do."""
@@ -584,9 +586,7 @@ def ulysses(phase: Phase, conv: Conventions) -> Cost:
     degrees=(CONTEXT_PARALLEL,),
     conventions=_DECODE,
     checks=Checks(
-        weights=ref("weight_bytes") * cp,
-        decode_flops=ref("flops") + (cp - 1) * _PROJ,
-        decode_repeated=_Q_REPLICATED,
+        **_CP_SHARDED_CHECKS,
         sends=(
             Send(
                 KV_RING.name,

@@ -130,6 +130,44 @@ def check_all(cases: tuple[SpecCase, ...] | None = None) -> tuple[CaseCheck, ...
     return tuple(check_case(case) for case in (cases or SPEC_CASES))
 
 
+_METRICS = ("flops", "weight_memory", "activation_memory", "kv_cache")
+
+
+def _metrics(
+    per_chip: tuple[int, int, int, int], total: tuple[int, int, int, int], communication: int
+) -> dict[str, int]:
+    """The seed's nine expected results: FLOPs, weight, activation and KV-cache bytes per
+    chip, then the same four over all chips, then the communication bytes."""
+    return {
+        **{f"{name}_per_chip": value for name, value in zip(_METRICS, per_chip, strict=True)},
+        **{f"{name}_total": value for name, value in zip(_METRICS, total, strict=True)},
+        "communication_bytes": communication,
+    }
+
+
+def _timing(*, compute: str, load: str, communication: str, wall_clock: str) -> dict[str, str]:
+    """Seed 000's four exact times (ms), in its order."""
+    return {
+        "compute_time_ms": compute,
+        "load_time_ms": load,
+        "communication_time_ms": communication,
+        "wall_clock_time_ms": wall_clock,
+    }
+
+
+def _attention_steps(projection: int, core: int) -> dict[str, int]:
+    """The six attention FLOP steps when Q, K, V and O cost the same (``projection``) and
+    so do the scores and P·V (``core``), in the seeds' order."""
+    return {
+        "q_proj": projection,
+        "k_proj": projection,
+        "v_proj": projection,
+        "scores": core,
+        "apply_v": core,
+        "o_proj": projection,
+    }
+
+
 # Seed 001: d=1024, h=16, dh=64, B=2, BF16.
 _MHA = {"hidden_size": 1024, "num_heads": 16, "head_dim": 64, "batch_size": 2}
 _MHA_PREFILL = {**_MHA, "seq_len": 128}
@@ -146,25 +184,14 @@ SPEC_CASES: tuple[SpecCase, ...] = (
         "single",
         "prefill",
         _MHA_PREFILL,
-        metrics={
-            "flops_per_chip": 2281701376,
-            "weight_memory_per_chip": 8388608,
-            "activation_memory_per_chip": 2621440,
-            "kv_cache_per_chip": 1048576,
-            "flops_total": 2281701376,
-            "weight_memory_total": 8388608,
-            "activation_memory_total": 2621440,
-            "kv_cache_total": 1048576,
-            "communication_bytes": 0,
-        },
+        metrics=_metrics(
+            per_chip=(2281701376, 8388608, 2621440, 1048576),
+            total=(2281701376, 8388608, 2621440, 1048576),
+            communication=0,
+        ),
         steps={
             "tokens": 256,  # M = B*S = 2*128
-            "q_proj": 536_870_912,
-            "k_proj": 536_870_912,
-            "v_proj": 536_870_912,
-            "scores": 67_108_864,
-            "apply_v": 67_108_864,
-            "o_proj": 536_870_912,
+            **_attention_steps(536_870_912, 67_108_864),
         },
     ),
     SpecCase(
@@ -174,17 +201,11 @@ SPEC_CASES: tuple[SpecCase, ...] = (
         "tp",
         "prefill",
         {**_MHA_PREFILL, "tensor_parallel": 4},
-        metrics={
-            "flops_per_chip": 570425344,
-            "weight_memory_per_chip": 2097152,
-            "activation_memory_per_chip": 1441792,
-            "kv_cache_per_chip": 262144,
-            "flops_total": 2281701376,
-            "weight_memory_total": 8388608,
-            "activation_memory_total": 5767168,
-            "kv_cache_total": 1048576,
-            "communication_bytes": 524288,
-        },
+        metrics=_metrics(
+            per_chip=(570425344, 2097152, 1441792, 262144),
+            total=(2281701376, 8388608, 5767168, 1048576),
+            communication=524288,
+        ),
         collectives={"output_allreduce": 524_288},
         steps={
             "heads_local": 4,  # h_local = 16/4
@@ -201,17 +222,11 @@ SPEC_CASES: tuple[SpecCase, ...] = (
         "tp",
         "decode",
         {**_MHA_DECODE, "tensor_parallel": 4, "kv_includes_new_token": True},
-        metrics={
-            "flops_per_chip": 4458496,
-            "weight_memory_per_chip": 2097152,
-            "activation_memory_per_chip": 11264,
-            "kv_cache_per_chip": 264192,
-            "flops_total": 17833984,
-            "weight_memory_total": 8388608,
-            "activation_memory_total": 45056,
-            "kv_cache_total": 1056768,
-            "communication_bytes": 4096,
-        },
+        metrics=_metrics(
+            per_chip=(4458496, 2097152, 11264, 264192),
+            total=(17833984, 8388608, 45056, 1056768),
+            communication=4096,
+        ),
         collectives={"output_allreduce": 4_096},
         steps={
             "tokens": 2,  # M_q = B*T = 2*1
@@ -234,17 +249,11 @@ SPEC_CASES: tuple[SpecCase, ...] = (
         "cp-kv-sharded",
         "prefill",
         {**_MHA_PREFILL, "context_parallel": 4},
-        metrics={
-            "flops_per_chip": 570425344,
-            "weight_memory_per_chip": 8388608,
-            "activation_memory_per_chip": 655360,
-            "kv_cache_per_chip": 262144,
-            "flops_total": 2281701376,
-            "weight_memory_total": 33554432,
-            "activation_memory_total": 2621440,
-            "kv_cache_total": 1048576,
-            "communication_bytes": 139264,
-        },
+        metrics=_metrics(
+            per_chip=(570425344, 8388608, 655360, 262144),
+            total=(2281701376, 33554432, 2621440, 1048576),
+            communication=139264,
+        ),
         collectives={"softmax_stats_allreduce": 8_192, "output_allreduce": 131_072},
         steps={"seq_local": 32, "tokens_local": 64},
     ),
@@ -255,27 +264,16 @@ SPEC_CASES: tuple[SpecCase, ...] = (
         "cp-allgather",
         "prefill",
         {**_MHA_PREFILL, "context_parallel": 4},
-        metrics={
-            "flops_per_chip": 570425344,
-            "weight_memory_per_chip": 8388608,
-            "activation_memory_per_chip": 655360,
-            "kv_cache_per_chip": 262144,
-            "flops_total": 2281701376,
-            "weight_memory_total": 33554432,
-            "activation_memory_total": 2621440,
-            "kv_cache_total": 1048576,
-            "communication_bytes": 1048576,
-        },
+        metrics=_metrics(
+            per_chip=(570425344, 8388608, 655360, 262144),
+            total=(2281701376, 33554432, 2621440, 1048576),
+            communication=1048576,
+        ),
         collectives={"kv_allgather": 1_048_576},
         steps={
             "seq_local": 32,
             "tokens_local": 64,
-            "q_proj": 134_217_728,
-            "k_proj": 134_217_728,
-            "v_proj": 134_217_728,
-            "scores": 16_777_216,
-            "apply_v": 16_777_216,
-            "o_proj": 134_217_728,
+            **_attention_steps(134_217_728, 16_777_216),
         },
     ),
     SpecCase(
@@ -290,17 +288,11 @@ SPEC_CASES: tuple[SpecCase, ...] = (
             "decode_projections": "o",
             "attention_keys_include_new_token": False,
         },
-        metrics={
-            "flops_per_chip": 4456448,
-            "weight_memory_per_chip": 8388608,
-            "activation_memory_per_chip": 8192,
-            "kv_cache_per_chip": 262144,
-            "flops_total": 17825792,
-            "weight_memory_total": 33554432,
-            "activation_memory_total": 32768,
-            "kv_cache_total": 1048576,
-            "communication_bytes": 4352,
-        },
+        metrics=_metrics(
+            per_chip=(4456448, 8388608, 8192, 262144),
+            total=(17825792, 33554432, 32768, 1048576),
+            communication=4352,
+        ),
         collectives={"softmax_stats_allreduce": 256, "output_allreduce": 4_096},
         steps={
             "key_len_local": 32,
@@ -319,17 +311,11 @@ SPEC_CASES: tuple[SpecCase, ...] = (
         "tp-cp",
         "prefill",
         {**_MHA_PREFILL, "tensor_parallel": 4, "context_parallel": 4},
-        metrics={
-            "flops_per_chip": 142606336,
-            "weight_memory_per_chip": 2097152,
-            "activation_memory_per_chip": 360448,
-            "kv_cache_per_chip": 65536,
-            "flops_total": 2281701376,
-            "weight_memory_total": 33554432,
-            "activation_memory_total": 5767168,
-            "kv_cache_total": 1048576,
-            "communication_bytes": 165888,
-        },
+        metrics=_metrics(
+            per_chip=(142606336, 2097152, 360448, 65536),
+            total=(2281701376, 33554432, 5767168, 1048576),
+            communication=165888,
+        ),
         collectives={
             "softmax_stats_allreduce": 2_048,
             "output_allreduce": 32_768,
@@ -339,12 +325,7 @@ SPEC_CASES: tuple[SpecCase, ...] = (
             "heads_local": 4,
             "seq_local": 32,
             "tokens_local": 64,
-            "q_proj": 33_554_432,
-            "k_proj": 33_554_432,
-            "v_proj": 33_554_432,
-            "scores": 4_194_304,
-            "apply_v": 4_194_304,
-            "o_proj": 33_554_432,
+            **_attention_steps(33_554_432, 4_194_304),
             "act_input": 131_072,
             "act_projections": 98_304,
             "act_output": 131_072,
@@ -363,17 +344,11 @@ SPEC_CASES: tuple[SpecCase, ...] = (
             "decode_projections": "qo",
             "attention_keys_include_new_token": False,
         },
-        metrics={
-            "flops_per_chip": 2162688,
-            "weight_memory_per_chip": 2097152,
-            "activation_memory_per_chip": 9216,
-            "kv_cache_per_chip": 65536,
-            "flops_total": 34603008,
-            "weight_memory_total": 33554432,
-            "activation_memory_total": 147456,
-            "kv_cache_total": 1048576,
-            "communication_bytes": 5184,
-        },
+        metrics=_metrics(
+            per_chip=(2162688, 2097152, 9216, 65536),
+            total=(34603008, 33554432, 147456, 1048576),
+            communication=5184,
+        ),
         collectives={
             "softmax_stats_allreduce": 64,
             "output_allreduce": 1_024,
@@ -412,12 +387,12 @@ SPEC_CASES: tuple[SpecCase, ...] = (
             "apply_v": 137_438_953_472,
             "o_proj": 274_877_906_944,
         },
-        timing={
-            "compute_time_ms": "1.37438953472",  # 1,374,389,534,720 / 10^15 * 1000
-            "load_time_ms": "0.134217728",  # 134,217,728 / 10^12 * 1000
-            "communication_time_ms": "0",
-            "wall_clock_time_ms": "1.37438953472",  # max(1.374..., 0.134...) + 0
-        },
+        timing=_timing(
+            compute="1.37438953472",  # 1,374,389,534,720 / 10^15 * 1000
+            load="0.134217728",  # 134,217,728 / 10^12 * 1000
+            communication="0",
+            wall_clock="1.37438953472",  # max(1.374..., 0.134...) + 0
+        ),
         approx={
             "compute_time_ms": "1.374",
             "load_time_ms": "0.134",
@@ -442,19 +417,14 @@ SPEC_CASES: tuple[SpecCase, ...] = (
         },
         steps={
             "key_len": 2049,  # S_past + 1
-            "q_proj": 33_554_432,
-            "k_proj": 33_554_432,
-            "v_proj": 33_554_432,
-            "scores": 16_785_408,
-            "apply_v": 16_785_408,
-            "o_proj": 33_554_432,
+            **_attention_steps(33_554_432, 16_785_408),
         },
-        timing={
-            "compute_time_ms": "0.000167788544",  # 167,788,544 / 10^15 * 1000
-            "load_time_ms": "0.16777216",  # (134,217,728 + 33,554,432) / 10^12 * 1000
-            "communication_time_ms": "0",
-            "wall_clock_time_ms": "0.16777216",  # max(0.000168, 0.168) + 0
-        },
+        timing=_timing(
+            compute="0.000167788544",  # 167,788,544 / 10^15 * 1000
+            load="0.16777216",  # (134,217,728 + 33,554,432) / 10^12 * 1000
+            communication="0",
+            wall_clock="0.16777216",  # max(0.000168, 0.168) + 0
+        ),
         approx={
             "compute_time_ms": "0.000168",
             "load_time_ms": "0.168",
@@ -488,12 +458,12 @@ SPEC_CASES: tuple[SpecCase, ...] = (
             "scores": 4_196_352,
             "apply_v": 4_196_352,
         },
-        timing={
-            "compute_time_ms": "0.000041947136",  # 41,947,136 / 10^15 * 1000
-            "load_time_ms": "0.04194304",  # (33,554,432 + 8,388,608) / 10^12 * 1000
-            "communication_time_ms": "0.00108192",  # 1.0/1000 + 8,192 / 10^11 * 1000
-            "wall_clock_time_ms": "0.04302496",  # max(0.000042, 0.04194304) + 0.00108192
-        },
+        timing=_timing(
+            compute="0.000041947136",  # 41,947,136 / 10^15 * 1000
+            load="0.04194304",  # (33,554,432 + 8,388,608) / 10^12 * 1000
+            communication="0.00108192",  # 1.0/1000 + 8,192 / 10^11 * 1000
+            wall_clock="0.04302496",  # max(0.000042, 0.04194304) + 0.00108192
+        ),
         # The seed sums rounded parts (0.0336 + 0.00839 = 0.0420; 0.0420 + 0.00108 = 0.0431),
         # within one unit of its last printed digit of the exact 0.041943 and 0.043025.
         approx={
@@ -531,12 +501,12 @@ SPEC_CASES: tuple[SpecCase, ...] = (
             "scores": 4_294_967_296,
             "apply_v": 4_294_967_296,
         },
-        timing={
-            "compute_time_ms": "0.077309411328",  # 77,309,411,328 / 10^15 * 1000
-            "load_time_ms": "0.033554432",  # 33,554,432 / 10^12 * 1000
-            "communication_time_ms": "0.16877216",  # 0.001 + 16,777,216 / 10^11 * 1000
-            "wall_clock_time_ms": "0.16877216",  # max(max(0.0773, 0.0336), 0.16877216)
-        },
+        timing=_timing(
+            compute="0.077309411328",  # 77,309,411,328 / 10^15 * 1000
+            load="0.033554432",  # 33,554,432 / 10^12 * 1000
+            communication="0.16877216",  # 0.001 + 16,777,216 / 10^11 * 1000
+            wall_clock="0.16877216",  # max(max(0.0773, 0.0336), 0.16877216)
+        ),
         approx={
             "compute_time_ms": "0.0773",
             "load_time_ms": "0.0336",
@@ -578,12 +548,12 @@ SPEC_CASES: tuple[SpecCase, ...] = (
             "kv_cache_per_chip": 536_870_912,
         },
         steps={"scores": 268_443_648, "apply_v": 268_443_648},  # 2*1*32*1*32769*128
-        timing={
-            "compute_time_ms": "0.000671105024",  # 671,105,024 / 10^15 * 1000
-            "load_time_ms": "0.67108864",  # (134,217,728 + 536,870,912) / 10^12 * 1000
-            "communication_time_ms": "0",
-            "wall_clock_time_ms": "0.67108864",
-        },
+        timing=_timing(
+            compute="0.000671105024",  # 671,105,024 / 10^15 * 1000
+            load="0.67108864",  # (134,217,728 + 536,870,912) / 10^12 * 1000
+            communication="0",
+            wall_clock="0.67108864",
+        ),
         approx={
             "compute_time_ms": "0.000671",
             "load_time_ms": "0.671",

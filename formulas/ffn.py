@@ -19,14 +19,13 @@ from shardcost.symbolic import (
     Section,
     StepSpec,
     Trace,
-    finish,
 )
 from shardcost.symbolic.dimensions import CONTEXT_PARALLEL, TENSOR_PARALLEL, b, cp, d, d_ff, tp
 
 from .conventions import Conventions, Phase
 from .primitives import matmul_flops, tensor_bytes
 from .registry import Checks, Role, Send, layer, layout, ref
-from .sharding import chip_count, columns_over_tp, token_share
+from .sharding import columns_over_tp, finish_share, token_share
 from .steps import (
     ACT_INPUT,
     ACT_OUTPUT,
@@ -130,14 +129,8 @@ def _ffn(phase: Phase, conv: Conventions, *, over_tp: bool, over_cp: bool) -> Co
     activations = _activations(t, tokens, width, gated=conv.ffn_gated)
     kv_cache = no_kv_cache(t, "an FFN has none")
     sends = [OUTPUT_ALLREDUCE(t, tp, hidden_bytes(tokens))] if over_tp else []
-    return finish(
-        t,
-        chips=chip_count(over_tp=over_tp, over_cp=over_cp),
-        flops=flops,
-        weights=weights,
-        activations=activations,
-        kv_cache=kv_cache,
-        collectives=sends,
+    return finish_share(
+        t, flops, weights, activations, kv_cache, sends, over_tp=over_tp, over_cp=over_cp
     )
 
 

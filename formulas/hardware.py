@@ -38,8 +38,12 @@ class HardwareField:
     unit: str
 
 
-def _field(name: str, short: str, latex: str, meaning: str, unit: str) -> HardwareField:
-    return HardwareField(name, sympy.Symbol(short, positive=True), latex, meaning, unit)
+def _field(
+    name: str, short: str, latex: str, meaning: str, unit: str, *, may_be_zero: bool = False
+) -> HardwareField:
+    """A field the formulas read, as a positive symbol (nonnegative when ``may_be_zero``)."""
+    sign = {"nonnegative": True} if may_be_zero else {"positive": True}
+    return HardwareField(name, sympy.Symbol(short, **sign), latex, meaning, unit)
 
 
 PEAK_TFLOPS = _field(
@@ -55,12 +59,13 @@ INTERCONNECT_BANDWIDTH = _field(
     "interconnect bandwidth per chip, per direction",
     "GB/s",
 )
-INTERCONNECT_LATENCY = HardwareField(
+INTERCONNECT_LATENCY = _field(
     "interconnect_latency_us",
-    sympy.Symbol("L_ic", nonnegative=True),
+    "L_ic",
     r"L_{\mathrm{ic}}",
     "latency of one collective",
     "µs",
+    may_be_zero=True,
 )
 COMPUTE_EFFICIENCY = _field(
     "compute_efficiency", "eta_c", r"\eta_{c}", "achieved fraction of peak compute", "fraction"
@@ -71,12 +76,13 @@ MEMORY_EFFICIENCY = _field(
 LINK_EFFICIENCY = _field(
     "link_efficiency", "eta_l", r"\eta_{l}", "achieved fraction of link bandwidth", "fraction"
 )
-KERNEL_OVERHEAD = HardwareField(
+KERNEL_OVERHEAD = _field(
     "kernel_overhead_us",
-    sympy.Symbol("t_k", nonnegative=True),
+    "t_k",
     r"t_{k}",
     "fixed overhead per kernel (one per matrix-product step)",
     "µs",
+    may_be_zero=True,
 )
 SUPPORTS_OVERLAP = HardwareField(
     "supports_overlap", None, "", "communication overlaps compute and loads", "boolean"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sympy
 
-from shardcost.symbolic import Dimension, Section, StepSpec, Trace
+from shardcost.symbolic import Collective, Cost, Dimension, Section, StepSpec, Trace, finish
 from shardcost.symbolic.dimensions import (
     BY_SYMBOL,
     CONTEXT_PARALLEL,
@@ -153,3 +153,29 @@ def vocab_over_tp(t: Trace) -> sympy.Symbol:
 def chip_count(*, over_tp: bool, over_cp: bool) -> sympy.Expr:
     """The chips a layout spans when it splits over TP ranks, CP ranks, both or neither."""
     return sympy.sympify((tp if over_tp else 1) * (cp if over_cp else 1))
+
+
+def finish_share(
+    t: Trace,
+    flops: sympy.Symbol,
+    weights: sympy.Symbol,
+    activations: sympy.Symbol,
+    kv_cache: sympy.Symbol,
+    sends: list[Collective],
+    *,
+    over_tp: bool,
+    over_cp: bool,
+    weight_reads: sympy.Symbol | None = None,
+) -> Cost:
+    """Close the trace of one chip's share of a layer split over TP ranks, CP ranks, both
+    or neither: its chips, then the Cost of its totals."""
+    return finish(
+        t,
+        chips=chip_count(over_tp=over_tp, over_cp=over_cp),
+        flops=flops,
+        weights=weights,
+        activations=activations,
+        kv_cache=kv_cache,
+        collectives=sends,
+        weight_reads=weight_reads,
+    )

@@ -30,14 +30,13 @@ from shardcost.symbolic import (
     StepSpec,
     Trace,
     collective,
-    finish,
 )
 from shardcost.symbolic.dimensions import CONTEXT_PARALLEL, TENSOR_PARALLEL, B, V, b, cp, d, tp
 
 from .conventions import Conventions, Phase
 from .primitives import matmul_flops, tensor_bytes
 from .registry import REF_FLOPS, Checks, Role, Send, layer, layout, ref
-from .sharding import chip_count, token_share, vocab_over_tp
+from .sharding import finish_share, token_share, vocab_over_tp
 from .steps import (
     ACT_INPUT,
     ACT_OUTPUT,
@@ -142,6 +141,7 @@ LOGITS_ALLGATHER = CollectiveSpec(
     "logits_allgather", CollectiveKind.ALL_GATHER, "logits all-gather", _SLICES
 )
 _GATHER_NOTE = "all-gather over the tp group of the full logits[M, V]; none on one chip"
+_NO_KV = "a vocabulary layer has none"
 
 
 def _gather_logits(t: Trace, tokens: sympy.Expr) -> Collective:
@@ -159,30 +159,6 @@ def _gather_logits(t: Trace, tokens: sympy.Expr) -> Collective:
     )
 
 
-def _finish(
-    t: Trace,
-    flops: sympy.Symbol,
-    weights: sympy.Symbol,
-    activations: sympy.Symbol,
-    sends: list[Collective],
-    *,
-    over_tp: bool,
-    over_cp: bool,
-    weight_reads: sympy.Symbol | None = None,
-) -> Cost:
-    """Close a vocabulary layer's trace: no KV cache, then the Cost."""
-    return finish(
-        t,
-        chips=chip_count(over_tp=over_tp, over_cp=over_cp),
-        flops=flops,
-        weights=weights,
-        activations=activations,
-        kv_cache=no_kv_cache(t, "a vocabulary layer has none"),
-        collectives=sends,
-        weight_reads=weight_reads,
-    )
-
-
 def _embedding(phase: Phase, *, over_tp: bool, over_cp: bool) -> Cost:
     """One chip's share of the embedding: vocabulary rows over TP, tokens over CP."""
     t = Trace()
@@ -193,8 +169,17 @@ def _embedding(phase: Phase, *, over_tp: bool, over_cp: bool) -> Cost:
     reads = TABLE_READS(t, tensor_bytes(sympy.Min(tokens, rows), d, bytes_per_elem=b))
     activations = ACTIVATION_BYTES(t, EMBEDDED(t, hidden_bytes(tokens)))
     sends = [EMBEDDING_ALLREDUCE(t, tp, hidden_bytes(tokens))] if over_tp else []
-    return _finish(
-        t, flops, weights, activations, sends, over_tp=over_tp, over_cp=over_cp, weight_reads=reads
+    kv_cache = no_kv_cache(t, _NO_KV)
+    return finish_share(
+        t,
+        flops,
+        weights,
+        activations,
+        kv_cache,
+        sends,
+        over_tp=over_tp,
+        over_cp=over_cp,
+        weight_reads=reads,
     )
 
 
@@ -217,7 +202,10 @@ def _lm_head(phase: Phase, conv: Conventions, *, over_tp: bool, over_cp: bool) -
     hidden = HIDDEN_ROWS(t, hidden_bytes(tokens))
     activations = ACTIVATION_BYTES(t, hidden + ACT_LOGITS(t, hidden_bytes(tokens, rows)))
     sends = [_gather_logits(t, tokens)] if over_tp else []
-    return _finish(t, flops, weights, activations, sends, over_tp=over_tp, over_cp=over_cp)
+    kv_cache = no_kv_cache(t, _NO_KV)
+    return finish_share(
+        t, flops, weights, activations, kv_cache, sends, over_tp=over_tp, over_cp=over_cp
+    )
 
 
 # -- the embedding ------------------------------------------------------------------------
