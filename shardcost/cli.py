@@ -47,6 +47,7 @@ from shardcost.reports.tables import (
 from shardcost.symbolic import DIMENSIONS
 
 PROG = "shardcost"
+_FORMATS = ("table", "json", "markdown")
 _ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=.*", re.DOTALL)
 
 
@@ -171,6 +172,24 @@ def _output(args: argparse.Namespace, text: str) -> None:
     print(f"wrote {target}", file=sys.stderr)
 
 
+def _evaluate_one(args: argparse.Namespace) -> Result:
+    """The one layout of ``metrics`` and ``report``, evaluated at the command's KEY=VALUEs."""
+    params = _assignments(args.assignments)
+    inputs = resolve_inputs(
+        args.layout, args.phase, layer=args.layer, hardware=args.hardware, params=params
+    )
+    return evaluate(inputs)
+
+
+def _output_result(args: argparse.Namespace, result: Any, text: Callable[[Any, str], str]) -> int:
+    """``result`` as JSON (its ``to_dict()``) or as ``text(result, format)``, via ``_output``."""
+    if args.format == "json":
+        _output(args, _json(result.to_dict()))
+    else:
+        _output(args, text(result, args.format))
+    return 0
+
+
 def _plot(args: argparse.Namespace, results: list[Result]) -> str | None:
     """With --plot, write the roofline SVG beside -o FILE.md; the link to put in it."""
     if not getattr(args, "plot", False):
@@ -189,11 +208,7 @@ def _plot(args: argparse.Namespace, results: list[Result]) -> str | None:
 def _cmd_report(args: argparse.Namespace) -> int:
     from shardcost.reports.render import derivation_report
 
-    params = _assignments(args.assignments)
-    inputs = resolve_inputs(
-        args.layout, args.phase, layer=args.layer, hardware=args.hardware, params=params
-    )
-    result = evaluate(inputs)
+    result = _evaluate_one(args)
     _output(args, derivation_report(result, plot=_plot(args, [result])))
     return 0
 
@@ -291,11 +306,7 @@ def _cmd_spec_render(args: argparse.Namespace) -> int:
 
 
 def _cmd_metrics(args: argparse.Namespace) -> int:
-    params = _assignments(args.assignments)
-    inputs = resolve_inputs(
-        args.layout, args.phase, layer=args.layer, hardware=args.hardware, params=params
-    )
-    result = evaluate(inputs)
+    result = _evaluate_one(args)
     if args.format == "json":
         _emit(_json(result.to_dict()))
         for note in result.notes:
@@ -316,11 +327,7 @@ def _cmd_model(args: argparse.Namespace) -> int:
         hardware=args.hardware,
         params=_assignments(args.assignments),
     )
-    if args.format == "json":
-        _output(args, _json(result.to_dict()))
-    else:
-        _output(args, model_text(result, args.format))
-    return 0
+    return _output_result(args, result, model_text)
 
 
 def _cmd_kv_tier(args: argparse.Namespace) -> int:
@@ -334,11 +341,7 @@ def _cmd_kv_tier(args: argparse.Namespace) -> int:
         layout=args.layout,
         params=_assignments(args.assignments),
     )
-    if args.format == "json":
-        _output(args, _json(tier.to_dict()))
-    else:
-        _output(args, kv_tier_text(tier, args.format))
-    return 0
+    return _output_result(args, tier, kv_tier_text)
 
 
 def _cmd_layouts(args: argparse.Namespace) -> int:
@@ -480,8 +483,12 @@ def _cmd_spec_check(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- parser
 
 
-def _add_output_options(p: argparse.ArgumentParser) -> None:
+def _add_output_file(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", type=Path, metavar="FILE", help="write to FILE, not stdout")
+
+
+def _add_output_options(p: argparse.ArgumentParser) -> None:
+    _add_output_file(p)
     p.add_argument(
         "--plot",
         action="store_true",
@@ -511,7 +518,7 @@ def _add_layout_options(
     if formats:
         p.add_argument(
             "--format",
-            choices=("table", "json", "markdown"),
+            choices=_FORMATS,
             default="table",
             help="output format (default: %(default)s)",
         )
@@ -534,22 +541,18 @@ def _parser() -> _Parser:
     )
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
 
-    p = sub.add_parser(
-        "compare",
-        help="every layout side by side (the default command)",
-        formatter_class=formatter,
-        epilog=keys_help(),
-    )
+    def keyed(name: str, summary: str, **kwargs: Any) -> argparse.ArgumentParser:
+        """A command that takes KEY=VALUE: the key reference is its epilog unless given."""
+        if "epilog" not in kwargs:
+            kwargs["epilog"] = keys_help()
+        return sub.add_parser(name, help=summary, formatter_class=formatter, **kwargs)
+
+    p = keyed("compare", "every layout side by side (the default command)")
     _add_layout_options(p, both=True)
     _add_output_options(p)
     p.set_defaults(run=_cmd_compare)
 
-    p = sub.add_parser(
-        "report",
-        help="a Markdown derivation of one layout, step by step",
-        formatter_class=formatter,
-        epilog=keys_help(),
-    )
+    p = keyed("report", "a Markdown derivation of one layout, step by step")
     p.add_argument("layout", help="a layout name (see 'shardcost layouts')")
     _add_layout_options(p, formats=False)
     _add_output_options(p)
@@ -582,10 +585,9 @@ def _parser() -> _Parser:
     p.add_argument("assignments", nargs="*", metavar="CONVENTION=VALUE", help=argparse.SUPPRESS)
     p.set_defaults(run=_cmd_verify)
 
-    p = sub.add_parser(
+    p = keyed(
         "sweep",
-        help="evaluate the product of parameter lists; CSV or JSON lines",
-        formatter_class=formatter,
+        "evaluate the product of parameter lists; CSV or JSON lines",
         epilog="VALUES: a list (seq_len=1024,2048), an inclusive range (seq_len=1024:8192:1024) "
         "or a geometric range (batch_size=1:64:*2).\n\n" + keys_help(),
     )
@@ -594,7 +596,7 @@ def _parser() -> _Parser:
     p.add_argument("--layer", default="attention")
     p.add_argument("--hardware", metavar="NAME", help="adds the four timings")
     p.add_argument("--format", choices=("csv", "jsonl"), default="csv")
-    p.add_argument("-o", "--output", type=Path, metavar="FILE", help="write to FILE, not stdout")
+    _add_output_file(p)
     p.add_argument(
         "--progress",
         action=argparse.BooleanOptionalAction,
@@ -620,24 +622,17 @@ def _parser() -> _Parser:
     p.add_argument("assignments", nargs="*", metavar="CONVENTION=VALUE")
     p.set_defaults(run=_cmd_export)
 
-    p = sub.add_parser(
-        "metrics",
-        help="the nine metrics (and timing) of one layout",
-        formatter_class=formatter,
-        epilog=keys_help(),
-    )
+    p = keyed("metrics", "the nine metrics (and timing) of one layout")
     p.add_argument("layout", help="a layout name (see 'shardcost layouts')")
     _add_layout_options(p)
     p.set_defaults(run=_cmd_metrics)
 
-    p = sub.add_parser(
+    p = keyed(
         "model",
-        help="a whole model from a local Hugging Face config.json",
-        formatter_class=formatter,
+        "a whole model from a local Hugging Face config.json",
         description="Parameters (exact), per-component and total metrics, memory and (with "
         "--hardware) timing of a Llama-, Mistral- or Qwen2-family model. The config is read "
         "from disk; nothing is downloaded.",
-        epilog=keys_help(),
     )
     p.add_argument("config", type=Path, metavar="CONFIG.json", help="the model's config.json")
     p.add_argument("--phase", choices=[ph.value for ph in Phase], default="prefill")
@@ -652,20 +647,18 @@ def _parser() -> _Parser:
         metavar="NAME",
         help=f"hardware for timing and capacity: {' | '.join(CATALOG)} or FILE.toml",
     )
-    p.add_argument("--format", choices=("table", "json", "markdown"), default="table")
-    p.add_argument("-o", "--output", type=Path, metavar="FILE", help="write to FILE, not stdout")
+    p.add_argument("--format", choices=_FORMATS, default="table")
+    _add_output_file(p)
     p.add_argument("assignments", nargs="*", metavar="KEY=VALUE")
     p.set_defaults(run=_cmd_model)
 
-    p = sub.add_parser(
+    p = keyed(
         "kv-tier",
-        help="bring each request's KV cache from host memory: copy time against decode",
-        formatter_class=formatter,
+        "bring each request's KV cache from host memory: copy time against decode",
         description="For each request of a decode batch (past_seq_len=4096,64,...): the "
         "time to copy its KV cache (all layers, and one layer) from host memory over the "
         "host link, against decode attention over the same cache, and the decode layers, "
         "decode steps or prefill tokens that would hide the copy.",
-        epilog=keys_help(),
     )
     p.add_argument("config", type=Path, metavar="CONFIG.json", help="the model's config.json")
     p.add_argument(
@@ -687,18 +680,18 @@ def _parser() -> _Parser:
         help=f"the attention layout ({' | '.join(lay.name for lay in all_layouts('attention'))}; "
         "default: %(default)s)",
     )
-    p.add_argument("--format", choices=("table", "json", "markdown"), default="table")
-    p.add_argument("-o", "--output", type=Path, metavar="FILE", help="write to FILE, not stdout")
+    p.add_argument("--format", choices=_FORMATS, default="table")
+    _add_output_file(p)
     p.add_argument("assignments", nargs="*", metavar="KEY=VALUE")
     p.set_defaults(run=_cmd_kv_tier)
 
     p = sub.add_parser("layouts", help="the registered layouts")
     p.add_argument("--layer", default=None, help="only this layer's layouts")
-    p.add_argument("--format", choices=("table", "json", "markdown"), default="table")
+    p.add_argument("--format", choices=_FORMATS, default="table")
     p.set_defaults(run=_cmd_layouts)
 
     p = sub.add_parser("hardware", help="the hardware catalog, with each figure's source")
-    p.add_argument("--format", choices=("table", "json", "markdown"), default="table")
+    p.add_argument("--format", choices=_FORMATS, default="table")
     p.add_argument(
         "--file",
         type=Path,

@@ -12,6 +12,7 @@ import pytest
 
 import shardcost
 from shardcost.formulas.cases import spec_case
+from tests.helpers import MHA3
 
 # Names public though they start with "_".
 PUBLIC_DUNDERS = ("__version__",)
@@ -81,17 +82,7 @@ def test_every_error_class_is_in_the_tree() -> None:
 
 def test_design_example() -> None:
     # DESIGN.md's example is seed 001 Test 3 (MHA-3).
-    out = shardcost.metrics(
-        "tp",
-        phase="decode",
-        hidden_size=1024,
-        num_heads=16,
-        head_dim=64,
-        batch_size=2,
-        past_seq_len=128,
-        tensor_parallel=4,
-        kv_includes_new_token=True,
-    )
+    out = shardcost.metrics("tp", phase="decode", **MHA3, kv_includes_new_token=True)
     assert set(out) == {"layout", "phase", "params", "metrics"}
     assert out["metrics"] == spec_case("MHA-3").metrics
     assert list(out["metrics"]) == list(shardcost.symbolic.METRICS)

@@ -12,38 +12,18 @@ import pytest
 import shardcost
 from shardcost.cli import main
 from shardcost.formulas import all_layouts
+from tests.helpers import MHA3 as MHA3_KW
+from tests.helpers import MHA3_ARGS, run
 
-MHA3 = [
-    "hidden_size=1024",
-    "num_heads=16",
-    "head_dim=64",
-    "batch_size=2",
-    "past_seq_len=128",
-    "tensor_parallel=4",
-    "kv_includes_new_token=true",
-]
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
+# seed 001's MHA-3, as `shardcost metrics tp --phase decode` takes it
+MHA3 = [*MHA3_ARGS, "kv_includes_new_token=true"]
+TP_DECODE = ("metrics", "tp", "--phase", "decode")
 
 
 def test_metrics_json_equals_the_api(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run(capsys, "metrics", "tp", "--phase", "decode", *MHA3, "--format", "json")
+    code, out, _ = run(capsys, *TP_DECODE, *MHA3, "--format", "json")
     assert code == 0
-    api = shardcost.metrics(
-        "tp",
-        "decode",
-        hidden_size=1024,
-        num_heads=16,
-        head_dim=64,
-        batch_size=2,
-        past_seq_len=128,
-        tensor_parallel=4,
-        kv_includes_new_token=True,
-    )
+    api = shardcost.metrics("tp", "decode", **MHA3_KW, kv_includes_new_token=True)
     assert json.loads(out) == api
 
 
@@ -59,10 +39,7 @@ def test_metrics_table_and_markdown_show_the_numbers(capsys: pytest.CaptureFixtu
     for fmt in ("table", "markdown"):
         code, out, _ = run(
             capsys,
-            "metrics",
-            "tp",
-            "--phase",
-            "decode",
+            *TP_DECODE,
             *MHA3,
             "--format",
             fmt,
@@ -93,10 +70,7 @@ def test_timing_json_matches_seed_000(capsys: pytest.CaptureFixture[str]) -> Non
     # ATT-TIME-3: wall = max(41,947,136/10^12, (33,554,432 + 8,388,608)/10^9) + 0.00108192
     code, out, _ = run(
         capsys,
-        "metrics",
-        "tp",
-        "--phase",
-        "decode",
+        *TP_DECODE,
         "batch_size=1",
         "past_seq_len=2048",
         "tensor_parallel=4",

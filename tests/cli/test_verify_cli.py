@@ -12,6 +12,7 @@ import pytest
 import shardcost
 from shardcost.cli import main
 from shardcost.errors import InputError
+from tests.helpers import CHIPS, GROUP, PAYLOAD, with_chips, with_group, with_output
 
 LAYOUTS = Path(__file__).resolve().parents[1] / "formulas" / "layouts"
 
@@ -98,62 +99,59 @@ def test_bad_input_exit_2(
 # The issue's example with one value changed: verify --file builds the layout without
 # registering it and exits 1, naming the claim that fails and a counterexample; the API
 # refuses the same file at load (InputError, one line), so it is never registered.
-ISSUE = (LAYOUTS / "my-ring-cp.toml").read_text()
-OUTPUT = 'output_allreduce = "batch_size*seq_len/context_parallel*hidden_size*bytes_per_elem"'
-GROUP = "a group is a whole number of chips, at least 1"
-CHIPS = "the chip count is a whole number, at least 1"
-PAYLOAD = "a payload is bytes sent, zero or more"
 WHOLE = "FAILED                 whole chips"
 NEGATIVE = "FAILED                 non-negative"
-
-
-def _group(value: str) -> str:
-    return ISSUE.replace("[comm]", f'[groups]\noutput_allreduce = "{value}"\n\n[comm]')
-
-
-def _chips(value: str) -> str:
-    return ISSUE.replace('chips = "context_parallel"', f"chips = {value}")
 
 
 @pytest.mark.parametrize(
     ("text", "claim", "counterexample", "message"),
     [
         (
-            _group("0"),
+            with_group("0"),
             WHOLE,
             "output_allreduce group = 0, expected 1",
             f"[groups] output_allreduce = 0: {GROUP}; 0 is not",
         ),
         (
-            _group("-1"),
+            with_group("-1"),
             WHOLE,
             "output_allreduce group = -1, expected 1",
             f"[groups] output_allreduce = -1: {GROUP}; -1 is not",
         ),
         (
-            _group("1/2"),
+            with_group("1/2"),
             WHOLE,
             "output_allreduce group = 1/2, expected 1",
             f"[groups] output_allreduce = 1/2: {GROUP}; 1/2 is not",
         ),
-        (_chips('"0"'), WHOLE, "chips = 0, expected 1", f"[layout] chips = 0: {CHIPS}; 0 is not"),
         (
-            _chips('"-1"'),
+            with_chips('"0"'),
+            WHOLE,
+            "chips = 0, expected 1",
+            f"[layout] chips = 0: {CHIPS}; 0 is not",
+        ),
+        (
+            with_chips('"-1"'),
             WHOLE,
             "chips = -1, expected 1",
             f"[layout] chips = -1: {CHIPS}; -1 is not",
         ),
-        (_chips("-3"), WHOLE, "chips = -3, expected 1", f"[layout] chips = -3: {CHIPS}; -3 is not"),
+        (
+            with_chips("-3"),
+            WHOLE,
+            "chips = -3, expected 1",
+            f"[layout] chips = -3: {CHIPS}; -3 is not",
+        ),
         # -S on a group of cp > 1: smallest S = 1, cp = 2: -1
         (
-            ISSUE.replace(OUTPUT, 'output_allreduce = "-S"'),
+            with_output("-S"),
             NEGATIVE,
             "seq_len=1 context_parallel=2: output_allreduce payload = -1, expected 0",
             f"[comm] output_allreduce = -S: {PAYLOAD}; at seq_len=1 context_parallel=2 it is -1",
         ),
         # S - 2*B at B = S = 1 (cp = 2): 1 - 2 = -1
         (
-            ISSUE.replace(OUTPUT, 'output_allreduce = "S - 2*B"'),
+            with_output("S - 2*B"),
             NEGATIVE,
             "batch_size=1 seq_len=1 context_parallel=2: output_allreduce payload = -1, expected 0",
             f"[comm] output_allreduce = S - 2*B: {PAYLOAD}; "

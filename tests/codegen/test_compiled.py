@@ -17,6 +17,7 @@ from shardcost.errors import ImpossibleSplitError, InvalidValueError, PrecisionW
 from shardcost.formulas import Layout, Phase
 from shardcost.symbolic.dimensions import Dimension
 from tests.codegen.configurations import compiled, layout_phases, reference, valid_configs
+from tests.helpers import MHA3
 
 CASES = layout_phases()
 IDS = [f"{lay.layer}/{lay.name}-{ph}" for lay, ph in CASES]
@@ -129,12 +130,7 @@ def test_conventions_are_arguments() -> None:
     f = shardcost.compile("tp-cp", "decode")
     # seed 001 CP-5: flops_per_chip 2,162,688 with qo projections, keys exclude the new token
     out = f(
-        hidden_size=1024,
-        num_heads=16,
-        head_dim=64,
-        batch_size=2,
-        past_seq_len=128,
-        tensor_parallel=4,
+        **MHA3,
         context_parallel=4,
         decode_projections="qo",
         attention_keys_include_new_token=False,

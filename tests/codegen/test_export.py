@@ -7,7 +7,6 @@ README's test command runs first: a missing one fails here, it is never skipped.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from importlib.metadata import version
 from pathlib import Path
@@ -25,8 +24,7 @@ from tests.codegen.configurations import (
     run_key,
     valid_configs,
 )
-
-TOOLS = {"python": "python3", "c": "cc", "rust": "rustc", "js": "node", "go": "go"}
+from tests.helpers import MHA3_ARGS, run_sh
 
 
 @pytest.fixture(scope="session")
@@ -35,18 +33,6 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for language in LANGUAGES:
         shardcost.export(language, root)
     return root
-
-
-def run(exported: Path, language: str, *args: str) -> subprocess.CompletedProcess[str]:
-    tool = TOOLS[language]
-    assert shutil.which(tool), f"{tool} is missing: run sh tests/toolchains.sh"
-    return subprocess.run(
-        [str(exported / language / "run.sh"), *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
 
 
 @pytest.fixture(scope="session")
@@ -66,7 +52,7 @@ def cases() -> list[tuple[Layout, str, dict[str, int], dict[str, int]]]:
 def test_every_export_agrees_with_metrics(exported: Path, language: str, cases) -> None:
     for layout, phase, params, want in cases:
         args = [f"{k}={v}" for k, v in params.items()]
-        proc = run(exported, language, run_key(layout), phase, *args)
+        proc = run_sh(exported, language, run_key(layout), phase, *args)
         assert proc.returncode == 0, (layout.name, phase, params, proc.stderr)
         assert json.loads(proc.stdout) == want, (layout.name, phase, params)
         assert list(json.loads(proc.stdout)) == list(shardcost.symbolic.METRICS)
@@ -82,7 +68,7 @@ def test_bad_input_is_one_line_and_exit_2(exported: Path, language: str) -> None
         (["tp", "prefill", "seq_len=-3"], "expected KEY=POSITIVE_INTEGER"),
         (["warp", "prefill"], "unknown layout/phase"),
     ):
-        proc = run(exported, language, *args)
+        proc = run_sh(exported, language, *args)
         assert proc.returncode == 2, (args, proc.stdout, proc.stderr)
         assert proc.stderr.startswith("error: ") and message in proc.stderr, proc.stderr
         assert proc.stderr.count("\n") == 1
@@ -99,12 +85,7 @@ def test_python_export_needs_neither_sympy_nor_numpy(exported: Path) -> None:
             str(source),
             "tp",
             "decode",
-            "hidden_size=1024",
-            "num_heads=16",
-            "head_dim=64",
-            "batch_size=2",
-            "past_seq_len=128",
-            "tensor_parallel=4",
+            *MHA3_ARGS,
         ],
         capture_output=True,
         text=True,
@@ -157,7 +138,7 @@ def test_hidden_size_free_of_relations_takes_any_value(exported: Path, language:
         for hidden_size in (100, 2, None):
             p = {k: v for k, v in base.items() if k != HIDDEN_SIZE.name}
             p |= {} if hidden_size is None else {HIDDEN_SIZE.name: hidden_size}
-            proc = run(exported, language, run_key(layout), phase, *_args(p))
+            proc = run_sh(exported, language, run_key(layout), phase, *_args(p))
             want = reference(layout, phase, p)
             if want is None:  # a requirement of the layout refuses it: so must the export
                 assert proc.returncode == 2, (layout.name, phase, p, proc.stdout)
@@ -178,7 +159,7 @@ def test_a_relation_derives_or_refuses_as_the_library(exported: Path, language: 
             total, left, right = relation.dimensions
             for missing in relation.dimensions:
                 p = {k: v for k, v in base.items() if k != missing.name}
-                proc = run(exported, language, run_key(layout), phase, *_args(p))
+                proc = run_sh(exported, language, run_key(layout), phase, *_args(p))
                 assert proc.returncode == 0, (layout.name, phase, p, proc.stderr)
                 assert json.loads(proc.stdout) == want, (layout.name, phase, p)
             odd = right.default * 3 + 1  # the right factor's default does not divide it
@@ -188,7 +169,7 @@ def test_a_relation_derives_or_refuses_as_the_library(exported: Path, language: 
             ):
                 p = {d.name: v for d, v in given.items()}
                 assert reference(layout, phase, p) is None
-                proc = run(exported, language, run_key(layout), phase, *_args(p))
+                proc = run_sh(exported, language, run_key(layout), phase, *_args(p))
                 message = f"{total.name}={given[total]} is not divisible by {by.name}={value}"
                 assert proc.returncode == 2, (p, proc.stdout, proc.stderr)
                 assert proc.stderr.startswith("error: ") and message in proc.stderr, proc.stderr

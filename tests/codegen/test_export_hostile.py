@@ -35,8 +35,8 @@ from shardcost.formulas.user import define_layout
 from shardcost.symbolic import Cost
 from shardcost.symbolic.dimensions import CONTEXT_PARALLEL, SEQ_LEN
 from shardcost.symbolic.trace import Requirement, Step
+from tests.helpers import TOOLS, run_sh
 
-TOOLS = {"python": "python3", "c": "cc", "rust": "rustc", "js": "node", "go": "go"}
 PARAMS = {  # seed 001's CP-1, as the README's my-ring-cp example
     "hidden_size": 1024,
     "num_heads": 16,
@@ -203,21 +203,6 @@ def key(layout: Layout) -> str:
     return layout.name if layout.layer == "attention" else f"{layout.layer}/{layout.name}"
 
 
-def run(root: Path, language: str, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    tool = TOOLS[language]
-    assert shutil.which(tool), f"{tool} is missing: run sh tests/toolchains.sh"
-    return subprocess.run(
-        [str(root / language / "run.sh"), *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-        env={**os.environ, "PYTHONIOENCODING": "utf-8"},
-        timeout=300,
-        check=False,
-    )
-
-
 @pytest.fixture
 def registered() -> Iterator[list[tuple[Layout, Payload]]]:
     """The hostile layouts, registered (tests/conftest.py restores the registry after)."""
@@ -235,7 +220,9 @@ def test_hostile_text_stays_text(
     work.mkdir()
     export(language, out, layouts=[*(lay for lay, _ in registered), get_layout("single")])
     plain = {k: v for k, v in PARAMS.items() if k != "context_parallel"}  # one chip
-    proc = run(out, language, work, "single", "prefill", *(f"{k}={v}" for k, v in plain.items()))
+    proc = run_sh(
+        out, language, "single", "prefill", *(f"{k}={v}" for k, v in plain.items()), cwd=work
+    )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) == shardcost.metrics("single", **plain)["metrics"]
     args = [f"{k}={v}" for k, v in PARAMS.items()]
@@ -243,11 +230,11 @@ def test_hostile_text_stays_text(
     for layout, payload in registered:
         want = shardcost.metrics(layout.name, layer=layout.layer, **PARAMS)["metrics"]
         assert want["flops_per_chip"] == 570_425_344  # the README's CP-1 figure
-        proc = run(out, language, work, key(layout), "prefill", *args)
+        proc = run_sh(out, language, key(layout), "prefill", *args, cwd=work)
         assert proc.returncode == 0, (layout.name, proc.stderr)
         assert json.loads(proc.stdout) == want, layout.name
         assert list(json.loads(proc.stdout)) == list(shardcost.symbolic.METRICS)
-        proc = run(out, language, work, key(layout), "prefill", *uneven)
+        proc = run_sh(out, language, key(layout), "prefill", *uneven, cwd=work)
         assert proc.returncode == 2, (layout.name, proc.stdout, proc.stderr)
         assert proc.stderr == payload.message, layout.name
     assert not [p.name for p in tmp_path.rglob("pwned*")]

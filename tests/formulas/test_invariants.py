@@ -19,6 +19,7 @@ from shardcost.symbolic import Cost, Derivation
 from shardcost.symbolic.dimensions import B, S, T, b, cp, d, d_ff, dh, h, h_kv, tp
 from shardcost.symbolic.verify import VerdictStatus
 from tests.formulas.test_inputs import TOY_RELATION, register_toy_layer
+from tests.helpers import ISSUE, OUTPUT, with_chips, with_group, with_output
 
 LAYOUTS = Path(__file__).parent / "layouts"
 CASES = [(lay, ph) for lay in all_layouts("attention") for ph in Phase]
@@ -142,32 +143,20 @@ def test_a_dropped_collective_is_caught(
 
 # The issue's layouts that cannot be, read without being refused (read_layout), as verify
 # sees them: each fails "whole chips" or "non-negative" with the smallest counterexample.
-ISSUE = (LAYOUTS / "my-ring-cp.toml").read_text()
-OUTPUT = 'output_allreduce = "batch_size*seq_len/context_parallel*hidden_size*bytes_per_elem"'
-
-
-def _group(value: str) -> str:
-    return ISSUE.replace("[comm]", f'[groups]\noutput_allreduce = "{value}"\n\n[comm]')
-
-
-def _chips(value: str) -> str:
-    return ISSUE.replace('chips = "context_parallel"', f"chips = {value}")
-
-
 @pytest.mark.parametrize(
     ("text", "claim", "term", "point", "value", "least"),
     [
         # the group itself is the value: 0, -1, 1/2 at every point (none shown); a whole
         # number of chips is at least 1
-        (_group("0"), "whole chips", "output_allreduce group", {}, 0, 1),
-        (_group("-1"), "whole chips", "output_allreduce group", {}, -1, 1),
-        (_group("1/2"), "whole chips", "output_allreduce group", {}, sympy.Rational(1, 2), 1),
-        (_chips('"0"'), "whole chips", "chips", {}, 0, 1),
-        (_chips('"-1"'), "whole chips", "chips", {}, -1, 1),
-        (_chips("-3"), "whole chips", "chips", {}, -3, 1),
+        (with_group("0"), "whole chips", "output_allreduce group", {}, 0, 1),
+        (with_group("-1"), "whole chips", "output_allreduce group", {}, -1, 1),
+        (with_group("1/2"), "whole chips", "output_allreduce group", {}, sympy.Rational(1, 2), 1),
+        (with_chips('"0"'), "whole chips", "chips", {}, 0, 1),
+        (with_chips('"-1"'), "whole chips", "chips", {}, -1, 1),
+        (with_chips("-3"), "whole chips", "chips", {}, -3, 1),
         # -S is sent on a group of cp > 1: smallest S = 1, cp = 2 gives -1 against 0
         (
-            ISSUE.replace(OUTPUT, 'output_allreduce = "-S"'),
+            with_output("-S"),
             "non-negative",
             "output_allreduce payload",
             {S: 1, cp: 2},
@@ -175,9 +164,7 @@ def _chips(value: str) -> str:
             0,
         ),
         (
-            ISSUE.replace(OUTPUT, 'output_allreduce = "-S"').replace(
-                'chips = "context_parallel"', 'chips = "tensor_parallel"'
-            ),
+            with_output("-S").replace('chips = "context_parallel"', 'chips = "tensor_parallel"'),
             "non-negative",
             "output_allreduce payload",
             {S: 1, tp: 2},
@@ -186,7 +173,7 @@ def _chips(value: str) -> str:
         ),
         # S - 2*B: 1 - 2 = -1 at B = S = 1, cp = 2
         (
-            ISSUE.replace(OUTPUT, 'output_allreduce = "S - 2*B"'),
+            with_output("S - 2*B"),
             "non-negative",
             "output_allreduce payload",
             {B: 1, S: 1, cp: 2},

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sympy
@@ -13,6 +14,8 @@ from shardcost.errors import InputError
 from shardcost.formulas import Phase, get_layout
 from shardcost.formulas.user import load_layout, read_layout
 from shardcost.symbolic import CollectiveKind
+from tests import helpers
+from tests.helpers import CHIPS, GROUP, OUTPUT, PAYLOAD, with_chips, with_group, with_output
 
 LAYOUTS = Path(__file__).parent / "layouts"
 _names = (f"user-{i}" for i in itertools.count())
@@ -23,6 +26,14 @@ def layout_file(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "layout.toml"
     path.write_text(text.replace("NAME", next(_names)))
     return path
+
+
+def quantities(
+    flops: str = "1", weights: str = "1", activations: str = "1", kv_cache: str = "1"
+) -> dict[str, str]:
+    """define_layout's per_chip: the four per-chip quantities, each 1 unless given."""
+    names = ("flops", "weight_bytes", "activation_bytes", "kv_cache_bytes")
+    return dict(zip(names, (flops, weights, activations, kv_cache), strict=True))
 
 
 GOOD = """
@@ -84,12 +95,12 @@ def test_python_route() -> None:
         next(_names),
         phase="decode",
         chips="tensor_parallel",
-        per_chip={
-            "flops": "(8*B*T*d**2 + 4*B*h*T*(S_past + T)*dh) / tp",
-            "weight_bytes": "4*d**2*b/tp",
-            "activation_bytes": "(2*B*T*d + 3*B*T*d/tp)*b",
-            "kv_cache_bytes": "2*B*S_past*d*b/tp",
-        },
+        per_chip=quantities(
+            "(8*B*T*d**2 + 4*B*h*T*(S_past + T)*dh) / tp",
+            "4*d**2*b/tp",
+            "(2*B*T*d + 3*B*T*d/tp)*b",
+            "2*B*S_past*d*b/tp",
+        ),
         comm={"output_allreduce": "B*T*d*b"},
     )
     (result,) = shardcost.verify(layout.name)
@@ -158,58 +169,42 @@ def test_missing_file(tmp_path: Path) -> None:
         load_layout(tmp_path / "absent.toml")
 
 
+def named(text: str) -> str:
+    """The issue's layout named NAME, so that layout_file gives it a fresh name."""
+    return text.replace('"my-ring-cp"', '"NAME"')
+
+
+ISSUE = named(helpers.ISSUE)
 # The issue's example (my-ring-cp) with one value changed at a time: layouts that cannot be.
-ISSUE = (LAYOUTS / "my-ring-cp.toml").read_text().replace('"my-ring-cp"', '"NAME"')
-GROUP = "a group is a whole number of chips, at least 1"
-CHIPS = "the chip count is a whole number, at least 1"
-PAYLOAD = "a payload is bytes sent, zero or more"
-OUTPUT = 'output_allreduce = "batch_size*seq_len/context_parallel*hidden_size*bytes_per_elem"'
-
-
-def group(value: str) -> str:
-    return ISSUE.replace("[comm]", f'[groups]\noutput_allreduce = "{value}"\n\n[comm]')
-
-
 IMPOSSIBLE = [
     # constants: no point is needed, the value itself is not a whole number >= 1
-    (group("0"), f"[groups] output_allreduce = 0: {GROUP}; 0 is not"),
-    (group("-1"), f"[groups] output_allreduce = -1: {GROUP}; -1 is not"),
-    (group("1/2"), f"[groups] output_allreduce = 1/2: {GROUP}; 1/2 is not"),
-    (
-        ISSUE.replace('chips = "context_parallel"', 'chips = "0"'),
-        f"[layout] chips = 0: {CHIPS}; 0 is not",
-    ),
-    (
-        ISSUE.replace('chips = "context_parallel"', 'chips = "-1"'),
-        f"[layout] chips = -1: {CHIPS}; -1 is not",
-    ),
-    (
-        ISSUE.replace('chips = "context_parallel"', "chips = -3"),
-        f"[layout] chips = -3: {CHIPS}; -3 is not",
-    ),
+    (with_group("0"), f"[groups] output_allreduce = 0: {GROUP}; 0 is not"),
+    (with_group("-1"), f"[groups] output_allreduce = -1: {GROUP}; -1 is not"),
+    (with_group("1/2"), f"[groups] output_allreduce = 1/2: {GROUP}; 1/2 is not"),
+    (with_chips('"0"'), f"[layout] chips = 0: {CHIPS}; 0 is not"),
+    (with_chips('"-1"'), f"[layout] chips = -1: {CHIPS}; -1 is not"),
+    (with_chips("-3"), f"[layout] chips = -3: {CHIPS}; -3 is not"),
     # -S is sent only on a group of more than one: smallest failure seq_len=1, cp=2: -1
     (
-        ISSUE.replace(OUTPUT, 'output_allreduce = "-S"'),
+        with_output("-S"),
         f"[comm] output_allreduce = -S: {PAYLOAD}; at seq_len=1 context_parallel=2 it is -1",
     ),
     # the same with chips (so the group) tensor_parallel: seq_len=1, tp=2: -1
     (
-        ISSUE.replace(OUTPUT, 'output_allreduce = "-S"').replace(
-            'chips = "context_parallel"', 'chips = "tensor_parallel"'
-        ),
+        with_output("-S").replace('chips = "context_parallel"', 'chips = "tensor_parallel"'),
         f"[comm] output_allreduce = -S: {PAYLOAD}; at seq_len=1 tensor_parallel=2 it is -1",
     ),
     # negative only for some inputs: S - 2*B at B=1, S=1 (cp=2) is 1 - 2 = -1
     (
-        ISSUE.replace(OUTPUT, 'output_allreduce = "S - 2*B"'),
+        with_output("S - 2*B"),
         f"[comm] output_allreduce = S - 2*B: {PAYLOAD}; "
         "at batch_size=1 seq_len=1 context_parallel=2 it is -1",
     ),
     # a group that is not whole at some point: S/2 at seq_len=1 is 1/2
-    (group("S/2"), f"[groups] output_allreduce = S/2: {GROUP}; at seq_len=1 it is 1/2"),
+    (with_group("S/2"), f"[groups] output_allreduce = S/2: {GROUP}; at seq_len=1 it is 1/2"),
     # cp*tp - 1 at tp = cp = 1 is 0
     (
-        ISSUE.replace('chips = "context_parallel"', 'chips = "cp*tp - 1"'),
+        with_chips('"cp*tp - 1"'),
         f"[layout] chips = cp*tp - 1: {CHIPS}; at tensor_parallel=1 context_parallel=1 it is 0",
     ),
     # a per-chip quantity: 4*d^2*b - 5 at d = h*dh = 1, b = 1 is 4 - 5 = -1
@@ -219,6 +214,7 @@ IMPOSSIBLE = [
         "zero or more; at hidden_size=1 num_heads=1 head_dim=1 bytes_per_elem=1 it is -1",
     ),
 ]
+IMPOSSIBLE = [(named(text), message) for text, message in IMPOSSIBLE]  # each a fresh name
 
 
 @pytest.mark.parametrize(("text", "message"), IMPOSSIBLE)
@@ -238,37 +234,29 @@ def test_a_layout_that_cannot_be_is_refused_at_load(
 
 
 def test_the_python_route_refuses_the_same() -> None:
-    per_chip = {
-        "flops": "(8*B*S*d**2 + 4*B*h*S**2*dh) / cp",
-        "weight_bytes": "4*d**2*b",
-        "activation_bytes": "5*B*S*d*b/cp",
-        "kv_cache_bytes": "2*B*S*d*b/cp",
-    }
-    comm = {"output_allreduce": "B*S/cp*d*b"}
-    with pytest.raises(
-        InputError, match=rf"^\[groups\] output_allreduce = 1/2: {GROUP}; 1/2 is not$"
-    ):
-        shardcost.define_layout(
-            "py-half",
-            phase="prefill",
-            chips="cp",
-            per_chip=per_chip,
-            comm=comm,
-            groups={"output_allreduce": sympy.Rational(1, 2)},
-        )
-    with pytest.raises(InputError, match=rf"^\[layout\] chips = 0: {CHIPS}; 0 is not$"):
-        shardcost.define_layout("py-zero", phase="prefill", chips=0, per_chip=per_chip)
+    per_chip = quantities(
+        "(8*B*S*d**2 + 4*B*h*S**2*dh) / cp", "4*d**2*b", "5*B*S*d*b/cp", "2*B*S*d*b/cp"
+    )
+
+    def refused(name: str, match: str, **kwargs: Any) -> None:
+        with pytest.raises(InputError, match=match):
+            shardcost.define_layout(
+                name, **{"phase": "prefill", "chips": "cp", "per_chip": per_chip, **kwargs}
+            )
+
+    refused(
+        "py-half",
+        rf"^\[groups\] output_allreduce = 1/2: {GROUP}; 1/2 is not$",
+        comm={"output_allreduce": "B*S/cp*d*b"},
+        groups={"output_allreduce": sympy.Rational(1, 2)},
+    )
+    refused("py-zero", rf"^\[layout\] chips = 0: {CHIPS}; 0 is not$", chips=0)
     # two collectives cannot cancel: S + (-S) sends nothing in all, but -S is not a payload
-    with pytest.raises(
-        InputError, match=r"\[comm\] back = -S: .* at seq_len=1 context_parallel=2 it is -1$"
-    ):
-        shardcost.define_layout(
-            "py-cancel",
-            phase="prefill",
-            chips="cp",
-            per_chip=per_chip,
-            comm={"there": "S", "back": "-S"},
-        )
+    refused(
+        "py-cancel",
+        r"\[comm\] back = -S: .* at seq_len=1 context_parallel=2 it is -1$",
+        comm={"there": "S", "back": "-S"},
+    )
     assert not [lay for lay in shardcost.layouts() if lay.name.startswith("py-")]
 
 
@@ -279,12 +267,7 @@ def test_a_whole_number_that_needs_the_points_is_accepted() -> None:
         next(_names),
         phase="prefill",
         chips="cp + tp - 1",
-        per_chip={
-            "flops": "B*S*d",
-            "weight_bytes": "d*d*b",
-            "activation_bytes": "B*S*d*b",
-            "kv_cache_bytes": "B*S*d*b",
-        },
+        per_chip=quantities("B*S*d", "d*d*b", "B*S*d*b", "B*S*d*b"),
         comm={"x": "(S - 2*B)**2"},
         groups={"x": "ceil(S/cp)"},
     )
@@ -314,9 +297,7 @@ def test_a_summary_is_one_line_of_printable_text(summary: str, message: str) -> 
             next(_names),
             phase="prefill",
             chips="cp",
-            per_chip={
-                k: "1" for k in ("flops", "weight_bytes", "activation_bytes", "kv_cache_bytes")
-            },
+            per_chip=quantities(),
             summary=summary,
         )
     assert message in str(exc.value)
@@ -329,7 +310,7 @@ def test_a_summary_of_200_printable_characters_is_kept() -> None:
         next(_names),
         phase="prefill",
         chips="cp",
-        per_chip={k: "1" for k in ("flops", "weight_bytes", "activation_bytes", "kv_cache_bytes")},
+        per_chip=quantities(),
         summary=text,
     )
     assert layout.summary == text
@@ -337,7 +318,7 @@ def test_a_summary_of_200_printable_characters_is_kept() -> None:
 
 def test_the_default_summary_escapes_what_the_path_smuggles(tmp_path: Path) -> None:
     where = "evil\n\r\t\x00\u2028\u2029\u202e.toml"
-    per_chip = {k: "1" for k in ("flops", "weight_bytes", "activation_bytes", "kv_cache_bytes")}
+    per_chip = quantities()
     layout = shardcost.define_layout(
         next(_names), phase="prefill", chips="cp", per_chip=per_chip, where=where
     )
@@ -363,7 +344,7 @@ def test_the_default_summary_escapes_what_the_path_smuggles(tmp_path: Path) -> N
 
 
 def test_read_layout_builds_without_refusing_or_registering(tmp_path: Path) -> None:
-    path = layout_file(tmp_path, group("0"))
+    path = layout_file(tmp_path, named(with_group("0")))
     before = shardcost.layouts()
     layout = read_layout(path)
     assert layout.name.startswith("user-") and shardcost.layouts() == before
