@@ -1,6 +1,6 @@
 """Relations among dimensions: ``total = left × right``, any two given, the third follows.
 
-A layer declares its relations once (attention: ``d = h·dh``); inputs, validation, code
+A layer declares its relations once, in its own file; inputs, validation, code
 generation, sweeps and verification read them from there and never spell them again.
 """
 
@@ -30,7 +30,7 @@ class Product:
 
     @property
     def words(self) -> str:
-        """The relation in words: ``hidden_size = num_heads × head_dim``."""
+        """The relation in words: ``total = left × right`` in the dimensions' names."""
         return f"{self.total.name} = {self.left.name} × {self.right.name}"
 
     @property
