@@ -1,11 +1,11 @@
 """Formulas: primitives, layers, the layout registry, conventions, hardware and timing."""
 
-from . import attention, ffn, vocab  # noqa: F401  (register their layouts)
+from . import layers  # noqa: F401  (importing it registers every layer and layout)
 from .conventions import CONVENTIONS, Convention, Conventions, Phase
 from .evaluate import Metrics, Result, Timing, evaluate
 from .hardware import CATALOG, Hardware
 from .inputs import KEYS, Inputs, resolve_inputs
-from .registry import Layout, all_layouts, get_layout, layers
+from .registry import Layout, all_layouts, get_layout
 from .timing import TIMINGS, timing_model
 
 __all__ = [
@@ -25,7 +25,6 @@ __all__ = [
     "all_layouts",
     "evaluate",
     "get_layout",
-    "layers",
     "resolve_inputs",
     "timing_model",
 ]

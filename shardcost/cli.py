@@ -30,14 +30,13 @@ from shardcost.formulas import (
     Result,
     all_layouts,
     evaluate,
-    layers,
     resolve_inputs,
 )
 from shardcost.formulas.cases import SPEC_CASES, check_all, spec_case
 from shardcost.formulas.conventions import Conventions, convention
 from shardcost.formulas.hardware import FIELDS as HARDWARE_FIELDS
 from shardcost.formulas.inputs import applicable_params, check_keys
-from shardcost.formulas.registry import get_layout
+from shardcost.formulas.registry import get_layout, layers
 from shardcost.reports.tables import (
     Table,
     comparison_text,

@@ -22,11 +22,11 @@ from shardcost.symbolic import (
 )
 from shardcost.symbolic.dimensions import CONTEXT_PARALLEL, TENSOR_PARALLEL, b, cp, d, d_ff, tp
 
-from .conventions import Conventions, Phase
-from .primitives import matmul_flops, tensor_bytes
-from .registry import Checks, Role, Send, layer, layout, ref
-from .sharding import columns_over_tp, finish_share, token_share
-from .steps import (
+from ..conventions import Conventions, Phase
+from ..primitives import matmul_flops, tensor_bytes
+from ..registry import Checks, Role, Send, layer, layout, ref
+from ..sharding import columns_over_tp, finish_share, token_share
+from ..steps import (
     ACT_INPUT,
     ACT_OUTPUT,
     ACTIVATION_BYTES,

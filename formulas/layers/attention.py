@@ -45,11 +45,11 @@ from shardcost.symbolic.dimensions import (
     tp,
 )
 
-from .conventions import Conventions, Phase
-from .primitives import bmm_flops, matmul_flops, tensor_bytes
-from .registry import Checks, Role, Send, layer, layout, ref
-from .sharding import cached_over_cp, heads_over, keys_over_cp, sequence_over_cp, token_share
-from .steps import (
+from ..conventions import Conventions, Phase
+from ..primitives import bmm_flops, matmul_flops, tensor_bytes
+from ..registry import Checks, Role, Send, layer, layout, ref
+from ..sharding import cached_over_cp, heads_over, keys_over_cp, sequence_over_cp, token_share
+from ..steps import (
     ACT_INPUT,
     ACT_OUTPUT,
     ACTIVATION_BYTES,

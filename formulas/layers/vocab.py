@@ -33,11 +33,11 @@ from shardcost.symbolic import (
 )
 from shardcost.symbolic.dimensions import CONTEXT_PARALLEL, TENSOR_PARALLEL, B, V, b, cp, d, tp
 
-from .conventions import Conventions, Phase
-from .primitives import matmul_flops, tensor_bytes
-from .registry import REF_FLOPS, Checks, Role, Send, layer, layout, ref
-from .sharding import finish_share, token_share, vocab_over_tp
-from .steps import (
+from ..conventions import Conventions, Phase
+from ..primitives import matmul_flops, tensor_bytes
+from ..registry import REF_FLOPS, Checks, Role, Send, layer, layout, ref
+from ..sharding import finish_share, token_share, vocab_over_tp
+from ..steps import (
     ACT_INPUT,
     ACT_OUTPUT,
     ACTIVATION_BYTES,
