@@ -22,7 +22,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from shardcost.errors import InputError, InternalError
-from shardcost.formulas import Layout, Phase
+from shardcost.formulas import TIMINGS, Layout, Phase
 from shardcost.formulas.conventions import BY_NAME as CONVENTIONS_BY_NAME
 from shardcost.formulas.conventions import parse_bool
 from shardcost.formulas.hardware import FIELDS as HARDWARE_FIELDS
@@ -39,7 +39,6 @@ from .python import OVERLAP, choices
 
 MAX_ROWS = 50_000_000
 CHUNK = 1_000_000
-TIMINGS = ("compute_time_ms", "load_time_ms", "communication_time_ms", "wall_clock_time_ms")
 _HARDWARE = {f.symbol: f.name for f in HARDWARE_FIELDS if f.symbol is not None}
 _RANGE = re.compile(r"([^:,]+):([^:,]+)(?::(\*?)([^:,]+))?")
 

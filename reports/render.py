@@ -11,7 +11,7 @@ from pathlib import Path
 
 import jinja2
 
-from shardcost.formulas import Result
+from shardcost.formulas import TIMINGS, Result
 from shardcost.formulas.cases import CaseCheck, check_all
 
 from .derivation import (
@@ -147,7 +147,6 @@ _COMPARISON_ROWS = (
     ("memory bytes (all three)", lambda r: text_value(_memory(r))),
     ("communication bytes", lambda r: text_value(r.metrics.communication_bytes)),
 )
-_TIMING_ROWS = ("compute_time_ms", "load_time_ms", "communication_time_ms", "wall_clock_time_ms")
 
 
 def _memory(r: Result) -> int:
@@ -186,8 +185,7 @@ def comparison_report(
         rows = [(label, [get(r) for r in results]) for label, get in _COMPARISON_ROWS]
         if all(r.timing is not None for r in results):
             rows += [
-                (name, [significant(getattr(r.timing, name)) for r in results])
-                for name in _TIMING_ROWS
+                (name, [significant(getattr(r.timing, name)) for r in results]) for name in TIMINGS
             ]
         phases.append(
             {
