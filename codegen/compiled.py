@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cache
@@ -28,11 +28,12 @@ from shardcost.errors import InternalError
 from shardcost.formulas import Layout, Phase
 from shardcost.formulas.conventions import phase as parse_phase
 from shardcost.formulas.hardware import NUMERIC_FIELDS
+from shardcost.symbolic import Product
 from shardcost.symbolic.dimensions import BY_SYMBOL
 
 from . import runtime
 from .printers import NumpyPrinter
-from .program import Program, equation
+from .program import Check, Program, equation
 from .python import (
     Variant,
     choices,
@@ -230,22 +231,34 @@ def _rows(array: np.ndarray, lo: int, hi: int, shape: tuple[int, ...]) -> np.nda
     return array
 
 
-def _first_failure(prog: Program, arrays: dict[sympy.Symbol, np.ndarray]) -> Exception:
-    """The error for the first relation, else the first requirement, that fails."""
+def broken(
+    prog: Program, arrays: dict[Any, np.ndarray]
+) -> Iterator[tuple[Product | Check, np.ndarray, np.ndarray, np.ndarray]]:
+    """Each relation and requirement of ``prog``, with its two sides evaluated on the
+    arrays and where it fails (a relation: its sides differ; a check: parts does not
+    divide total, nor, with ``either``, total parts)."""
     for relation in prog.relations:
         lhs, rhs = (requirement_side(side, arrays) for side in equation(relation).args)
-        if np.any(lhs != rhs):
-            return runtime.mismatch(relation, *(arrays[d.symbol] for d in relation.dimensions))
+        yield relation, lhs, rhs, lhs != rhs
     for check in prog.checks:
         total = requirement_side(check.total, arrays)
         parts = requirement_side(check.parts, arrays)
         bad = total % parts != 0
         if check.either:
             bad = bad & (parts % total != 0)
-        if np.any(bad):
-            return runtime.not_divisible(
-                check.total_name, total, check.parts_name, parts, check.why, check.either
-            )
+        yield check, total, parts, bad
+
+
+def _first_failure(prog: Program, arrays: dict[sympy.Symbol, np.ndarray]) -> Exception:
+    """The error for the first relation, else the first requirement, that fails."""
+    for rule, total, parts, bad in broken(prog, arrays):
+        if not np.any(bad):
+            continue
+        if isinstance(rule, Product):
+            return runtime.mismatch(rule, *(arrays[d.symbol] for d in rule.dimensions))
+        return runtime.not_divisible(
+            rule.total_name, total, rule.parts_name, parts, rule.why, rule.either
+        )
     return InternalError("a configuration failed no relation and no requirement")
 
 

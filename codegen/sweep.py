@@ -29,12 +29,12 @@ from shardcost.formulas.hardware import FIELDS as HARDWARE_FIELDS
 from shardcost.formulas.hardware import SUPPORTS_OVERLAP, hardware
 from shardcost.formulas.hardware import number as parse_number
 from shardcost.formulas.inputs import check_keys, parse_count
-from shardcost.symbolic import METRICS
+from shardcost.symbolic import METRICS, Product
 from shardcost.symbolic.dimensions import BY_NAME as DIMENSIONS_BY_NAME
 
 from . import runtime
-from .compiled import ArrayPaths, compile_layout, requirement_side
-from .program import Program, equation
+from .compiled import ArrayPaths, broken, compile_layout
+from .program import Program
 from .python import OVERLAP, choices
 
 MAX_ROWS = 50_000_000
@@ -249,18 +249,13 @@ def _count_drops(
 def _failures(prog: Program, arrays: dict[Any, np.ndarray]) -> list[tuple[str, np.ndarray]]:
     """Each relation and requirement of ``prog`` in words, with where it fails."""
     found = []
-    for relation in prog.relations:
-        lhs, rhs = (requirement_side(side, arrays) for side in equation(relation).args)
-        found.append((f"{relation.words} does not hold", lhs != rhs))
-    for check in prog.checks:
-        total = requirement_side(check.total, arrays)
-        parts = requirement_side(check.parts, arrays)
-        fails = total % parts != 0
-        if check.either:
-            fails = fails & (parts % total != 0)
-            reason = f"{check.total_name} and {check.parts_name} do not divide one another"
+    for rule, _, _, fails in broken(prog, arrays):
+        if isinstance(rule, Product):
+            reason = f"{rule.words} does not hold"
+        elif rule.either:
+            reason = f"{rule.total_name} and {rule.parts_name} do not divide one another"
         else:
-            reason = f"{check.total_name} not divisible by {check.parts_name}"
+            reason = f"{rule.total_name} not divisible by {rule.parts_name}"
         found.append((reason, fails))
     return found
 
