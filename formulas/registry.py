@@ -221,12 +221,20 @@ def _references(checks: Checks) -> set[str]:
 
 
 def register(entry: Layout) -> Layout:
-    """Add ``entry`` to the registry; InputError if its name is taken for its layer, or
-    if its checks name a step no layer declares (a ``ref`` never silently counts 0)."""
+    """Add ``entry`` to the registry; InputError if its name is taken for its layer, if its
+    checks name a step no layer declares (a ``ref`` never silently counts 0), or if it
+    reads a convention its layer does not own."""
     unknown = sorted(_references(entry.checks) - DECLARED)
     if unknown:
         raise InputError(
             f"layout {entry.name!r} checks steps no layer declares: {', '.join(unknown)}"
+        )
+    owner = _LAYERS.get(entry.layer)
+    foreign = [c for c in entry.conventions if owner is not None and c not in owner.conventions]
+    if foreign:
+        raise InputError(
+            f"layout {entry.name!r} reads conventions its layer {entry.layer!r} does not own: "
+            f"{', '.join(foreign)}"
         )
     key = (entry.layer, entry.name)
     if key in _REGISTRY:

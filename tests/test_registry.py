@@ -120,3 +120,14 @@ def test_a_layer_is_declared_once() -> None:
 
     with pytest.raises(ValueError, match="layer 'attention' is already declared"):
         layer("attention", role=Role.MIXER)
+
+
+def test_a_layout_reads_only_the_conventions_its_layer_owns() -> None:
+    from shardcost.errors import InputError
+    from shardcost.formulas.registry import layout
+
+    with pytest.raises(InputError, match="does not own: logits_for_all_tokens"):
+
+        @layout("stray", layer="ffn", summary="a stray", conventions=("logits_for_all_tokens",))
+        def stray(phase, conventions):  # never built: refused as it is registered
+            raise AssertionError
