@@ -35,6 +35,7 @@ from . import runtime
 from .printers import NumpyPrinter
 from .program import Check, Program, equation
 from .python import (
+    Fixed,
     Variant,
     choices,
     exact_array_source,
@@ -272,7 +273,9 @@ def requirement_side(expr: sympy.Expr, arrays: dict[sympy.Symbol, np.ndarray]) -
 
 
 @cache
-def compile_layout(layout: Layout, phase: str | Phase, timing: bool = False) -> Callable[..., dict]:
+def compile_layout(
+    layout: Layout, phase: str | Phase, timing: bool = False, fixed: Fixed = ()
+) -> Callable[..., dict]:
     """The compiled function of ``layout`` in ``phase`` (with the four timings when ``timing``).
 
     It takes the layout's dimensions, conventions (and, with timing, hardware fields and
@@ -280,11 +283,12 @@ def compile_layout(layout: Layout, phase: str | Phase, timing: bool = False) -> 
     """
     ph = parse_phase(phase)
     layout.cost(ph)  # the phase must exist for this layout
-    found = variants(layout, ph, timing)
+    found = variants(layout, ph, timing, fixed)
     paths = ArrayPaths(layout, ph, {v.values: v for v in found}, merged(found))
-    name, source, relations = module_source(layout, ph, timing)
+    name, source, relations = module_source(layout, ph, timing, fixed)
     function = load(source, name, {"_arrays": paths, "_inf": math.inf, "_relations": relations})
     function.layout = layout
     function.phase = ph
     function.arrays = paths
+    function.fixed = dict(fixed)
     return function

@@ -35,7 +35,7 @@ from . import runtime
 from .exactness import bounds, division_form, maximal
 from .program import Program
 from .program_printers import PythonProgram, identifiers
-from .python import choices, load, merged, variants
+from .python import Fixed, choices, load, merged, variants
 
 
 def _numba() -> Any:
@@ -109,10 +109,10 @@ def kernel_source(prog: Program, name: str) -> str:
 class FastLayout:
     """A layout and phase compiled with numba; call with arrays and caller-allocated outputs."""
 
-    def __init__(self, layout: Layout, phase: Phase) -> None:
+    def __init__(self, layout: Layout, phase: Phase, fixed: Fixed = ()) -> None:
         self.layout, self.phase = layout, phase
         self.switches = choices(layout, phase, False)
-        found = variants(layout, phase, False)
+        found = variants(layout, phase, False, fixed)
         self.variants = {v.values: v.program for v in found}
         self.inputs = list(merged(found).inputs)
         self._kernels: dict[tuple[Any, ...], Callable[..., None]] = {}
@@ -184,9 +184,9 @@ def _column(name: str, value: Any, shape: tuple[int, ...], n: int) -> np.ndarray
 
 
 @cache
-def fast_layout(layout: Layout, phase: str | Phase) -> FastLayout:
+def fast_layout(layout: Layout, phase: str | Phase, fixed: Fixed = ()) -> FastLayout:
     """The numba back end of ``layout`` in ``phase`` (each conventions' loop compiled lazily)."""
     ph = parse_phase(phase)
     layout.cost(ph)
     _numba()
-    return FastLayout(layout, ph)
+    return FastLayout(layout, ph, fixed)

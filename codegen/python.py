@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import sympy
 
+from shardcost.errors import InputError, lookup
 from shardcost.formulas import Conventions, Layout, Phase
 from shardcost.formulas.conventions import BY_NAME as CONVENTIONS_BY_NAME
 from shardcost.formulas.hardware import DEFAULTS as HARDWARE_DEFAULTS
@@ -71,12 +72,18 @@ class Variant:
 OVERLAP = "supports_overlap"
 
 
+Fixed = tuple[tuple[str, Any], ...]  # static conventions, fixed when compiled
+
+
 def choices(layout: Layout, phase: Phase, timing: bool) -> dict[str, tuple[Any, ...]]:
-    """Each switch a compiled function takes (conventions; supports_overlap when timed),
-    with its values, the default first."""
+    """Each switch a compiled function takes (its conventions, less the static ones that
+    are fixed when it is compiled; supports_overlap when timed), with its values, the
+    default first."""
     out = {}
     for name in layout.conventions_for(phase):
         convention = CONVENTIONS_BY_NAME[name]
+        if convention.static:
+            continue
         out[name] = (
             convention.default,
             *(c for c in convention.choices if c != convention.default),
@@ -86,12 +93,33 @@ def choices(layout: Layout, phase: Phase, timing: bool) -> dict[str, tuple[Any, 
     return out
 
 
-def variants(layout: Layout, phase: Phase, timing: bool) -> list[Variant]:
-    """Every combination of the switches, each with its Program; the defaults first."""
+def fixed_conventions(layout: Layout, phase: Phase, given: Mapping[str, Any]) -> Fixed:
+    """The static conventions in ``given``, checked and parsed, in declaration order;
+    InputError for one that is a switch of the compiled function or does not apply."""
+    applicable = layout.conventions_for(phase)
+    out = {}
+    for name, raw in given.items():
+        convention = lookup(CONVENTIONS_BY_NAME, name, "convention")
+        if name not in applicable:
+            raise InputError(
+                f"{name} does not apply to {layout.layer} layout {layout.name!r} in {phase}; "
+                f"conventions that do: {', '.join(applicable) or 'none'}"
+            )
+        if not convention.static:
+            raise InputError(
+                f"{name} is a switch of the compiled function: pass {name}=... when calling it"
+            )
+        out[name] = convention.parse(raw)
+    return tuple((name, out[name]) for name in applicable if name in out)
+
+
+def variants(layout: Layout, phase: Phase, timing: bool, fixed: Fixed = ()) -> list[Variant]:
+    """Every combination of the switches, each with its Program (the static conventions
+    at ``fixed``, else their defaults); the defaults first."""
     switches = choices(layout, phase, timing)
     out = []
     for combo in itertools.product(*switches.values()):
-        chosen = dict(zip(switches, combo, strict=True))
+        chosen = dict(fixed) | dict(zip(switches, combo, strict=True))
         overlap = chosen.pop(OVERLAP, None)
         out.append(Variant(combo, program(layout, phase, Conventions(**chosen), overlap)))
     return out
@@ -110,7 +138,7 @@ def merged(found: list[Variant]) -> Program:
 
 
 def module_source(
-    layout: Layout, phase: Phase, timing: bool
+    layout: Layout, phase: Phase, timing: bool, fixed: Fixed = ()
 ) -> tuple[str, str, tuple[Product, ...]]:
     """(function name, Python source, the relations the source reads as ``_relations``)
     of the compiled function for ``layout`` in ``phase``.
@@ -118,7 +146,7 @@ def module_source(
     Scalar Python ints take the derivation's steps in exact integers; anything else
     (arrays, numpy scalars, floats) is handed to the numpy paths.
     """
-    found = variants(layout, phase, timing)
+    found = variants(layout, phase, timing, fixed)
     head = merged(found)
     switches = choices(layout, phase, timing)
     optimized = [inlined(v.program) for v in found]

@@ -33,9 +33,9 @@ from shardcost.symbolic import METRICS, Product
 from shardcost.symbolic.dimensions import BY_NAME as DIMENSIONS_BY_NAME
 
 from . import runtime
-from .compiled import ArrayPaths, broken, compile_layout
+from .compiled import ArrayPaths, broken, compile_layout, parse_phase
 from .program import Program
-from .python import OVERLAP, choices
+from .python import OVERLAP, Fixed, choices, fixed_conventions
 
 MAX_ROWS = 50_000_000
 CHUNK = 1_000_000
@@ -107,7 +107,9 @@ def sweep(
         raise InputError(f"--format {fmt!r} is unknown; formats: csv, jsonl")
     stream = stream or sys.stderr
     timed = hardware_name is not None or any(k in _HARDWARE.values() for k in values)
-    paths: ArrayPaths = compile_layout(layout, phase, timed).arrays
+    static = _static(layout, parse_phase(phase), values)
+    values = {k: v for k, v in values.items() if k not in dict(static)}
+    paths: ArrayPaths = compile_layout(layout, phase, timed, static).arrays
     inputs = [*paths.names, *(_HARDWARE[s] for s in paths.params[paths.counts :])]
     switches = _switches(paths, values, hardware_name, timed)
     stray = [k for k in values if k not in inputs and k not in switches]
@@ -160,6 +162,23 @@ def sweep(
         stream.write("\n")
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _static(layout: Layout, phase: Phase, values: Mapping[str, list[Any]]) -> Fixed:
+    """The static conventions a sweep is given, one value each (they fix the compiled
+    function; sweep each value in a sweep of its own)."""
+    given = {}
+    for name, options in values.items():
+        convention = CONVENTIONS_BY_NAME.get(name)
+        if convention is None or not convention.static:
+            continue
+        if len(options) != 1:
+            raise InputError(
+                f"{name} takes one value per sweep (it fixes the compiled function); "
+                f"run one sweep for each of {', '.join(map(str, options))}"
+            )
+        given[name] = options[0]
+    return fixed_conventions(layout, phase, given)
 
 
 def _dtype(name: str) -> Any:

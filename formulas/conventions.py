@@ -12,6 +12,8 @@ from typing import TypeVar
 
 from shardcost.errors import InvalidValueError, UnknownNameError, lookup
 
+from .dtypes import DTYPES
+
 _V = TypeVar("_V", bool, str)
 
 
@@ -41,6 +43,9 @@ class Convention:
     phases: tuple[Phase, ...]
     meaning: str
     wording: Mapping[bool | str, str]  # value -> the assumption in words
+    # fixed when a function is compiled (compile(..., conventions=...)), not a switch of
+    # the compiled function: a layer's shape or an element type, not an accounting toggle
+    static: bool = False
 
     def describe(self, value: bool | str) -> str:
         """The assumption this value makes, in words."""
@@ -73,12 +78,28 @@ def parse_bool(key: str, raw: object) -> bool:
     raise InvalidValueError(f"{key}={raw!r} is not a boolean; {key} takes true or false")
 
 
-def _option(default: _V, phases: tuple[Phase, ...], meaning: str, wording: Mapping[_V, str]) -> _V:
+def _option(
+    default: _V,
+    phases: tuple[Phase, ...],
+    meaning: str,
+    wording: Mapping[_V, str],
+    *,
+    static: bool = False,
+) -> _V:
     """A field of Conventions: its default, and the rest of its Convention as metadata.
     Its choices are the values ``wording`` describes, in that order."""
-    return field(
-        default=default, metadata={"phases": phases, "meaning": meaning, "wording": wording}
-    )
+    metadata = {"phases": phases, "meaning": meaning, "wording": wording, "static": static}
+    return field(default=default, metadata=metadata)
+
+
+_BOTH = (Phase.PREFILL, Phase.DECODE)
+
+
+def _dtype_wording(what: str) -> dict[str, str]:
+    """The words of a dtype convention's values: the default, then each type's bytes."""
+    return {"bytes_per_elem": f"each {what} element takes bytes_per_elem bytes"} | {
+        name: f"each {what} element is {name}: {dtype.words}" for name, dtype in DTYPES.items()
+    }
 
 
 @dataclass(frozen=True)
@@ -155,6 +176,149 @@ class Conventions:
         },
     )
 
+    weight_dtype: str = _option(
+        "bytes_per_elem",
+        _BOTH,
+        "bytes per weight element, by type",
+        _dtype_wording("weight"),
+        static=True,
+    )
+    activation_dtype: str = _option(
+        "bytes_per_elem",
+        _BOTH,
+        "bytes per activation element (and collective payload), by type",
+        _dtype_wording("activation"),
+        static=True,
+    )
+    kv_cache_dtype: str = _option(
+        "bytes_per_elem",
+        _BOTH,
+        "bytes per KV-cache element, by type",
+        _dtype_wording("KV-cache"),
+        static=True,
+    )
+    attention_window: str = _option(
+        "none",
+        _BOTH,
+        "attention: every past position, a sliding window, or fixed chunks (none | sliding "
+        "| chunked)",
+        {
+            "none": "each query attends every position up to its own (causal)",
+            "sliding": "each query attends the last sliding_window positions, itself included "
+            "(Mistral, Gemma 2/3, gpt-oss sliding layers)",
+            "chunked": "each query attends the positions of its own sliding_window-long chunk "
+            "up to itself (Llama 4's chunked layers)",
+        },
+        static=True,
+    )
+    sliding_window_kv: str = _option(
+        "window",
+        _BOTH,
+        "windowed attention: positions its KV cache keeps (window | rolling | full)",
+        {
+            "window": "a windowed layer caches the last sliding_window − 1 positions: every "
+            "key a new token attends besides its own (Hugging Face's sliding-window cache)",
+            "rolling": "a windowed layer caches the last sliding_window positions (a rolling "
+            "buffer of the whole window, as Mistral's reference implementation keeps)",
+            "full": "a windowed layer caches every position, as engines that reserve the full "
+            "length per layer do",
+        },
+        static=True,
+    )
+    attention_flops: str = _option(
+        "dense",
+        _BOTH,
+        "attention scores and P·V: the full product or only the pairs attended (dense | exact)",
+        {
+            "dense": "scores and P·V are charged for every query-key pair of the product, "
+            "masked or not, as a masked kernel runs it and PyTorch's FLOP counter counts it",
+            "exact": "scores and P·V are charged only for the query-key pairs attended "
+            "(causal, in-window): about half of the dense product for a long prompt",
+        },
+        static=True,
+    )
+    expert_routing: str = _option(
+        "uniform",
+        (Phase.DECODE,),
+        "MoE, decode: how many distinct experts a step reads (uniform | all | balanced)",
+        {
+            "uniform": "each token picks its experts uniformly at random: a step reads "
+            "E·(1 − (1 − k/E)^M) experts in expectation (M tokens)",
+            "all": "a step reads every expert's weights, as a dense kernel over all experts does",
+            "balanced": "tokens spread over as many experts as they can: a step reads "
+            "min(E, M·k) experts",
+        },
+        static=True,
+    )
+    shared_experts: str = _option(
+        "none",
+        _BOTH,
+        "MoE: shared experts every token passes through (none | plain | gated)",
+        {
+            "none": "no shared expert (Mixtral, Qwen3-MoE, gpt-oss)",
+            "plain": "shared experts of total width shared_intermediate_size run on every "
+            "token (DeepSeek-V2/V3)",
+            "gated": "shared experts run on every token, scaled by a sigmoid gate from a d × 1 "
+            "projection (Qwen2-MoE)",
+        },
+        static=True,
+    )
+    expert_bias: bool = _option(
+        False,
+        _BOTH,
+        "MoE: experts and router carry bias vectors",
+        {
+            True: "each expert's projections and the router carry biases (gpt-oss)",
+            False: "experts and router carry no biases",
+        },
+        static=True,
+    )
+    moe_dispatch_dtype: str = _option(
+        "activation",
+        _BOTH,
+        "MoE, expert parallel: bytes per element of the dispatched tokens",
+        {"activation": "tokens are dispatched in the activation type"}
+        | {name: f"tokens are dispatched in {name} (as DeepEP does in fp8)" for name in DTYPES},
+        static=True,
+    )
+    mla_kv_cache: str = _option(
+        "latent",
+        _BOTH,
+        "MLA: what the KV cache holds (latent | decompressed)",
+        {
+            "latent": "the cache holds the compressed latent and the shared rotary key, "
+            "kv_lora_rank + qk_rope_head_dim elements per position (Hugging Face, vLLM, "
+            "SGLang)",
+            "decompressed": "the cache holds every head's key and value, "
+            "h·(qk_nope_head_dim + qk_rope_head_dim + v_head_dim) elements per position",
+        },
+        static=True,
+    )
+    mla_decode: str = _option(
+        "absorbed",
+        (Phase.DECODE,),
+        "MLA, decode: attend over the latent or re-expand it (absorbed | decompressed)",
+        {
+            "absorbed": "decode attends over the cached latent with the key and value "
+            "up-projections folded into the query and output, as serving engines run it",
+            "decompressed": "each decode step re-expands the whole cached latent through the "
+            "key/value up-projection, as the Hugging Face implementation does",
+        },
+        static=True,
+    )
+    mla_q_compressed: bool = _option(
+        True,
+        _BOTH,
+        "MLA: the query goes through a low-rank q_lora_rank projection",
+        {
+            True: "the query is compressed to q_lora_rank, normalised, then expanded "
+            "(DeepSeek-V2, V3)",
+            False: "the query is one d × h·(qk_nope_head_dim + qk_rope_head_dim) projection "
+            "(q_lora_rank null: DeepSeek-V2-Lite)",
+        },
+        static=True,
+    )
+
     def as_dict(self) -> dict[str, bool | str]:
         """Name -> value, in declaration order."""
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -168,6 +332,7 @@ CONVENTIONS: tuple[Convention, ...] = tuple(
         phases=f.metadata["phases"],
         meaning=f.metadata["meaning"],
         wording=f.metadata["wording"],
+        static=f.metadata["static"],
     )
     for f in fields(Conventions)
 )

@@ -173,14 +173,14 @@ class Hardware:
     description: str = ""
     source: str = ""
 
-    def peak_for(self, bytes_per_elem: int) -> Fraction:
-        """The compute peak the timing model uses: FP8's for one-byte elements, when the
-        chip has one; else the (BF16) peak."""
-        if bytes_per_elem == 1 and self.peak_tflops_fp8 is not None:
+    def peak_for(self, bytes_per_elem: int | Fraction) -> Fraction:
+        """The compute peak the timing model uses: FP8's when the operands take one byte
+        or less, when the chip has one; else the (BF16) peak."""
+        if bytes_per_elem <= 1 and self.peak_tflops_fp8 is not None:
             return self.peak_tflops_fp8
         return self.peak_tflops
 
-    def values(self, bytes_per_elem: int = 2) -> dict[sympy.Symbol, Fraction]:
+    def values(self, bytes_per_elem: int | Fraction = 2) -> dict[sympy.Symbol, Fraction]:
         """The fields the formulas read, keyed by their symbols."""
         out = {f.symbol: getattr(self, f.name) for f in NUMERIC_FIELDS}
         out[PEAK_TFLOPS.symbol] = self.peak_for(bytes_per_elem)

@@ -36,6 +36,7 @@ from shardcost.symbolic.numbers import substitution
 
 from .conventions import BY_NAME as CONVENTIONS_BY_NAME
 from .conventions import Conventions, Phase, phase
+from .dtypes import compute_bytes
 from .hardware import (
     FIELDS_BY_NAME as HARDWARE_BY_NAME,
 )
@@ -183,7 +184,8 @@ class Inputs:
             if not isinstance(value, tuple)
         }
         if self.hardware is not None:
-            values |= self.hardware.values(self.dims.get("bytes_per_elem", 2))
+            b = self.dims.get("bytes_per_elem", 2)
+            values |= self.hardware.values(compute_bytes(self.conventions, b))  # type: ignore[arg-type]
         return substitution(values)
 
     def params(self) -> dict[str, object]:

@@ -150,6 +150,7 @@ def verify_layout(
         *_communication_claims(scope),
         _nonnegative_claim(scope.cost),
         *_monotone_claims(scope),
+        *_layer_claims(scope),
     ]
     domain = Domain(
         _symbols(claims, scope.requirements, scope.subs),
@@ -246,6 +247,14 @@ def _degree_one_claims(scope: _Scope) -> list[Claim]:
             (Term("communication_bytes", sent),),
         ),
     ]
+
+
+def _layer_claims(scope: _Scope) -> list[Claim]:
+    """The invariants the layout's layer declares of its own (MoE, MLA, windows ...)."""
+    own = get_layer(scope.layout.layer).claims
+    if own is None:
+        return []
+    return list(own(scope.layout, scope.phase, scope.conventions, scope.cost))
 
 
 def _statements(scope: _Scope) -> tuple[Statement, ...]:

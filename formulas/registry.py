@@ -161,16 +161,24 @@ class Role(StrEnum):
     HEAD = "head"  # logits out
 
 
+# A layer's own invariants: given a layout, a phase, conventions and the layout's cost
+# there, the claims (symbolic.verify.Claim) verify decides beyond those every layout is
+# held to.
+LayerClaims = Callable[["Layout", Phase, Conventions, Cost], list]
+
+
 @dataclass(frozen=True)
 class Layer:
     """A layer: its role in a model, the accounting choices every layout of it makes (in
-    words), the conventions it owns, and the relations among its dimensions."""
+    words), the conventions it owns, the relations among its dimensions, and the
+    invariants of its own that verify holds every layout of it to."""
 
     name: str
     role: Role
     assumptions: tuple[str, ...] = ()
     conventions: tuple[str, ...] = ()
     relations: tuple[Product, ...] = ()
+    claims: LayerClaims | None = None
 
 
 def layer(
@@ -180,14 +188,16 @@ def layer(
     assumptions: tuple[str, ...] = (),
     conventions: tuple[str, ...] = (),
     relations: tuple[Product, ...] = (),
+    claims: LayerClaims | None = None,
 ) -> Layer:
-    """Declare layer ``name`` (once), for its layouts to register under."""
+    """Declare layer ``name`` (once), for its layouts to register under. ``claims``: the
+    layer's own invariants (see ``LayerClaims``)."""
     if name in _LAYERS:
         raise ValueError(f"layer {name!r} is already declared")
     unknown = [c for c in conventions if c not in CONVENTIONS_BY_NAME]
     if unknown:
         raise ValueError(f"layer {name!r} names unknown conventions: {', '.join(unknown)}")
-    _LAYERS[name] = Layer(name, role, assumptions, conventions, relations)
+    _LAYERS[name] = Layer(name, role, assumptions, conventions, relations, claims)
     return _LAYERS[name]
 
 

@@ -43,9 +43,10 @@ KV_CACHE_BYTES = StepSpec(
 )
 
 
-def hidden_bytes(tokens: Size, width: Size = d) -> sympy.Expr:
-    """Bytes of an activation ``[tokens, width]`` (the hidden X[M, d] unless told)."""
-    return tensor_bytes(tokens, width, bytes_per_elem=b)
+def hidden_bytes(tokens: Size, width: Size = d, *, bytes_per_elem: Size = b) -> sympy.Expr:
+    """Bytes of an activation ``[tokens, width]`` (the hidden X[M, d] unless told), at
+    ``bytes_per_elem`` (the ``b`` dimension unless told)."""
+    return tensor_bytes(tokens, width, bytes_per_elem=bytes_per_elem)
 
 
 def no_kv_cache(t: Trace, why: str) -> sympy.Symbol:

@@ -28,7 +28,8 @@ ASSUMPTIONS = (
     "Achieved fractions of peak compute, memory and link bandwidth scale the peaks; a fixed "
     "overhead is charged per kernel, one kernel per matrix-product step (defaults: 1, 1, 1 "
     "and 0 µs, the peaks as printed).",
-    "The compute peak is FP8's when bytes_per_elem = 1 and the chip has FP8, else BF16's.",
+    "The compute peak is FP8's when weights and activations both take one byte or less "
+    "(bytes_per_elem = 1, or fp8/int8 types) and the chip has FP8, else BF16's.",
 )
 OVERLAP = {
     True: "Communication overlaps the busy time: wall clock = max(busy, communication).",

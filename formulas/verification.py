@@ -13,10 +13,15 @@ from .inputs import choose_conventions
 from .invariants import LayoutVerification, verify_layout
 from .registry import Layout, all_layouts
 
+# Element types scale the ``b`` of the default by a constant: every claim holds for any
+# positive bytes per element, so the default stands for them all.
+_SCALES_B = frozenset({"weight_dtype", "activation_dtype", "kv_cache_dtype", "moe_dispatch_dtype"})
+
 
 def convention_choices(layout: Layout, ph: Phase) -> list[Conventions]:
-    """Every combination of the conventions that apply to ``layout`` in ``ph``."""
-    names = layout.conventions_for(ph)
+    """Every combination of the conventions that apply to ``layout`` in ``ph`` (element
+    types at their default, which keeps ``b`` symbolic)."""
+    names = [n for n in layout.conventions_for(ph) if n not in _SCALES_B]
     choices = [CONVENTIONS_BY_NAME[n].choices for n in names]
     return [
         Conventions(**dict(zip(names, combo, strict=True))) for combo in itertools.product(*choices)

@@ -262,8 +262,12 @@ def compile(
     layer: str = "attention",
     timing: bool = False,
     backend: str = "python",
+    conventions: Mapping[str, Any] | None = None,
 ) -> Any:
     """``layout`` in ``phase`` as a fast function, compiled once and cached.
+
+    ``conventions`` fixes the static conventions (element types, windows, MoE and MLA
+    choices) for this function; the others are switches it takes when called.
 
     Call it with dimensions, conventions (and, with ``timing``, hardware fields and
     supports_overlap) as keywords; missing ones take their defaults. Python ints in:
@@ -278,18 +282,21 @@ def compile(
     """
     from .codegen.compiled import compile_layout
     from .codegen.fast import fast_layout
+    from .codegen.python import fixed_conventions
     from .formulas.conventions import phase as as_phase
     from .formulas.registry import get_layout
 
     chosen = get_layout(layout, layer)
+    ph = as_phase(phase)
+    fixed = fixed_conventions(chosen, ph, conventions or {})
     if backend == "python":
-        return compile_layout(chosen, as_phase(phase), timing)
+        return compile_layout(chosen, ph, timing, fixed)
     if backend == "numba":
         if timing:
             raise InputError(
                 "the numba back end computes the nine metrics; timing=True needs backend='python'"
             )
-        return fast_layout(chosen, as_phase(phase))
+        return fast_layout(chosen, ph, fixed)
     raise UnknownNameError(f"backend={backend!r} is unknown; backends: {', '.join(_BACKENDS)}")
 
 

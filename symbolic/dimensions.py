@@ -91,6 +91,67 @@ CONTEXT_PARALLEL = _dimension(
     "chips",
     4,
 )
+# Mixture of experts: routed experts, top-k, each expert's width, shared experts' width,
+# and the expert-parallel degree.
+NUM_EXPERTS = _dimension("num_experts", "E", "E", "routed experts per MoE layer", "experts", 8)
+EXPERTS_PER_TOKEN = _dimension(
+    "experts_per_token", "k", "k", "routed experts each token goes to (top-k)", "experts", 2
+)
+MOE_INTERMEDIATE_SIZE = _dimension(
+    "moe_intermediate_size", "d_e", "d_{e}", "hidden width of one routed expert", "elements", 14336
+)
+SHARED_INTERMEDIATE_SIZE = _dimension(
+    "shared_intermediate_size",
+    "d_sh",
+    r"d_{\mathrm{sh}}",
+    "hidden width of the shared experts, all of them together",
+    "elements",
+    None,
+    default_from="moe_intermediate_size",
+)
+EXPERT_PARALLEL = _dimension(
+    "expert_parallel", "ep", r"\mathit{ep}", "ranks sharding the routed experts", "chips", 4
+)
+# Multi-head latent attention (DeepSeek-V2/V3).
+Q_LORA_RANK = _dimension(
+    "q_lora_rank", "r_q", "r_{q}", "MLA: rank of the compressed query", "elements", 1536
+)
+KV_LORA_RANK = _dimension(
+    "kv_lora_rank",
+    "r_kv",
+    "r_{kv}",
+    "MLA: rank of the compressed key-value latent",
+    "elements",
+    512,
+)
+QK_NOPE_HEAD_DIM = _dimension(
+    "qk_nope_head_dim",
+    "dh_n",
+    r"d_{h}^{\mathrm{nope}}",
+    "MLA: per-head query/key width without rotary embedding",
+    "elements",
+    128,
+)
+QK_ROPE_HEAD_DIM = _dimension(
+    "qk_rope_head_dim",
+    "dh_r",
+    r"d_{h}^{\mathrm{rope}}",
+    "MLA: per-head query/key width with rotary embedding (the key's is shared by all heads)",
+    "elements",
+    64,
+)
+V_HEAD_DIM = _dimension(
+    "v_head_dim", "dh_v", r"d_{h}^{v}", "MLA: per-head value width", "elements", 128
+)
+# Sliding-window (and chunked) attention.
+SLIDING_WINDOW = _dimension(
+    "sliding_window",
+    "S_w",
+    "S_{w}",
+    "positions a query may attend, itself included (the window, or the chunk length)",
+    "positions",
+    4096,
+)
 
 DIMENSIONS: tuple[Dimension, ...] = (
     HIDDEN_SIZE,
@@ -107,6 +168,17 @@ DIMENSIONS: tuple[Dimension, ...] = (
     SOFTMAX_STAT_BYTES,
     TENSOR_PARALLEL,
     CONTEXT_PARALLEL,
+    NUM_EXPERTS,
+    EXPERTS_PER_TOKEN,
+    MOE_INTERMEDIATE_SIZE,
+    SHARED_INTERMEDIATE_SIZE,
+    EXPERT_PARALLEL,
+    Q_LORA_RANK,
+    KV_LORA_RANK,
+    QK_NOPE_HEAD_DIM,
+    QK_ROPE_HEAD_DIM,
+    V_HEAD_DIM,
+    SLIDING_WINDOW,
 )
 
 BY_NAME: dict[str, Dimension] = {dim.name: dim for dim in DIMENSIONS}
@@ -128,6 +200,17 @@ b = BYTES_PER_ELEM.symbol
 b_s = SOFTMAX_STAT_BYTES.symbol
 tp = TENSOR_PARALLEL.symbol
 cp = CONTEXT_PARALLEL.symbol
+E = NUM_EXPERTS.symbol
+k = EXPERTS_PER_TOKEN.symbol
+d_e = MOE_INTERMEDIATE_SIZE.symbol
+d_sh = SHARED_INTERMEDIATE_SIZE.symbol
+ep = EXPERT_PARALLEL.symbol
+r_q = Q_LORA_RANK.symbol
+r_kv = KV_LORA_RANK.symbol
+dh_n = QK_NOPE_HEAD_DIM.symbol
+dh_r = QK_ROPE_HEAD_DIM.symbol
+dh_v = V_HEAD_DIM.symbol
+S_w = SLIDING_WINDOW.symbol
 
 
 def dimension(name: str) -> Dimension:

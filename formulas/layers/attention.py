@@ -35,7 +35,6 @@ from shardcost.symbolic.dimensions import (
     S,
     S_past,
     T,
-    b,
     b_s,
     cp,
     d,
@@ -46,6 +45,7 @@ from shardcost.symbolic.dimensions import (
 )
 
 from ..conventions import Conventions, Phase
+from ..dtypes import DTYPE_CONVENTIONS, element_bytes
 from ..primitives import bmm_flops, matmul_flops, tensor_bytes
 from ..registry import Checks, Role, Send, layer, layout, ref
 from ..sharding import cached_over_cp, heads_over, keys_over_cp, sequence_over_cp, token_share
@@ -62,7 +62,12 @@ from ..steps import (
     WEIGHT_BYTES,
 )
 
-_DECODE = ("attention_keys_include_new_token", "kv_includes_new_token", "decode_projections")
+_DECODE = (
+    "attention_keys_include_new_token",
+    "kv_includes_new_token",
+    "decode_projections",
+    *DTYPE_CONVENTIONS,
+)
 LAYER = layer(
     "attention",
     role=Role.MIXER,
@@ -73,7 +78,8 @@ LAYER = layer(
         "Causal masking is not halved: every query is charged for every key it may see.",
         "The B·h·S_q·S_k score matrix is streamed (tiled), not a resident activation.",
         "Resident activations are the input X, the projections computed, and the output Y.",
-        "Weights, activations and the KV cache take bytes_per_elem bytes per element.",
+        "Weights, activations and the KV cache take the bytes per element of their types "
+        "(weight_dtype, activation_dtype, kv_cache_dtype; bytes_per_elem unless named).",
         *TOTALS_ASSUMED,
     ),
 )
@@ -200,6 +206,11 @@ class Shard:
         )
 
 
+def _ab(conv: Conventions) -> sympy.Expr:
+    """Bytes per activation element (and per element of a payload)."""
+    return element_bytes(conv, "activation")
+
+
 def _trace() -> Trace:
     """A new trace with the layer's own requirement, checked before any layout's."""
     t = Trace()
@@ -270,10 +281,11 @@ def _flops(t: Trace, phase: Phase, conv: Conventions, shard: Shard) -> sympy.Sym
     return FLOPS(t, sympy.Add(*flops), note=note)
 
 
-def _weights(t: Trace, shard: Shard) -> sympy.Symbol:
+def _weights(t: Trace, conv: Conventions, shard: Shard) -> sympy.Symbol:
     """All four matrices stay resident, whatever a decode step computes."""
-    qo = WEIGHTS_QO(t, 2 * d * shard.heads * dh * b)
-    kv = WEIGHTS_KV(t, 2 * d * shard.kv_heads * dh * b)
+    wb = element_bytes(conv, "weight")
+    qo = WEIGHTS_QO(t, 2 * d * shard.heads * dh * wb)
+    kv = WEIGHTS_KV(t, 2 * d * shard.kv_heads * dh * wb)
     return WEIGHT_BYTES(t, qo + kv)
 
 
@@ -289,14 +301,15 @@ def _projection_widths(shard: Shard, counted: str) -> dict[str, sympy.Expr]:
 
 def _activations(t: Trace, phase: Phase, conv: Conventions, shard: Shard) -> sympy.Symbol:
     """The input, the projections this step computes, the output."""
-    acts = [ACT_INPUT(t, tensor_bytes(shard.tokens, d, bytes_per_elem=b))]
+    ab = element_bytes(conv, "activation")
+    acts = [ACT_INPUT(t, tensor_bytes(shard.tokens, d, bytes_per_elem=ab))]
     widths = _projection_widths(shard, _projections(phase, conv))
     if widths:
         names = "".join(widths).upper()
         width = sympy.Add(*widths.values())
-        out = tensor_bytes(shard.tokens, width, bytes_per_elem=b)
+        out = tensor_bytes(shard.tokens, width, bytes_per_elem=ab)
         acts.append(ACT_PROJECTIONS(t, out, label=f"{names} outputs", latex=f"A_{{{names}}}"))
-    acts.append(ACT_OUTPUT(t, tensor_bytes(shard.tokens, shard.out_width, bytes_per_elem=b)))
+    acts.append(ACT_OUTPUT(t, tensor_bytes(shard.tokens, shard.out_width, bytes_per_elem=ab)))
     return ACTIVATIONS(t, sympy.Add(*acts))
 
 
@@ -312,10 +325,11 @@ def _attention_cost(
     """Steps for one chip's share of attention, then the Cost they add up to. ``comms``:
     (collective, group, payload) for each collective the layout performs."""
     flops = _flops(t, phase, conv, shard)
-    weights = _weights(t, shard)
+    weights = _weights(t, conv, shard)
     activations = _activations(t, phase, conv, shard)
     _, kv_heads = shard.attended
-    kv = KV_BYTES(t, 2 * tensor_bytes(B, shard.cached, kv_heads, dh, bytes_per_elem=b))
+    kv_bytes = element_bytes(conv, "kv_cache")
+    kv = KV_BYTES(t, 2 * tensor_bytes(B, shard.cached, kv_heads, dh, bytes_per_elem=kv_bytes))
     collectives = [spec(t, group, payload) for spec, group, payload in comms]
     return finish(
         t,
@@ -329,12 +343,12 @@ def _attention_cost(
 
 
 def _softmax_and_output(
-    tokens: sympy.Expr, heads: sympy.Expr
+    conv: Conventions, tokens: sympy.Expr, heads: sympy.Expr
 ) -> tuple[tuple[CollectiveSpec, sympy.Expr, sympy.Expr], ...]:
     """The two CP all-reduces of KV-sharded attention, for these queries and heads."""
     return (
         (SOFTMAX_STATS, cp, tokens * heads * 2 * b_s),
-        (PARTIAL_OUTPUT, cp, tensor_bytes(tokens, heads, dh, bytes_per_elem=b)),
+        (PARTIAL_OUTPUT, cp, tensor_bytes(tokens, heads, dh, bytes_per_elem=_ab(conv))),
     )
 
 
@@ -424,7 +438,7 @@ def tensor_parallel(phase: Phase, conv: Conventions) -> Cost:
     heads, kv_heads = heads_over(t, tp, "tensor-parallel")
     seq = _sequence(t, phase, conv)
     shard = Shard(seq.tokens, seq.queries, seq.keys, seq.cached, heads, kv_heads)
-    allreduce = (OUTPUT_ALLREDUCE, tp, tensor_bytes(seq.tokens, d, bytes_per_elem=b))
+    allreduce = (OUTPUT_ALLREDUCE, tp, tensor_bytes(seq.tokens, d, bytes_per_elem=_ab(conv)))
     return _attention_cost(t, phase, conv, shard, chips=tp, comms=(allreduce,))
 
 
@@ -449,7 +463,8 @@ def cp_allgather(phase: Phase, conv: Conventions) -> Cost:
     t = _trace()
     shard = _context_shard(t, phase, conv, keys_sharded=False)
     full_len = S if phase is Phase.PREFILL else t.symbol("kv_len")
-    gather = (KV_ALLGATHER, cp, 2 * tensor_bytes(B, full_len, h_kv, dh, bytes_per_elem=b))
+    kv_bytes = element_bytes(conv, "kv_cache")
+    gather = (KV_ALLGATHER, cp, 2 * tensor_bytes(B, full_len, h_kv, dh, bytes_per_elem=kv_bytes))
     return _attention_cost(t, phase, conv, shard, chips=cp, comms=(gather,))
 
 
@@ -466,7 +481,7 @@ def cp_kv_sharded(phase: Phase, conv: Conventions) -> Cost:
     """Ring/KV-sharded attention: no K/V moves; softmax statistics and outputs do."""
     t = _trace()
     shard = _context_shard(t, phase, conv, keys_sharded=True)
-    comms = _softmax_and_output(shard.tokens, h)
+    comms = _softmax_and_output(conv, shard.tokens, h)
     return _attention_cost(t, phase, conv, shard, chips=cp, comms=comms)
 
 
@@ -519,9 +534,9 @@ def tp_cp(phase: Phase, conv: Conventions) -> Cost:
         kv_heads,
         out_width=d if materialize else heads * dh,
     )
-    comms = _softmax_and_output(seq.tokens, heads)
+    comms = _softmax_and_output(conv, seq.tokens, heads)
     if materialize:
-        comms += ((TP_ALLGATHER, tp, tensor_bytes(seq.tokens, d, bytes_per_elem=b)),)
+        comms += ((TP_ALLGATHER, tp, tensor_bytes(seq.tokens, d, bytes_per_elem=_ab(conv))),)
     return _attention_cost(t, phase, conv, shard, chips=tp * cp, comms=comms)
 
 
@@ -572,8 +587,8 @@ def ulysses(phase: Phase, conv: Conventions) -> Cost:
     )
     width = sympy.Add(*_projection_widths(shard, _projections(phase, conv)).values())
     comms = (
-        (QKV_ALLTOALL, cp, tensor_bytes(tokens, width, bytes_per_elem=b)),
-        (OUTPUT_ALLTOALL, cp, tensor_bytes(B * seq.queries, heads, dh, bytes_per_elem=b)),
+        (QKV_ALLTOALL, cp, tensor_bytes(tokens, width, bytes_per_elem=_ab(conv))),
+        (OUTPUT_ALLTOALL, cp, tensor_bytes(B * seq.queries, heads, dh, bytes_per_elem=_ab(conv))),
     )
     return _attention_cost(t, phase, conv, shard, chips=cp, comms=comms)
 
@@ -613,9 +628,12 @@ def ring(phase: Phase, conv: Conventions) -> Cost:
     t = _trace()
     shard = _context_shard(t, phase, conv, keys_sharded=True)
     if phase is Phase.PREFILL:
-        block = 2 * tensor_bytes(B, shard.cached, h_kv, dh, bytes_per_elem=b)
+        kv_bytes = element_bytes(conv, "kv_cache")
+        block = 2 * tensor_bytes(B, shard.cached, h_kv, dh, bytes_per_elem=kv_bytes)
         comms = ((KV_RING, cp, (cp - 1) * block),)
     else:
-        partial = shard.tokens * h * 2 * b_s + tensor_bytes(shard.tokens, h, dh, bytes_per_elem=b)
+        partial = shard.tokens * h * 2 * b_s + tensor_bytes(
+            shard.tokens, h, dh, bytes_per_elem=_ab(conv)
+        )
         comms = ((PARTIAL_RING, cp, (cp - 1) * partial),)
     return _attention_cost(t, phase, conv, shard, chips=cp, comms=comms)

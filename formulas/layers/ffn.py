@@ -20,9 +20,10 @@ from shardcost.symbolic import (
     StepSpec,
     Trace,
 )
-from shardcost.symbolic.dimensions import CONTEXT_PARALLEL, TENSOR_PARALLEL, b, cp, d, d_ff, tp
+from shardcost.symbolic.dimensions import CONTEXT_PARALLEL, TENSOR_PARALLEL, cp, d, d_ff, tp
 
 from ..conventions import Conventions, Phase
+from ..dtypes import element_bytes
 from ..primitives import matmul_flops, tensor_bytes
 from ..registry import Checks, Role, Send, layer, layout, ref
 from ..sharding import columns_over_tp, finish_share, token_share
@@ -38,7 +39,7 @@ from ..steps import (
     no_kv_cache,
 )
 
-_CONVENTIONS = ("ffn_gated",)
+_CONVENTIONS = ("ffn_gated", "weight_dtype", "activation_dtype")
 LAYER = layer(
     "ffn",
     role=Role.CHANNEL_MIXER,
@@ -49,7 +50,8 @@ LAYER = layer(
         "per element and no matrix product.",
         "Resident activations are the input X, the d_ff-wide outputs of the up (and gate) "
         "projections, and the output Y.",
-        "Weights and activations take bytes_per_elem bytes per element; an FFN has no KV cache.",
+        "Weights and activations take the bytes per element of their types (weight_dtype, "
+        "activation_dtype; bytes_per_elem unless named); an FFN has no KV cache.",
         *TOTALS_ASSUMED,
     ),
 )
@@ -101,21 +103,25 @@ def _flops(t: Trace, tokens: sympy.Expr, width: sympy.Expr, *, gated: bool) -> s
     return FLOPS(t, sympy.Add(*gate, up, down))
 
 
-def _weights(t: Trace, width: sympy.Expr, *, gated: bool) -> sympy.Symbol:
+def _weights(t: Trace, width: sympy.Expr, wb: sympy.Expr, *, gated: bool) -> sympy.Symbol:
     """Wg (when gated), Wu and Wd: d × d_ff each (this chip's columns)."""
     matrices = 3 if gated else 2
     return WEIGHT_BYTES(
-        t, matrices * tensor_bytes(d, width, bytes_per_elem=b), note=_MATRICES[gated]
+        t, matrices * tensor_bytes(d, width, bytes_per_elem=wb), note=_MATRICES[gated]
     )
 
 
-def _activations(t: Trace, tokens: sympy.Expr, width: sympy.Expr, *, gated: bool) -> sympy.Symbol:
+def _activations(
+    t: Trace, tokens: sympy.Expr, width: sympy.Expr, ab: sympy.Expr, *, gated: bool
+) -> sympy.Symbol:
     """The input X, the d_ff-wide outputs of the up (and gate) projections, the output Y."""
-    x = ACT_INPUT(t, hidden_bytes(tokens))
+    x = ACT_INPUT(t, hidden_bytes(tokens, bytes_per_elem=ab))
     outputs = ACT_HIDDEN(
-        t, (2 if gated else 1) * hidden_bytes(tokens, width), label=_OUTPUTS[gated]
+        t,
+        (2 if gated else 1) * hidden_bytes(tokens, width, bytes_per_elem=ab),
+        label=_OUTPUTS[gated],
     )
-    y = ACT_OUTPUT(t, hidden_bytes(tokens))
+    y = ACT_OUTPUT(t, hidden_bytes(tokens, bytes_per_elem=ab))
     return ACTIVATION_BYTES(t, x + outputs + y)
 
 
@@ -125,10 +131,11 @@ def _ffn(phase: Phase, conv: Conventions, *, over_tp: bool, over_cp: bool) -> Co
     width = columns_over_tp(t) if over_tp else d_ff
     tokens = token_share(t, phase, over_cp=over_cp)
     flops = _flops(t, tokens, width, gated=conv.ffn_gated)
-    weights = _weights(t, width, gated=conv.ffn_gated)
-    activations = _activations(t, tokens, width, gated=conv.ffn_gated)
+    wb, ab = element_bytes(conv, "weight"), element_bytes(conv, "activation")
+    weights = _weights(t, width, wb, gated=conv.ffn_gated)
+    activations = _activations(t, tokens, width, ab, gated=conv.ffn_gated)
     kv_cache = no_kv_cache(t, "an FFN has none")
-    sends = [OUTPUT_ALLREDUCE(t, tp, hidden_bytes(tokens))] if over_tp else []
+    sends = [OUTPUT_ALLREDUCE(t, tp, hidden_bytes(tokens, bytes_per_elem=ab))] if over_tp else []
     return finish_share(
         t, flops, weights, activations, kv_cache, sends, over_tp=over_tp, over_cp=over_cp
     )

@@ -31,9 +31,10 @@ from shardcost.symbolic import (
     Trace,
     collective,
 )
-from shardcost.symbolic.dimensions import CONTEXT_PARALLEL, TENSOR_PARALLEL, B, V, b, cp, d, tp
+from shardcost.symbolic.dimensions import CONTEXT_PARALLEL, TENSOR_PARALLEL, B, V, cp, d, tp
 
 from ..conventions import Conventions, Phase
+from ..dtypes import element_bytes
 from ..primitives import matmul_flops, tensor_bytes
 from ..registry import REF_FLOPS, Checks, Role, Send, layer, layout, ref
 from ..sharding import finish_share, token_share, vocab_over_tp
@@ -49,9 +50,11 @@ from ..steps import (
     no_kv_cache,
 )
 
+_LOGITS = "logits_for_all_tokens"
+_DTYPES = ("weight_dtype", "activation_dtype")  # no KV cache
 _COMMON = (
-    "Weights and activations take bytes_per_elem bytes per element; the vocabulary "
-    "layers have no KV cache.",
+    "Weights and activations take the bytes per element of their types (weight_dtype, "
+    "activation_dtype; bytes_per_elem unless named); the vocabulary layers have no KV cache.",
     "Under tensor parallelism the vocabulary is sharded: each rank holds ⌈V/tp⌉ rows "
     "(the busiest rank's share when tp does not divide V).",
     *TOTALS_ASSUMED,
@@ -59,6 +62,7 @@ _COMMON = (
 EMBEDDING = layer(
     "embedding",
     role=Role.EMBEDDING,
+    conventions=_DTYPES,
     assumptions=(
         "The embedding is a row gather: no matrix product, no FLOPs counted.",
         "Resident activations are the embedded rows X[M, d]; the token ids (integers) are "
@@ -69,7 +73,7 @@ EMBEDDING = layer(
 LM_HEAD = layer(
     "lm_head",
     role=Role.HEAD,
-    conventions=("logits_for_all_tokens",),
+    conventions=(_LOGITS, *_DTYPES),
     assumptions=(
         MATMUL_ASSUMED,
         "Resident activations are the final hidden rows H[M_logits, d] and the logits.",
@@ -144,7 +148,7 @@ _GATHER_NOTE = "all-gather over the tp group of the full logits[M, V]; none on o
 _NO_KV = "a vocabulary layer has none"
 
 
-def _gather_logits(t: Trace, tokens: sympy.Expr) -> Collective:
+def _gather_logits(t: Trace, tokens: sympy.Expr, ab: sympy.Expr) -> Collective:
     """The logits all-gather over TP: every rank ends with logits[M, V]."""
     spec = LOGITS_ALLGATHER
     return collective(
@@ -152,23 +156,24 @@ def _gather_logits(t: Trace, tokens: sympy.Expr) -> Collective:
         spec.name,
         spec.kind,
         tp,
-        hidden_bytes(tokens, V),
+        hidden_bytes(tokens, V, bytes_per_elem=ab),
         label=spec.label,
         description=spec.description,
         note=_GATHER_NOTE,
     )
 
 
-def _embedding(phase: Phase, *, over_tp: bool, over_cp: bool) -> Cost:
+def _embedding(phase: Phase, conv: Conventions, *, over_tp: bool, over_cp: bool) -> Cost:
     """One chip's share of the embedding: vocabulary rows over TP, tokens over CP."""
     t = Trace()
     rows = vocab_over_tp(t) if over_tp else V
     tokens = token_share(t, phase, over_cp=over_cp)
     flops = FLOPS(t, LOOKUP(t, sympy.S.Zero))
-    weights = TABLE(t, tensor_bytes(rows, d, bytes_per_elem=b))
-    reads = TABLE_READS(t, tensor_bytes(sympy.Min(tokens, rows), d, bytes_per_elem=b))
-    activations = ACTIVATION_BYTES(t, EMBEDDED(t, hidden_bytes(tokens)))
-    sends = [EMBEDDING_ALLREDUCE(t, tp, hidden_bytes(tokens))] if over_tp else []
+    wb, ab = element_bytes(conv, "weight"), element_bytes(conv, "activation")
+    weights = TABLE(t, tensor_bytes(rows, d, bytes_per_elem=wb))
+    reads = TABLE_READS(t, tensor_bytes(sympy.Min(tokens, rows), d, bytes_per_elem=wb))
+    activations = ACTIVATION_BYTES(t, EMBEDDED(t, hidden_bytes(tokens, bytes_per_elem=ab)))
+    sends = [EMBEDDING_ALLREDUCE(t, tp, hidden_bytes(tokens, bytes_per_elem=ab))] if over_tp else []
     kv_cache = no_kv_cache(t, _NO_KV)
     return finish_share(
         t,
@@ -198,10 +203,12 @@ def _lm_head(phase: Phase, conv: Conventions, *, over_tp: bool, over_cp: bool) -
     rows = vocab_over_tp(t) if over_tp else V
     tokens = _logit_rows(t, phase, conv, over_cp=over_cp)
     flops = FLOPS(t, LOGITS(t, matmul_flops(tokens, d, rows)))
-    weights = HEAD_WEIGHTS(t, tensor_bytes(d, rows, bytes_per_elem=b))
-    hidden = HIDDEN_ROWS(t, hidden_bytes(tokens))
-    activations = ACTIVATION_BYTES(t, hidden + ACT_LOGITS(t, hidden_bytes(tokens, rows)))
-    sends = [_gather_logits(t, tokens)] if over_tp else []
+    wb, ab = element_bytes(conv, "weight"), element_bytes(conv, "activation")
+    weights = HEAD_WEIGHTS(t, tensor_bytes(d, rows, bytes_per_elem=wb))
+    hidden = HIDDEN_ROWS(t, hidden_bytes(tokens, bytes_per_elem=ab))
+    logits = ACT_LOGITS(t, hidden_bytes(tokens, rows, bytes_per_elem=ab))
+    activations = ACTIVATION_BYTES(t, hidden + logits)
+    sends = [_gather_logits(t, tokens, ab)] if over_tp else []
     kv_cache = no_kv_cache(t, _NO_KV)
     return finish_share(
         t, flops, weights, activations, kv_cache, sends, over_tp=over_tp, over_cp=over_cp
@@ -214,41 +221,45 @@ def _lm_head(phase: Phase, conv: Conventions, *, over_tp: bool, over_cp: bool) -
 @layout(
     "single",
     layer=EMBEDDING,
+    conventions=_DTYPES,
     summary="one chip holds the whole table",
     checks=Checks(reference=None, sends=()),
 )
 def embedding_single(phase: Phase, conv: Conventions) -> Cost:
     """The embedding on one chip."""
-    return _embedding(phase, over_tp=False, over_cp=False)
+    return _embedding(phase, conv, over_tp=False, over_cp=False)
 
 
 @layout(
     "tp",
     layer=EMBEDDING,
+    conventions=_DTYPES,
     summary="vocabulary rows sharded over tensor_parallel ranks; output all-reduced",
     degrees=(TENSOR_PARALLEL,),
     checks=Checks(sends=(Send(EMBEDDING_ALLREDUCE.name, tp, ref("act_output"), _ROWS),)),
 )
 def embedding_tp(phase: Phase, conv: Conventions) -> Cost:
     """Vocabulary-parallel: each rank gathers its rows, the partial outputs are summed."""
-    return _embedding(phase, over_tp=True, over_cp=False)
+    return _embedding(phase, conv, over_tp=True, over_cp=False)
 
 
 @layout(
     "sp",
     layer=EMBEDDING,
+    conventions=_DTYPES,
     summary="tokens sharded over context_parallel ranks; a full table on each",
     degrees=(CONTEXT_PARALLEL,),
     checks=Checks(weights=ref("weight_bytes") * cp, sends=()),
 )
 def embedding_sp(phase: Phase, conv: Conventions) -> Cost:
     """Each CP rank embeds its own tokens."""
-    return _embedding(phase, over_tp=False, over_cp=True)
+    return _embedding(phase, conv, over_tp=False, over_cp=True)
 
 
 @layout(
     "tp-sp",
     layer=EMBEDDING,
+    conventions=_DTYPES,
     summary="vocabulary over tensor_parallel x tokens over context_parallel "
     "ranks; output all-reduced over TP",
     degrees=(TENSOR_PARALLEL, CONTEXT_PARALLEL),
@@ -261,7 +272,7 @@ def embedding_sp(phase: Phase, conv: Conventions) -> Cost:
 )
 def embedding_tp_sp(phase: Phase, conv: Conventions) -> Cost:
     """Vocabulary-parallel within each CP rank's tokens."""
-    return _embedding(phase, over_tp=True, over_cp=True)
+    return _embedding(phase, conv, over_tp=True, over_cp=True)
 
 
 # -- the LM head --------------------------------------------------------------------------
@@ -270,7 +281,6 @@ _LAST_RANK = (
     "per-chip metrics describe the busiest chip, the last CP rank, which computes every "
     "sequence's last-position logits; the other ranks compute none"
 )
-_LOGITS = "logits_for_all_tokens"
 _OWN = _SLICES + ", for its tokens"
 
 
@@ -278,7 +288,7 @@ _OWN = _SLICES + ", for its tokens"
     "single",
     layer=LM_HEAD,
     summary="one chip holds the whole LM head",
-    conventions=(_LOGITS,),
+    conventions=(_LOGITS, *_DTYPES),
     checks=Checks(reference=None, sends=()),
 )
 def lm_head_single(phase: Phase, conv: Conventions) -> Cost:
@@ -291,7 +301,7 @@ def lm_head_single(phase: Phase, conv: Conventions) -> Cost:
     layer=LM_HEAD,
     summary="vocabulary columns sharded over tensor_parallel ranks; logits all-gathered",
     degrees=(TENSOR_PARALLEL,),
-    conventions=(_LOGITS,),
+    conventions=(_LOGITS, *_DTYPES),
     checks=Checks(sends=(Send(LOGITS_ALLGATHER.name, tp, ref("act_logits"), _SLICES),)),
 )
 def lm_head_tp(phase: Phase, conv: Conventions) -> Cost:
@@ -304,7 +314,7 @@ def lm_head_tp(phase: Phase, conv: Conventions) -> Cost:
     layer=LM_HEAD,
     summary="tokens sharded over context_parallel ranks; a full LM head on each",
     degrees=(CONTEXT_PARALLEL,),
-    conventions=(_LOGITS,),
+    conventions=(_LOGITS, *_DTYPES),
     checks=Checks(
         weights=ref("weight_bytes") * cp,
         sends=(),
@@ -322,7 +332,7 @@ def lm_head_sp(phase: Phase, conv: Conventions) -> Cost:
     summary="vocabulary over tensor_parallel x tokens over context_parallel "
     "ranks; logits all-gathered over TP",
     degrees=(TENSOR_PARALLEL, CONTEXT_PARALLEL),
-    conventions=(_LOGITS,),
+    conventions=(_LOGITS, *_DTYPES),
     checks=Checks(
         weights=ref("weight_bytes") * cp,
         sends=(

@@ -138,7 +138,7 @@ def valid_configs(
     for _ in range(n * 40):
         conv = {}
         if conventions:
-            conv = {c: rng.choice(CONVENTIONS[c].choices) for c in layout.conventions_for(phase)}
+            conv = {c: rng.choice(CONVENTIONS[c].choices) for c in switches}
         key = tuple(conv.get(name, values[0]) for name, values in switches.items())
         prog = f.arrays.variants[key].program  # the inputs these conventions read
         p = draw(layout, prog, rng, large=large)

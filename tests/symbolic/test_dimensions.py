@@ -26,8 +26,27 @@ SEED_NAMES = {
 }
 
 
-def test_names_are_the_seeds_names_plus_the_ffn_and_vocabulary_widths() -> None:
-    assert set(BY_NAME) == SEED_NAMES | {"intermediate_size", "vocab_size"}
+# What the seeds do not name: the FFN and vocabulary widths, and (as Hugging Face
+# configs name them) the shapes of mixtures of experts, latent attention and windows.
+BEYOND_SEEDS = {
+    "intermediate_size",
+    "vocab_size",
+    "num_experts",
+    "experts_per_token",
+    "moe_intermediate_size",
+    "shared_intermediate_size",
+    "expert_parallel",
+    "q_lora_rank",
+    "kv_lora_rank",
+    "qk_nope_head_dim",
+    "qk_rope_head_dim",
+    "v_head_dim",
+    "sliding_window",
+}
+
+
+def test_names_are_the_seeds_names_plus_the_config_names() -> None:
+    assert set(BY_NAME) == SEED_NAMES | BEYOND_SEEDS
 
 
 def test_symbols_and_short_names_are_unique() -> None:
