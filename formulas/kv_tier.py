@@ -27,11 +27,13 @@ from shardcost.errors import InputError, InvalidValueError
 
 from .conventions import BY_NAME as CONVENTIONS_BY_NAME
 from .conventions import Phase
+from .dtypes import compute_bytes
 from .evaluate import Result, evaluate
 from .hardware import FIELDS_BY_NAME as HARDWARE_FIELDS
 from .hardware import Hardware
 from .inputs import Inputs, applicable_params, resolve_inputs
 from .model import ModelConfig, ModelResult, load_config, model_metrics
+from .registry import Role, get_layer
 
 HOST_MEMORY = ("pinned", "pageable")
 ASSUMPTIONS = (
@@ -149,10 +151,8 @@ def kv_tier(
     assert hw.host_link_bandwidth_gb_s is not None
     efficiency = hw.pinned_efficiency if host_memory == "pinned" else hw.pageable_efficiency
     host = hw.host_link_bandwidth_gb_s * efficiency
-    inputs, lengths = _past_lengths(decode)
-    requests = tuple(
-        _request(inputs, n, hw, host, config.num_layers, pace) for n in dict.fromkeys(lengths)
-    )
+    mixers, lengths = _past_lengths(decode)
+    requests = tuple(_request(mixers, n, hw, host, pace) for n in dict.fromkeys(lengths))
     seq_len = int(prefill.params["seq_len"])
     return KVTier(
         config,
@@ -198,36 +198,46 @@ def _pace(decode: ModelResult, prefill: ModelResult) -> _Pace:
     """One decoder layer of the decode step, the whole step, and one prefill token."""
     assert prefill.timing is not None and decode.timing is not None
     tokens = int(prefill.params["seq_len"]) * int(prefill.params["batch_size"])
-    layer = sum(
-        c.timing.wall_clock_time_ms
+    layers = sum(
+        c.timing.wall_clock_time_ms * c.count
         for c in decode.components
-        if c.name in ("attention", "ffn", "norms", "biases") and c.timing is not None
+        if c.block >= 0 and c.timing is not None
     )
+    layer = layers / decode.config.num_layers  # one decoder layer, on average
     return _Pace(
         layer, decode.timing.wall_clock_time_ms, prefill.timing.wall_clock_time_ms / tokens
     )
 
 
-def _past_lengths(decode: ModelResult) -> tuple[Inputs, tuple[int, ...]]:
-    """The attention layer's inputs, and the past length of each request in the batch."""
-    attention = next(c for c in decode.components if c.name == "attention")
-    assert attention.result is not None
-    lengths = attention.result.inputs.dims["past_seq_len"]
-    return attention.result.inputs, lengths if isinstance(lengths, tuple) else (int(lengths),)
+def _past_lengths(decode: ModelResult) -> tuple[list[tuple[Inputs, int]], tuple[int, ...]]:
+    """Each kind of mixer layer's inputs with its count (full and sliding attention
+    layers cache differently), and the past length of each request in the batch."""
+    mixers = [
+        (c.result.inputs, c.count)
+        for c in decode.components
+        if c.block >= 0
+        and c.result is not None
+        and get_layer(c.result.inputs.layout.layer).role is Role.MIXER
+    ]
+    lengths = mixers[0][0].dims["past_seq_len"]
+    return mixers, lengths if isinstance(lengths, tuple) else (int(lengths),)
 
 
 def _request(
-    inputs: Inputs, past: int, hw: Hardware, host: Fraction, layers: int, pace: _Pace
+    mixers: list[tuple[Inputs, int]], past: int, hw: Hardware, host: Fraction, pace: _Pace
 ) -> RequestTransfer:
-    """One request's cache over a host link of ``host`` GB/s, against ``pace``."""
-    alone = _one_request(inputs, past)
-    kv = alone.metrics.kv_cache_per_chip
+    """One request's cache over a host link of ``host`` GB/s, against ``pace``: the
+    layer with the largest cache is the one whose copy must hide."""
+    alone = [(_one_request(inputs, past), n) for inputs, n in mixers]
+    total = sum(r.metrics.kv_cache_per_chip * n for r, n in alone)
+    largest = max((r for r, _ in alone), key=lambda r: r.metrics.kv_cache_per_chip)
+    kv = largest.metrics.kv_cache_per_chip
     x_layer = Fraction(kv) / (host * 10**6)  # GB/s to bytes per ms
-    x_total = x_layer * layers
-    attend = _attention_ms(alone, hw)
+    x_total = Fraction(total) / (host * 10**6)
+    attend = _attention_ms(largest, hw)
     return RequestTransfer(
         past_seq_len=past,
-        kv_bytes_per_chip=kv * layers,
+        kv_bytes_per_chip=total,
         kv_bytes_per_layer_per_chip=kv,
         transfer_ms=float(x_total),
         transfer_ms_per_layer=float(x_layer),
@@ -243,8 +253,12 @@ def _request(
 def _attention_ms(alone: Result, hw: Hardware) -> Fraction:
     """Decode attention over one request's cache, one layer: its core (Q·Kᵀ and P·V) at
     the compute peak or its cache at the memory bandwidth, whichever takes longer."""
-    core = alone.step_value("scores") + alone.step_value("apply_v")
-    peak = hw.peak_for(int(alone.inputs.dims["bytes_per_elem"]))
+    core = sum(
+        alone.step_value(key)
+        for key in ("scores", "apply_v")
+        if key in {s.key for s in alone.derivation.steps}
+    )
+    peak = hw.peak_for(compute_bytes(alone.inputs.conventions, alone.inputs.dims["bytes_per_elem"]))
     return max(
         Fraction(core) / (peak * hw.compute_efficiency * 10**9),
         Fraction(alone.metrics.kv_cache_per_chip)

@@ -1,29 +1,32 @@
 """Whole models from a Hugging Face ``config.json``: parameters, metrics and timing.
 
-A decoder-only model (Llama, Mistral, Qwen2 families) is
+A decoder-only model is
 
-    embedding → L × [norm → attention → norm → FFN] → final norm → LM head
+    embedding → L × [norm → mixer → norm → channel mixer] → final norm → LM head
 
-Each matrix-bearing component is a registered layer, found by its role in a model, and
-evaluated under a layout: the mixer's (attention) as chosen, each other layer's the one
-that shards over the same parallel degrees (``companion``), so its numbers
-are exactly what ``shardcost metrics --layer ...`` gives for the same inputs. The
-RMSNorm weights and any bias vectors carry no matrix product; they add weight bytes
+where the mixer is ``attention`` (full, sliding-window or chunked) or ``mla`` and the
+channel mixer ``ffn`` or ``moe``, as the model's family says (``families``). Decoder
+layers that are alike are evaluated once and counted (a ``Block``). Each matrix-bearing
+component is a registered layer, evaluated under a layout: the mixer's as chosen, each
+other layer's the one that shards over the same parallel degrees (``companion``), so its
+numbers are exactly what ``shardcost metrics --layer ...`` gives for the same inputs.
+Norm weights, biases and attention sinks carry no matrix product; they add weight bytes
 (and their load time), never FLOPs. A model's per-chip metrics are the sums of its
-components' over every layer; its timing is the sum of theirs (the layers run one
-after another).
+components' over every layer; its timing is the sum of theirs (the layers run one after
+another).
 
-Parameters are counted from the config's shapes, as ``sum(p.numel() for p in
-model.parameters())`` gives them: a tied LM head shares the embedding's matrix and is
-counted once. Everything is read from a local file: nothing is fetched.
+Parameters are the layers' own weights, counted by their derivations (each layer's
+``single`` layout at one byte per element), plus the vectors: what
+``sum(p.numel() for p in model.parameters())`` gives, a tied LM head counted once.
+Everything is read from a local file: nothing is fetched.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +34,7 @@ from shardcost.errors import InputError
 from shardcost.symbolic.dimensions import (
     BATCH_SIZE,
     BYTES_PER_ELEM,
-    HEAD_DIM,
     HIDDEN_SIZE,
-    INTERMEDIATE_SIZE,
-    NUM_HEADS,
-    NUM_KV_HEADS,
     TENSOR_PARALLEL,
     VOCAB_SIZE,
 )
@@ -44,225 +43,52 @@ from shardcost.symbolic.dimensions import BY_NAME as DIMENSIONS_BY_NAME
 from .conventions import BY_NAME as CONVENTIONS_BY_NAME
 from .conventions import Phase, phase
 from .evaluate import Metrics, Result, Timing, evaluate
+from .families import FAMILIES, Block, ModelConfig, Part, Vector, load_config, parse_config
 from .hardware import FIELDS_BY_NAME as HARDWARE_BY_NAME
 from .hardware import Hardware
 from .inputs import applicable_params, check_keys, request_lengths, resolve_inputs
-from .registry import Layer, Layout, Role, all_layers, all_layouts, get_layout
+from .registry import Layer, Layout, Role, all_layers, all_layouts, get_layer, get_layout
 
-FAMILIES = ("llama", "mistral", "qwen2")
-_ARCHITECTURES = {
-    "LlamaForCausalLM": "llama",
-    "MistralForCausalLM": "mistral",
-    "Qwen2ForCausalLM": "qwen2",
-}
-_DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
+__all__ = [
+    "FAMILIES",
+    "Component",
+    "ModelConfig",
+    "ModelResult",
+    "companion",
+    "layer_of",
+    "load_config",
+    "model_keys",
+    "model_metrics",
+    "parse_config",
+]
 
-# The model's layers in order, by role: how many of each a model holds is the config's.
-_STACK = (Role.EMBEDDING, Role.MIXER, Role.CHANNEL_MIXER, Role.HEAD)
-_REPEATED = (Role.MIXER, Role.CHANNEL_MIXER)  # once per decoder layer
-_VECTORS = ("norms", "biases")  # per decoder layer, counted here: no matrix product
-
-# Keys the config fixes; a user may not override them.
-FROM_CONFIG = (
-    HIDDEN_SIZE.name,
-    NUM_HEADS.name,
-    NUM_KV_HEADS.name,
-    HEAD_DIM.name,
-    INTERMEDIATE_SIZE.name,
-    VOCAB_SIZE.name,
-    "ffn_gated",
+# Keys a block's layers take from the config; a user may not override them.
+FROM_CONFIG = frozenset(
+    {
+        HIDDEN_SIZE.name,
+        VOCAB_SIZE.name,
+        "num_heads",
+        "num_kv_heads",
+        "head_dim",
+        "intermediate_size",
+        "ffn_gated",
+        "num_experts",
+        "experts_per_token",
+        "moe_intermediate_size",
+        "shared_intermediate_size",
+        "shared_experts",
+        "expert_bias",
+        "q_lora_rank",
+        "kv_lora_rank",
+        "qk_nope_head_dim",
+        "qk_rope_head_dim",
+        "v_head_dim",
+        "mla_q_compressed",
+        "attention_window",
+        "sliding_window",
+    }
 )
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """The shapes of one decoder-only model, as its config.json states them."""
-
-    name: str
-    family: str
-    hidden_size: int
-    intermediate_size: int
-    num_layers: int
-    num_heads: int
-    num_kv_heads: int
-    head_dim: int
-    vocab_size: int
-    tie_word_embeddings: bool
-    qkv_bias: bool  # Q, K and V projections carry biases (Qwen2; Llama's attention_bias)
-    o_bias: bool  # the output projection does too (Llama's attention_bias)
-    mlp_bias: bool  # gate, up and down projections do (Llama's mlp_bias)
-    bytes_per_elem: int  # from torch_dtype, 2 when the config does not say
-    notes: tuple[str, ...] = ()
-
-    def dims(self) -> dict[str, int]:
-        """The layer dimensions this model fixes, by key."""
-        return {
-            HIDDEN_SIZE.name: self.hidden_size,
-            NUM_HEADS.name: self.num_heads,
-            NUM_KV_HEADS.name: self.num_kv_heads,
-            HEAD_DIM.name: self.head_dim,
-            INTERMEDIATE_SIZE.name: self.intermediate_size,
-            VOCAB_SIZE.name: self.vocab_size,
-        }
-
-    def parameters(self) -> dict[str, int]:
-        """Exact parameter counts: each component, one decoder layer, and the total."""
-        d, ff, v = self.hidden_size, self.intermediate_size, self.vocab_size
-        q, kv = self.num_heads * self.head_dim, self.num_kv_heads * self.head_dim
-        attention = d * q + 2 * d * kv + q * d  # Wq, Wk, Wv, Wo
-        attention += (q + 2 * kv if self.qkv_bias else 0) + (d if self.o_bias else 0)
-        mlp = 3 * d * ff + (2 * ff + d if self.mlp_bias else 0)  # gate, up, down
-        norms = 2 * d  # input and post-attention RMSNorm weights
-        layer = attention + mlp + norms
-        embedding = v * d
-        lm_head = 0 if self.tie_word_embeddings else v * d
-        total = embedding + self.num_layers * layer + d + lm_head
-        return {
-            "total": total,
-            "embedding": embedding,
-            "per_layer": layer,
-            "attention_per_layer": attention,
-            "mlp_per_layer": mlp,
-            "norms_per_layer": norms,
-            "layers": self.num_layers * layer,
-            "final_norm": d,
-            "lm_head": lm_head,
-        }
-
-    def to_dict(self) -> dict[str, Any]:
-        """The shapes, JSON-ready."""
-        out = asdict(self)
-        out.pop("notes")
-        return out
-
-
-def load_config(source: str | Path | Mapping[str, Any]) -> ModelConfig:
-    """A ModelConfig from a config.json path or an already-parsed dict; InputError
-    naming the problem for anything else."""
-    if isinstance(source, Mapping):
-        return parse_config(source, "config")
-    path = Path(source)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file (give a local config.json)") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: cannot read it: {exc}") from None
-    try:
-        raw = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(
-            f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
-        ) from None
-    if not isinstance(raw, dict):
-        raise InputError(f"{path}: expected a JSON object, got {type(raw).__name__}")
-    name = path.parent.name if path.name == "config.json" and path.parent.name else path.stem
-    return parse_config(raw, str(path), default_name=name)
-
-
-@dataclass(frozen=True)
-class _Fields:
-    """Typed reads of one config.json, each error naming the file and the key."""
-
-    raw: Mapping[str, Any]
-    where: str
-    family: str
-
-    def count(self, key: str, default: int | None = None) -> int:
-        """A positive integer (``default`` when absent; required when that is None)."""
-        value = self.raw.get(key)
-        if value is None:
-            if default is None:
-                raise InputError(f"{self.where}: {key} is missing; a {self.family} config needs it")
-            return default
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise InputError(f"{self.where}: {key}={value!r} is not a positive integer")
-        return value
-
-    def flag(self, key: str, default: bool) -> bool:
-        """True or false (``default`` when absent or null)."""
-        value = self.raw.get(key, default)
-        if value is None:
-            return default
-        if not isinstance(value, bool):
-            raise InputError(f"{self.where}: {key}={value!r} is not true or false")
-        return value
-
-
-def _config_notes(raw: Mapping[str, Any], family: str) -> tuple[str, ...]:
-    """What the config sets that the model does not follow, in words."""
-    notes = []
-    window = raw.get("sliding_window")
-    if (family == "mistral" and window) or (family == "qwen2" and raw.get("use_sliding_window")):
-        notes.append(
-            f"the config sets a sliding window ({window} positions); it is not modelled: "
-            "attention and the KV cache are charged for every past position"
-        )
-    dtype = raw.get("torch_dtype", raw.get("dtype"))
-    if isinstance(dtype, str) and dtype not in _DTYPE_BYTES:
-        notes.append(f"torch_dtype={dtype!r} is not one of {', '.join(_DTYPE_BYTES)}: 2 bytes")
-    return tuple(notes)
-
-
-def parse_config(
-    raw: Mapping[str, Any], where: str = "config", *, default_name: str = "model"
-) -> ModelConfig:
-    """Check a parsed config.json and read the shapes that cost anything."""
-    family = _family(raw, where)
-    fields = _Fields(raw, where, family)
-    count, flag = fields.count, fields.flag
-    d = count("hidden_size")
-    heads = count("num_attention_heads")
-    kv_heads = count("num_key_value_heads", heads)
-    if heads % kv_heads:
-        raise InputError(
-            f"{where}: num_attention_heads={heads} is not a multiple of "
-            f"num_key_value_heads={kv_heads}"
-        )
-    if raw.get("head_dim") is None and d % heads:
-        raise InputError(
-            f"{where}: hidden_size={d} is not divisible by num_attention_heads={heads} "
-            "and head_dim is not given"
-        )
-    head_dim = count("head_dim", d // heads if d % heads == 0 else None)
-    llama = family == "llama"
-    attention_bias = flag("attention_bias", False) if llama else False
-    dtype = raw.get("torch_dtype", raw.get("dtype"))
-    return ModelConfig(
-        name=str(raw.get("_name_or_path") or default_name),
-        family=family,
-        hidden_size=d,
-        intermediate_size=count("intermediate_size"),
-        num_layers=count("num_hidden_layers"),
-        num_heads=heads,
-        num_kv_heads=kv_heads,
-        head_dim=head_dim,
-        vocab_size=count("vocab_size"),
-        tie_word_embeddings=flag("tie_word_embeddings", False),
-        qkv_bias=family == "qwen2" or attention_bias,
-        o_bias=attention_bias,
-        mlp_bias=flag("mlp_bias", False) if llama else False,
-        bytes_per_elem=_DTYPE_BYTES.get(dtype, 2) if isinstance(dtype, str) else 2,
-        notes=_config_notes(raw, family),
-    )
-
-
-def _family(raw: Mapping[str, Any], where: str) -> str:
-    model_type = raw.get("model_type")
-    if model_type in FAMILIES:
-        return str(model_type)
-    for arch in raw.get("architectures") or ():
-        if arch in _ARCHITECTURES:
-            return _ARCHITECTURES[arch]
-    shown = f"model_type={model_type!r}" if model_type is not None else "no model_type"
-    raise InputError(
-        f"{where}: {shown}; supported families: {', '.join(FAMILIES)} "
-        "(model_type, or architectures naming LlamaForCausalLM, MistralForCausalLM or "
-        "Qwen2ForCausalLM)"
-    )
-
-
-# -- evaluation ---------------------------------------------------------------------------
+_VECTOR_GROUPS = ("norms", "biases", "sinks")
 
 
 @dataclass(frozen=True)
@@ -277,6 +103,7 @@ class Component:
     metrics: Metrics
     timing: Timing | None
     result: Result | None = field(default=None, repr=False)
+    block: int = -1  # the decoder block it belongs to; -1 outside the decoder layers
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready."""
@@ -303,10 +130,11 @@ class ModelResult:
     params: dict[str, Any]
     components: tuple[Component, ...]
     metrics: Metrics  # every component, every layer
-    per_layer: Metrics  # one decoder layer (attention, FFN, norms, biases)
+    per_layer: Metrics  # one decoder layer of the first block (mixer, channel, vectors)
     timing: Timing | None
     hardware: Hardware | None
     notes: tuple[str, ...]
+    parameters: dict[str, Any] = field(default_factory=dict)  # exact counts (see parameters)
 
     @property
     def peak_activation_per_chip(self) -> int:
@@ -338,7 +166,7 @@ class ModelResult:
             "layouts": layouts,
             "chips": self.chips,
             "params": self.params,
-            "parameters": self.config.parameters(),
+            "parameters": self.parameters,
             "metrics": asdict(self.metrics),
             "per_layer": asdict(self.per_layer),
             "components": [c.to_dict() for c in self.components],
@@ -367,26 +195,25 @@ def model_metrics(
     hardware: str | None = None,
     params: Mapping[str, object] | None = None,
 ) -> ModelResult:
-    """Evaluate a whole model under ``layout`` (the attention layout; the other layers
+    """Evaluate a whole model under ``layout`` (the mixers' layout; the other layers
     follow it) in one phase."""
     config = load_config(source)
     ph = phase(phase_name)
     params = dict(params or {})
-    mixer = get_layout(layout, layer_of(Role.MIXER).name)
-    plan = tuple((role, companion(mixer, role)) for role in _STACK)
     given = _given(config, ph, params)
-    results = _evaluate_stack(plan, ph, config.dims() | given, hardware, params, layout)
-    attention_result = results[mixer.layer]
-    hw = attention_result.inputs.hardware
-    chips = attention_result.chips
-    b = int(attention_result.inputs.dims[BYTES_PER_ELEM.name])
-    tp = int(attention_result.inputs.dims.get(TENSOR_PARALLEL.name, 1))
-
-    notes = list(config.notes)
-    components = _components(config, plan, results, notes, tp, b)
-    repeated = {chosen.layer for role, chosen in plan if role in _REPEATED}
-    layer_parts = [c for c in components if c.name in repeated or c.name in _VECTORS]
-    per_layer = _sum_metrics([(c.metrics, 1) for c in layer_parts])
+    stack = _Stack(config, ph, layout, hardware, given)
+    components = stack.components()
+    unused = [k for k in params if k not in stack.read]
+    if unused:
+        raise InputError(
+            f"{', '.join(unused)} is read by no component of the model with layout "
+            f"{layout!r} in {ph}"
+        )
+    first = stack.results[0]
+    hw = first.inputs.hardware
+    per_layer = _sum_metrics(
+        [(c.metrics, 1) for c in components if c.block == 0 and c.name != "final_norm"]
+    )
     total = _sum_metrics([(c.metrics, c.count) for c in components])
     timing = None
     if hw is not None:
@@ -396,63 +223,221 @@ def model_metrics(
                 for f in Timing.__dataclass_fields__
             )
         )
-    shown = {k: v for k, v in attention_result.inputs.params().items() if k not in FROM_CONFIG}
-    for result in results.values():
-        shown |= {k: v for k, v in result.inputs.params().items() if k not in FROM_CONFIG}
+    shown: dict[str, object] = {}
+    for result in stack.results:
+        shown |= {
+            k: v
+            for k, v in result.inputs.params().items()
+            if k not in FROM_CONFIG and not _static_default(k, v)
+        }
     return ModelResult(
         config,
         ph,
         layout,
-        chips,
+        first.chips,
         shown,
         tuple(components),
         total,
         per_layer,
         timing,
         hw,
-        tuple(dict.fromkeys(notes)),
+        tuple(dict.fromkeys(stack.notes)),
+        parameters(config),
     )
 
 
-def _components(
-    config: ModelConfig,
-    plan: tuple[tuple[Role, Layout], ...],
-    results: dict[str, Result],
-    notes: list[str],
-    tp: int,
-    b: int,
-) -> list[Component]:
-    """One row per component, in the model's order: each layer's result (a tied LM head
-    without weights), then the norms, biases and final norm counted here."""
-    any_result = next(iter(results.values()))
-    chips, hw = any_result.chips, any_result.inputs.hardware
-    components: list[Component] = []
-    for role, chosen in plan:
-        name = chosen.layer
-        result = results[name]
-        metrics, timing = result.metrics, result.timing
-        number = config.num_layers if role in _REPEATED else 1
-        if role is Role.HEAD and config.tie_word_embeddings:
+def _static_default(key: str, value: object) -> bool:
+    """Whether ``key`` is a static convention (an element type, a layer's shape) left at
+    its default: not worth repeating among a model's parameters."""
+    convention = CONVENTIONS_BY_NAME.get(key)
+    return convention is not None and convention.static and value == convention.default
+
+
+class _Stack:
+    """The model's components evaluated in one phase under one layout."""
+
+    def __init__(
+        self,
+        config: ModelConfig,
+        ph: Phase,
+        layout: str,
+        hardware: str | None,
+        given: dict[str, object],
+    ) -> None:
+        self.config, self.phase, self.layout, self.hardware = config, ph, layout, hardware
+        self.given = given
+        self.read: set[str] = set()
+        self.results: list[Result] = []
+        self.notes: list[str] = list(config.notes)
+        self._done: dict[tuple[str, str, tuple], Result] = {}
+
+    def mixer(self, block: Block) -> Layout:
+        """The user's layout, for this block's mixer."""
+        return get_layout(self.layout, block.mixer.layer)
+
+    def evaluate(self, lay: Layout, part: Part, *, user: bool = True) -> Result:
+        """``lay`` at the config's shapes for ``part`` and the user's parameters (each
+        distinct evaluation done once)."""
+        key = (lay.layer, lay.name, part.params)
+        if key in self._done:
+            return self._done[key]
+        shared = {
+            HIDDEN_SIZE.name: self.config.hidden_size,
+            VOCAB_SIZE.name: self.config.vocab_size,
+        }
+        quantized = dict(self.config.weight_dtypes).get(lay.layer)
+        mine_given = dict(self.given) if user else {BYTES_PER_ELEM.name: 1}
+        if quantized is not None and "weight_dtype" not in mine_given:
+            mine_given["weight_dtype"] = quantized
+        candidates = shared | dict(part.params) | mine_given
+        mine = applicable_params(lay, self.phase, candidates)
+        self.read |= set(mine)
+        inputs = resolve_inputs(
+            lay.name,
+            self.phase,
+            layer=lay.layer,
+            hardware=self.hardware if user else None,
+            params=mine,
+            decoupled_heads=True,
+        )
+        result = evaluate(inputs)
+        self._done[key] = result
+        if user:
+            self.results.append(result)
+            self.notes.extend(f"{lay.layer}: {n}" for n in result.notes)
+        return result
+
+    def components(self) -> list[Component]:
+        """One row per component, in the model's order: the embedding, each block's mixer,
+        channel mixer and vectors, the final norm, the LM head (a tied one without
+        weights)."""
+        config, blocks = self.config, self.config.blocks
+        mixer0 = self.mixer(blocks[0])
+        rows: list[Component] = []
+        embedding = companion(mixer0, Role.EMBEDDING)
+        result = self.evaluate(embedding, Part(embedding.layer))
+        rows.append(_row("embedding", 1, embedding, result, -1))
+        if config.positions:
+            rows.append(
+                self._vectors(
+                    "positions",
+                    1,
+                    [Vector("positions", config.positions * config.hidden_size)],
+                    result,
+                    -1,
+                )
+            )
+        many = len(blocks) > 1
+        for i, block in enumerate(blocks):
+            mixer = self.mixer(block)
+            channel = companion(mixer, get_layer(block.channel.layer))
+            suffix = f" [{block.kind}]" if many else ""
+            for lay, part in ((mixer, block.mixer), (channel, block.channel)):
+                res = self.evaluate(lay, part)
+                rows.append(_row(lay.layer + suffix, block.count, lay, res, i))
+            for group in _VECTOR_GROUPS:
+                vectors = [v for v in block.vectors if v.group == group]
+                if vectors:
+                    rows.append(self._vectors(group + suffix, block.count, vectors, res, i))
+        rows.append(
+            self._vectors(
+                "final_norm", 1, [v for v in config.final if v.group == "norms"], result, -1
+            )
+        )
+        head = companion(mixer0, Role.HEAD)
+        res = self.evaluate(head, Part(head.layer))
+        metrics = res.metrics
+        if config.tie_word_embeddings:
             metrics = _without_weights(metrics)
-            notes.append(
+            self.notes.append(
                 "tie_word_embeddings: the LM head uses the embedding's matrix; its weight "
                 "bytes are counted once, with the embedding (the LM head still reads all "
                 "of it, the embedding only the rows it gathers)"
             )
-        notes += [f"{name}: {n}" for n in result.notes]
-        components.append(Component(name, number, name, chosen.name, metrics, timing, result))
-    weights_norms = 2 * config.hidden_size * b
-    components.insert(3, _vector_component("norms", config.num_layers, weights_norms, 2, chips, hw))
-    bias_bytes = _bias_bytes(config, tp, b)
-    if bias_bytes:
-        components.insert(
-            4, _vector_component("biases", config.num_layers, bias_bytes, 0, chips, hw)
+        rows.append(Component(head.layer, 1, head.layer, head.name, metrics, res.timing, res, -1))
+        head_bias = [v for v in config.final if v.group != "norms"]
+        if head_bias:
+            rows.append(self._vectors("lm_head bias", 1, head_bias, res, -1))
+        return rows
+
+    def _vectors(
+        self, name: str, number: int, vectors: list[Vector], like: Result, block: int
+    ) -> Component:
+        """Vectors on every chip of ``like``'s layout, sharded over its TP ranks where
+        they split with heads, FFN columns or the vocabulary."""
+        inputs = like.inputs
+        dims = inputs.dims
+        over_tp = TENSOR_PARALLEL in inputs.layout.degrees
+        tp = int(dims.get(TENSOR_PARALLEL.name, 1)) if over_tp else 1  # type: ignore[arg-type]
+        heads = dict(self.config.shape)
+        elements = sum(_per_chip(v, tp, heads) for v in vectors)
+        b = int(self.given.get(BYTES_PER_ELEM.name, self.config.bytes_per_elem))  # type: ignore[arg-type]
+        kernels = sum(v.kernels for v in vectors)
+        return _vector_component(
+            name, number, elements * b, kernels, like.chips, inputs.hardware, block
         )
-    components.insert(
-        len(components) - 1,
-        _vector_component("final_norm", 1, config.hidden_size * b, 1, chips, hw),
+
+
+def _per_chip(vector: Vector, tp: int, shape: Mapping[str, object]) -> int:
+    """A vector's elements on one chip of ``tp`` ranks."""
+    if tp == 1 or not vector.shard:
+        return vector.size
+    if vector.shard == "kv_heads":
+        h_kv = int(shape.get("num_kv_heads", 1))  # type: ignore[call-overload]
+        per_head = vector.size // h_kv
+        return per_head * -(-h_kv // tp)
+    return -(-vector.size // tp)
+
+
+def _row(name: str, number: int, lay: Layout, result: Result, block: int) -> Component:
+    return Component(
+        name, number, lay.layer, lay.name, result.metrics, result.timing, result, block
     )
-    return components
+
+
+@cache
+def _parameters(config: ModelConfig) -> dict[str, int]:
+    out = {"embedding": 0, "layers": 0, "final_norm": 0, "lm_head": 0}
+    stack = _Stack(config, Phase.PREFILL, "single", None, {})
+
+    def weights(layer: str, part: Part) -> int:
+        lay = get_layout("single", layer)
+        return stack.evaluate(lay, part, user=False).metrics.weight_memory_per_chip
+
+    out["embedding"] = (
+        weights("embedding", Part("embedding")) + config.positions * config.hidden_size
+    )
+    per_block = []
+    for block in config.blocks:
+        mixer = weights(block.mixer.layer, block.mixer)
+        channel = weights(block.channel.layer, block.channel)
+        vectors = sum(v.size for v in block.vectors)
+        per_block.append(
+            {
+                "kind": block.kind,
+                "count": block.count,
+                "mixer": mixer,
+                "channel": channel,
+                "vectors": vectors,
+                "per_layer": mixer + channel + vectors,
+            }
+        )
+        out["layers"] += block.count * (mixer + channel + vectors)
+    out["final_norm"] = sum(v.size for v in config.final if v.group == "norms")
+    head = weights("lm_head", Part("lm_head")) + sum(
+        v.size for v in config.final if v.group != "norms"
+    )
+    out["lm_head"] = 0 if config.tie_word_embeddings else head
+    out["total"] = out["embedding"] + out["layers"] + out["final_norm"] + out["lm_head"]
+    first = per_block[0]
+    out["per_layer"] = first["per_layer"]
+    return out | {"blocks": per_block}  # type: ignore[dict-item]
+
+
+def parameters(config: ModelConfig) -> dict[str, Any]:
+    """Exact parameter counts: the embedding, the decoder layers (each kind's one layer
+    and count), the final norm, the LM head (0 when tied) and the total."""
+    return dict(_parameters(config))
 
 
 def _given(config: ModelConfig, ph: Phase, params: dict[str, object]) -> dict[str, object]:
@@ -473,18 +458,20 @@ def _given(config: ModelConfig, ph: Phase, params: dict[str, object]) -> dict[st
 
 
 def layer_of(role: Role) -> Layer:
-    """The one registered layer that plays ``role`` in a model."""
+    """The first declared layer that plays ``role`` in a model (a dense model's: the
+    others of the role, e.g. MoE, are chosen by a family)."""
     found = [lay for lay in all_layers() if lay.role is role]
-    if len(found) != 1:
-        names = ", ".join(lay.name for lay in found) or "none"
-        raise InputError(f"a model needs exactly one {role} layer; registered: {names}")
+    if not found:
+        raise InputError(f"a model needs a {role} layer; none is registered")
     return found[0]
 
 
-def companion(mixer: Layout, role: Role) -> Layout:
-    """The layout of the ``role`` layer that goes with ``mixer``: the one it names (its
-    ``companions``), else the one sharding over the same parallel degrees."""
-    target = layer_of(role)
+def companion(mixer: Layout, target: Role | Layer) -> Layout:
+    """The layout of the ``target`` layer (a role's first layer, or a layer) that goes
+    with ``mixer``: the one it names (its ``companions``), else the one sharding over the
+    same parallel degrees."""
+    if isinstance(target, Role):
+        target = layer_of(target)
     if target.name == mixer.layer:
         return mixer
     named = dict(mixer.companions).get(target.name)
@@ -501,56 +488,14 @@ def companion(mixer: Layout, role: Role) -> Layout:
     return found[0]
 
 
-def _evaluate_stack(
-    plan: tuple[tuple[Role, Layout], ...],
-    ph: Phase,
-    shared: dict[str, object],
-    hardware: str | None,
-    params: Mapping[str, object],
-    layout: str,
-) -> dict[str, Result]:
-    """Each layer of ``plan`` evaluated on the parameters it reads (the config's shapes
-    and the user's); an InputError for a user parameter no layer reads."""
-    results: dict[str, Result] = {}
-    read: set[str] = set()
-    for _, chosen in plan:
-        mine = applicable_params(chosen, ph, shared)
-        read |= set(mine)
-        inputs = resolve_inputs(
-            chosen.name,
-            ph,
-            layer=chosen.layer,
-            hardware=hardware,
-            params=mine,
-            decoupled_heads=True,
-        )
-        results[chosen.layer] = evaluate(inputs)
-    unused = [k for k in params if k not in read]
-    if unused:
-        raise InputError(
-            f"{', '.join(unused)} is read by no component of the model with layout "
-            f"{layout!r} in {ph}"
-        )
-    return results
-
-
-def _bias_bytes(config: ModelConfig, tp: int, b: int) -> int:
-    """Bias bytes per chip in one decoder layer: Q, K, V biases shard with their heads
-    (a replicated KV head keeps its bias), the O and down biases are added once, after
-    the reduction, on every chip; the gate and up biases shard with d_ff."""
-    dh = config.head_dim
-    out = 0
-    if config.qkv_bias:
-        out += (config.num_heads // tp) * dh + 2 * -(-config.num_kv_heads // tp) * dh
-    if config.o_bias:
-        out += config.hidden_size
-    if config.mlp_bias:
-        out += 2 * (config.intermediate_size // tp) + config.hidden_size
-    return out * b
-
-
 def _vector_component(
-    name: str, number: int, weight_bytes: int, kernels: int, chips: int, hw: Hardware | None
+    name: str,
+    number: int,
+    weight_bytes: int,
+    kernels: int,
+    chips: int,
+    hw: Hardware | None,
+    block: int,
 ) -> Component:
     """Weight vectors without a matrix product (norm weights, biases): their bytes on
     every chip, their load time, and a kernel overhead per norm."""
@@ -560,7 +505,7 @@ def _vector_component(
         load = Fraction(weight_bytes) / (hw.memory_bandwidth_gb_s * hw.memory_efficiency * 10**6)
         compute = kernels * hw.kernel_overhead_us / 10**3
         timing = Timing(float(compute), float(load), 0.0, float(max(compute, load)))
-    return Component(name, number, None, None, metrics, timing)
+    return Component(name, number, None, None, metrics, timing, None, block)
 
 
 def _without_weights(metrics: Metrics) -> Metrics:

@@ -243,32 +243,36 @@ def _chips(n: int) -> str:
 def _model_summary(result: ModelResult, fmt: str) -> list[str]:
     """The title, then the model's shape, parameter count, layouts and parameters in force."""
     c = result.config
-    p = c.parameters()
-    heads = f"{c.num_heads} heads ({c.num_kv_heads} KV) of {c.head_dim}"
-    extras = [
-        "tied embeddings" if c.tie_word_embeddings else "untied embeddings",
-        *(["Q/K/V biases"] if c.qkv_bias else []),
-        *(["O bias"] if c.o_bias else []),
-        *(["MLP biases"] if c.mlp_bias else []),
-    ]
+    p = result.parameters
+    shape = dict(c.shape)
+    heads = ""
+    if "head_dim" in shape:
+        heads = f", {shape['num_heads']} heads ({shape['num_kv_heads']} KV) of {shape['head_dim']}"
+    blocks = "; ".join(f"{blk.count} × {blk.kind}" for blk in c.blocks)
     layouts = ", ".join(
-        f"{comp.layer} {comp.layout}" for comp in result.components if comp.layer is not None
+        dict.fromkeys(
+            f"{comp.layer} {comp.layout}" for comp in result.components if comp.layer is not None
+        )
     )
     shown = "  ".join(
         f"{k}={value(v)}" for k, v in result.params.items() if k not in HARDWARE_FIELDS
     )
+    per_layer = "; ".join(
+        f"{b['count']} × {count(b['per_layer'])} ({b['kind']})" for b in p["blocks"]
+    )
+    tied = "tied embeddings" if c.tie_word_embeddings else "untied embeddings"
     return [
         heading(f"{c.name} — {c.family}, {result.phase}", fmt, 1),
         "",
         item(
-            f"shape: {c.num_layers} layers, d={c.hidden_size}, {heads}, d_ff="
-            f"{c.intermediate_size}, vocabulary {c.vocab_size:,}; {', '.join(extras)}",
+            f"shape: {c.num_layers} layers ({blocks}), d={c.hidden_size}{heads}, vocabulary "
+            f"{c.vocab_size:,}, {c.dtype}; {tied}",
             fmt,
         ),
         item(
             f"parameters: {count(p['total'])} (embedding {count(p['embedding'])}, "
-            f"{c.num_layers} × {count(p['per_layer'])} per layer, final norm "
-            f"{count(p['final_norm'])}, LM head {count(p['lm_head'])})",
+            f"{per_layer}, final norm {count(p['final_norm'])}, LM head "
+            f"{count(p['lm_head'])})",
             fmt,
         ),
         item(f"layouts: {layouts}; {_chips(result.chips)}", fmt),

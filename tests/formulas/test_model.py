@@ -128,7 +128,10 @@ def test_qwen_biases_shard_with_their_heads() -> None:
     biases = next(c for c in got["components"] if c["name"] == "biases")
     assert biases["count"] == 28
     assert biases["metrics"]["weight_memory_per_chip"] == 2_304
-    assert got["parameters"]["attention_per_layer"] == 29_364_736
+    # The attention layer's matrices (29,364,736 less the 4,608 biases); the biases and
+    # the two norms (2·3584) are the layer's vectors.
+    (block,) = got["parameters"]["blocks"]
+    assert (block["mixer"], block["vectors"]) == (29_360_128, 4_608 + 7_168)
 
 
 def test_tensor_parallel_weights_per_chip_by_hand() -> None:
@@ -212,17 +215,25 @@ def test_head_dim_apart_from_hidden_size() -> None:
     assert got["notes"] == []
 
 
-def test_the_sliding_window_is_named_not_modelled() -> None:
-    got = shardcost.model_metrics(MISTRAL_7B)
-    assert any("sliding window (4096 positions)" in n for n in got["notes"])
+def test_the_sliding_window_is_modelled() -> None:
+    # Mistral-7B slides over 4096 positions: past 4095 cached positions a layer caches no
+    # more (Hugging Face keeps W − 1). 32 layers · 8 KV heads · 128 · 2 (K, V) · 2 bytes
+    # = 131,072 bytes per position: 4095 · 131,072 = 536,739,840 at any longer past.
+    for past in (4095, 8192, 100_000):
+        got = shardcost.model_metrics(MISTRAL_7B, "decode", past_seq_len=past)
+        assert got["metrics"]["kv_cache_per_chip"] == 536_739_840
+    shorter = shardcost.model_metrics(MISTRAL_7B, "decode", past_seq_len=1000)
+    assert shorter["metrics"]["kv_cache_per_chip"] == 1000 * 131_072
 
 
 def test_config_fields_and_families() -> None:
     config = load_config(QWEN_7B)
-    assert (config.family, config.qkv_bias, config.o_bias) == ("qwen2", True, False)
+    names = {v.name for v in config.blocks[0].vectors}
+    assert config.family == "qwen2" and names == {"norms", "q bias", "k, v biases"}
     assert config.name == "qwen2.5-7b"
     llama = load_config(LLAMA_8B)
-    assert (llama.qkv_bias, llama.mlp_bias, llama.tie_word_embeddings) == (False, False, False)
+    assert {v.name for v in llama.blocks[0].vectors} == {"norms"}
+    assert not llama.tie_word_embeddings
     biased = json.loads(LLAMA_8B.read_text()) | {"attention_bias": True, "mlp_bias": True}
     # Llama's attention_bias adds Q, K, V and O biases (4096 + 1024 + 1024 + 4096 = 10,240
     # per layer); mlp_bias adds gate, up and down (14336 + 14336 + 4096 = 32,768).
@@ -234,7 +245,8 @@ def test_config_fields_and_families() -> None:
     ("source", "params", "message"),
     [
         ("missing.json", {}, "no such file"),
-        ({"model_type": "gpt2"}, {}, "model_type='gpt2'; supported families: llama"),
+        ({"model_type": "t5"}, {}, "model_type='t5'; supported families: llama, mistral"),
+        ({"model_type": "gpt2"}, {}, "n_embd is missing; a gpt2 config needs it"),
         ({"model_type": "llama", "hidden_size": 64}, {}, "num_attention_heads is missing"),
         (LLAMA_8B, {"hidden_size": 1024}, "hidden_size comes from the model's config.json"),
         (LLAMA_8B, {"context_parallel": 2}, "context_parallel is read by no component"),
