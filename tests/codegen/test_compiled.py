@@ -164,3 +164,49 @@ def test_a_ragged_batch_is_the_sum_of_its_requests(layout: str) -> None:
     for name, value in want.items():
         got = one[name][0] if name.startswith("weight") else sum(one[name])
         assert got == value, name
+
+
+# One value of each static convention besides its default; element types by one
+# representative each (their effect is a constant in place of b).
+_STATIC_TRIED = {
+    "weight_dtype": ("mxfp4",),
+    "activation_dtype": ("fp8",),
+    "kv_cache_dtype": ("fp8",),
+}
+
+
+def _static_cases() -> list[tuple[Layout, Phase, str, object]]:
+    from shardcost.formulas.conventions import BY_NAME
+
+    out = []
+    for lay, ph in CASES:
+        for name in lay.conventions_for(ph):
+            convention = BY_NAME[name]
+            if not convention.static or name == "moe_dispatch_dtype":
+                continue
+            tried = _STATIC_TRIED.get(name, convention.choices)
+            out += [(lay, ph, name, v) for v in tried if v != convention.default]
+    return out
+
+
+STATIC = _static_cases()
+
+
+@pytest.mark.parametrize(
+    ("layout", "phase", "name", "value"),
+    STATIC,
+    ids=[f"{lay.layer}/{lay.name}-{ph}-{n}={v}" for lay, ph, n, v in STATIC],
+)
+def test_static_conventions_are_fixed_when_compiled(
+    layout: Layout, phase: Phase, name: str, value: object
+) -> None:
+    f = shardcost.compile(layout.name, str(phase), layer=layout.layer, conventions={name: value})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", shardcost.UnevenSplitWarning)
+        want = shardcost.metrics(layout.name, str(phase), layer=layout.layer, **{name: value})
+    assert f() == want["metrics"]
+
+
+def test_a_switch_is_not_fixed_at_compile_time() -> None:
+    with pytest.raises(shardcost.InputError, match="is a switch of the compiled function"):
+        shardcost.compile("single", "decode", conventions={"kv_includes_new_token": True})
