@@ -20,6 +20,8 @@ from sympy.printing.printer import Printer
 
 from shardcost.errors import InternalError
 
+from .exactness import FloorDiv
+
 _RELATIONS = {
     sympy.StrictGreaterThan: ">",
     sympy.GreaterThan: ">=",
@@ -51,6 +53,9 @@ class InfixPrinter(Printer):
         "ceil": "ceil",
         "floor": "floor",
     }
+    # A power with a symbolic exponent, in floating point only (an expected value that
+    # feeds a time); None: the target cannot print one.
+    float_power: ClassVar[str | None] = "{base}**{exp}"
 
     def __init__(
         self, names: Mapping[sympy.Symbol, str] | None = None, *, exact: bool = True
@@ -114,9 +119,9 @@ class InfixPrinter(Printer):
 
     def _factor(self, expr: sympy.Expr) -> str:
         text = self._print(expr)
-        if isinstance(expr, sympy.Add) or (
+        if isinstance(expr, (sympy.Add, sympy.floor, FloorDiv)) or (
             isinstance(expr, sympy.Mul) and sympy.fraction(expr)[1] != 1
-        ):
+        ):  # a floor prints as an infix quotient: x * (a // b), never (x * a) // b
             return f"({text})"
         return text
 
@@ -130,6 +135,8 @@ class InfixPrinter(Printer):
             return self.power(self._operand(base), int(exp))
         if exp.is_Integer and exp < 0:
             return self.quotient(self.literal(1), self._operand(base**-exp))
+        if not self.exact and self.float_power is not None:
+            return self.float_power.format(base=self._operand(base), exp=self._operand(exp))
         raise UnsupportedNode(f"{self.language}: cannot print the power {expr}")
 
     def power(self, base: str, k: int) -> str:
@@ -310,6 +317,7 @@ class CPrinter(InfixPrinter):
 
     language = "c"
     div = "/"
+    float_power = None
     and_op, or_op, true, false = " && ", " || ", "1", "0"
     remainder_is_not_zero = "({a}) % ({b}) != 0"
     functions: ClassVar[Mapping[str, str]] = {
@@ -378,6 +386,7 @@ class GoPrinter(InfixPrinter):
     """Go with math/big: arithmetic as helper calls (add, sub, mul, quo, ceilDiv ...)."""
 
     language = "go"
+    float_power = None
     and_op, or_op, true, false = " && ", " || ", "true", "false"
     remainder_is_not_zero = "rem({a}, {b}).Sign() != 0"
     functions: ClassVar[Mapping[str, str]] = {

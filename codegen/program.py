@@ -23,10 +23,12 @@ from shardcost.formulas import Conventions, Layout, Phase, timing_model
 from shardcost.formulas.hardware import NUMERIC_FIELDS, HardwareField
 from shardcost.formulas.inputs import describe
 from shardcost.formulas.registry import relations_for
-from shardcost.symbolic import METRICS, PER_CHIP, Derivation
+from shardcost.symbolic import METRICS, PER_CHIP, Derivation, Step
 from shardcost.symbolic.dimensions import BY_NAME, BY_SYMBOL, DIMENSIONS, Dimension
 from shardcost.symbolic.divides import Divides
 from shardcost.symbolic.relation import Product
+
+from .exactness import Quotient
 
 
 def default_source(dim: Dimension) -> Dimension | None:
@@ -203,10 +205,7 @@ def program(
         derivation = model.derivation
         outputs += list(model.times.items())
         hardware = NUMERIC_FIELDS
-    steps = [
-        Assignment(s.symbol, s.expr, s.label, s.unit not in ("ms", "FLOPs/byte"))
-        for s in derivation.steps
-    ]
+    steps = [Assignment(s.symbol, s.expr, s.label, _count(s)) for s in derivation.steps]
     live = _live(steps, [e for _, e in outputs])
     used = set(cost.dimensions)
     checks = tuple(
@@ -238,6 +237,14 @@ def program(
     )
 
 
+def _count(step: Step) -> bool:
+    """Whether a step is a whole count, computed in integers: not a time or a ratio, nor a
+    value with a power of symbolic exponent (an expected value), which no integer holds."""
+    if step.unit in ("ms", "FLOPs/byte"):
+        return False
+    return all(p.exp.is_Integer for p in step.expr.atoms(sympy.Pow))
+
+
 def _polynomial(expr: sympy.Expr) -> bool:
     """Sums and products of symbols with whole, non-negative powers: safe to rearrange
     in integer arithmetic."""
@@ -261,7 +268,12 @@ def inlined(prog: Program) -> Program:
         if expr.is_Symbol or (step.exact and step.symbol not in roots and _polynomial(expr)):
             folded[step.symbol] = expr  # an alias, or a polynomial its users absorb
             continue
-        if step.exact and not expr.has(sympy.Piecewise):
+        if step.exact and _fractional(expr) and not expr.has(sympy.Piecewise):
+            # a sum of halves (n·(n + 1)/2 + ...) is whole, its regrouped parts may not be:
+            # one division of the whole numerator
+            num, den = sympy.fraction(sympy.together(expr))
+            expr = Quotient(sympy.expand(num), den)
+        elif step.exact and not expr.has(sympy.Piecewise):
             for rewritten in (sympy.factor(expr), _collected(expr)):
                 if sympy.count_ops(rewritten) < sympy.count_ops(expr):
                     expr = rewritten
@@ -312,7 +324,14 @@ def _collected(expr: sympy.Expr) -> sympy.Expr:
     return sympy.Add(grouped, _collected(sympy.Add(*outside))) if outside else grouped
 
 
+def _fractional(expr: sympy.Expr) -> bool:
+    """Whether ``expr`` has a coefficient that is not whole (a half, 17/32)."""
+    return any(not n.is_Integer for n in expr.atoms(sympy.Rational))
+
+
 def _divides(expr: sympy.Expr) -> bool:
-    return any(p.exp.is_negative for p in expr.atoms(sympy.Pow)) or any(
-        not n.is_Integer for n in expr.atoms(sympy.Rational)
+    return (
+        expr.has(Quotient)
+        or any(p.exp.is_negative for p in expr.atoms(sympy.Pow))
+        or any(not n.is_Integer for n in expr.atoms(sympy.Rational))
     )

@@ -208,7 +208,8 @@ def _exact(expr: sympy.Expr, point: Mapping[sympy.Symbol, int]) -> Fraction:
 def _zero(expr: sympy.Expr) -> bool | None:
     """True/False when SymPy decides ``expr == 0``; None when it cannot."""
     if _undecidable(expr):
-        simplified = sympy.simplify(sympy.piecewise_fold(expr))
+        expr = sympy.expand(expr)  # what cancels with ceilings, max ... as atoms, first
+        simplified = 0 if expr == 0 else sympy.simplify(sympy.piecewise_fold(expr))
         return True if simplified == 0 else None
     return sympy.cancel(sympy.expand(expr)) == 0
 

@@ -14,6 +14,41 @@ def ceil_div(a: int, n: int) -> int:
     return -(-a // n)
 
 
+def kept(conv: dict, n: int, window: int) -> int:
+    """Of ``n`` positions written to a layer's cache, those it keeps."""
+    if conv["attention_window"] == "none" or conv["sliding_window_kv"] == "full":
+        return n
+    return min(n, window - 1 if conv["sliding_window_kv"] == "window" else window)
+
+
+def sees(conv: dict, query: int, key: int, window: int) -> bool:
+    """Whether the query at position ``query`` attends the key at ``key`` (from 1)."""
+    if key > query:
+        return False
+    if conv["attention_window"] == "sliding":
+        return query - key < window
+    if conv["attention_window"] == "chunked":
+        return (query - 1) // window == (key - 1) // window
+    return True
+
+
+def attended(conv: dict, query: int, last: int, window: int) -> int:
+    """How many of the keys 1..``last`` the query at ``query`` attends: those from the
+    first it may see up to itself (``sees``, one key at a time, says the same)."""
+    first = {
+        "none": 1,
+        "sliding": max(1, query - window + 1),
+        "chunked": (query - 1) // window * window + 1,
+    }[conv["attention_window"]]
+    return max(0, min(query, last) - first + 1)
+
+
+def pairs(conv: dict, queries: range, last: int, window: int) -> int:
+    """Query-key pairs attended: each query in ``queries`` with the keys 1..``last`` its
+    window lets it see."""
+    return sum(attended(conv, q, last, window) for q in queries)
+
+
 def reference(layout: str, phase: str, p: dict, conv: dict | None = None) -> dict:
     """The nine metrics and each collective's bytes, as the seeds define them.
 
@@ -25,8 +60,12 @@ def reference(layout: str, phase: str, p: dict, conv: dict | None = None) -> dic
         "kv_includes_new_token": False,
         "decode_projections": "qkvo",
         "materialize_full_hidden_after_tp": True,
+        "attention_window": "none",
+        "sliding_window_kv": "window",
+        "attention_flops": "dense",
         **(conv or {}),
     }
+    W = p.get("sliding_window", 4096)
     d, h, dh, B = p["hidden_size"], p["num_heads"], p["head_dim"], p["batch_size"]
     hkv = p.get("num_kv_heads", h)
     b, bs = p.get("bytes_per_elem", 2), p.get("softmax_stat_bytes", 4)
@@ -41,17 +80,20 @@ def reference(layout: str, phase: str, p: dict, conv: dict | None = None) -> dic
         S = p["seq_len"]
         q_len = ceil_div(S, cp)  # each CP rank's own positions (queries and KV slice)
         k_lens = [S] * B  # local queries see the whole context (gathered or shard by shard)
-        cached = [q_len] * B
-        full_cached = [S] * B
+        cached = [ceil_div(kept(conv, S, W), cp)] * B  # the window's positions, shared out
+        full_cached = [S] * B  # every position's K/V moves: every query meets every key
         M = B * q_len
         proj = "qkvo"
+        attended_pairs = [pairs(conv, range(1, S + 1), S, W)] * B
     else:
         past = p["past_seq_len"]
         lengths = list(past) if isinstance(past, list) else [past] * B  # ragged: one each
         assert len(lengths) == B
         T = p.get("new_tokens", 1)
-        S_k = [n + T if conv["attention_keys_include_new_token"] else n for n in lengths]
-        S_kv = [n + T if conv["kv_includes_new_token"] else n for n in lengths]
+        with_new = conv["attention_keys_include_new_token"]
+        # the cache as it stands (what a window kept of the past), then the new tokens
+        S_k = [kept(conv, n, W) + T if with_new else kept(conv, n, W) for n in lengths]
+        S_kv = [kept(conv, n + T if conv["kv_includes_new_token"] else n, W) for n in lengths]
         q_len = T  # new tokens are replicated on every CP rank
         sharded_keys = layout in ("cp-kv-sharded", "tp-cp", "ring")
         k_lens = [ceil_div(n, cp) if sharded_keys else n for n in S_k]
@@ -59,12 +101,19 @@ def reference(layout: str, phase: str, p: dict, conv: dict | None = None) -> dic
         full_cached = S_kv
         M = B * T
         proj = conv["decode_projections"]
+        attended_pairs = [
+            pairs(conv, range(n + 1, n + T + 1), n + T if with_new else n, W) for n in lengths
+        ]
 
     q, kv_proj = "q" in proj, "k" in proj
+    if conv["attention_flops"] == "exact":  # single, tp: every pair of its heads, once
+        core = sum(2 * 2 * h_loc * n * dh for n in attended_pairs)
+    else:
+        core = sum(2 * 2 * h_loc * q_len * k * dh for k in k_lens)  # scores, apply-V
     flops = (
         (2 * M * d * h_loc * dh if q else 0)
         + (2 * 2 * M * d * hkv_loc * dh if kv_proj else 0)
-        + sum(2 * 2 * h_loc * q_len * k * dh for k in k_lens)  # scores, apply-V per sequence
+        + core
         + 2 * M * h_loc * dh * d  # output projection
     )
     weights = (2 * d * h_loc * dh + 2 * d * hkv_loc * dh) * b
@@ -89,7 +138,7 @@ def reference(layout: str, phase: str, p: dict, conv: dict | None = None) -> dic
         if layout == "tp-cp" and conv["materialize_full_hidden_after_tp"]:
             comm["tp_allgather"] = M * d * b if tp > 1 else 0
     elif layout == "ring" and phase == "prefill":  # each K/V block travels cp - 1 hops
-        comm["kv_ring"] = (cp - 1) * sum(2 * n * hkv * dh * b for n in cached)
+        comm["kv_ring"] = (cp - 1) * B * 2 * q_len * hkv * dh * b
     elif layout == "ring":  # decode: statistics and partial outputs travel instead
         comm["partial_ring"] = (cp - 1) * (M * h * 2 * bs + M * h * dh * b)
 
@@ -107,25 +156,31 @@ def _ulysses(phase: str, p: dict, conv: dict) -> dict:
     sends the outputs back to the tokens' ranks."""
     d, h, dh, B = p["hidden_size"], p["num_heads"], p["head_dim"], p["batch_size"]
     hkv, b = p.get("num_kv_heads", h), p.get("bytes_per_elem", 2)
-    cp = p["context_parallel"]
+    cp, W = p["context_parallel"], p.get("sliding_window", 4096)
     if phase == "prefill":
         S = p["seq_len"]
-        M, queries, k_lens, cached, proj = B * ceil_div(S, cp), S, [S] * B, [S] * B, "qkvo"
+        M, queries, k_lens, proj = B * ceil_div(S, cp), S, [S] * B, "qkvo"
+        cached = [kept(conv, S, W)] * B
+        attended_pairs = [pairs(conv, range(1, S + 1), S, W)] * B
     else:
         T, past = p.get("new_tokens", 1), p["past_seq_len"]
         lengths = list(past) if isinstance(past, list) else [past] * B
-        k_lens = [n + T if conv["attention_keys_include_new_token"] else n for n in lengths]
-        cached = [n + T if conv["kv_includes_new_token"] else n for n in lengths]
+        with_new = conv["attention_keys_include_new_token"]
+        k_lens = [kept(conv, n, W) + T if with_new else kept(conv, n, W) for n in lengths]
+        cached = [kept(conv, n + T if conv["kv_includes_new_token"] else n, W) for n in lengths]
+        attended_pairs = [
+            pairs(conv, range(n + 1, n + T + 1), n + T if with_new else n, W) for n in lengths
+        ]
         # the batch's new tokens, split over the ranks (one rank busy when B·T < cp)
         M, queries, proj = ceil_div(B * T, cp), T, conv["decode_projections"]
     heads, kv_heads = h // cp, ceil_div(hkv, cp)  # attended and cached per rank
     q, kv_proj = "q" in proj, "k" in proj
     width = (h * dh if q else 0) + (2 * hkv * dh if kv_proj else 0)
-    flops = (
-        2 * M * d * width
-        + sum(2 * 2 * heads * queries * k * dh for k in k_lens)
-        + 2 * M * h * dh * d
-    )
+    if conv["attention_flops"] == "exact":  # its heads, every pair attended
+        core = sum(2 * 2 * heads * n * dh for n in attended_pairs)
+    else:
+        core = sum(2 * 2 * heads * queries * k * dh for k in k_lens)
+    flops = 2 * M * d * width + core + 2 * M * h * dh * d
     per_chip = {
         "flops": flops,
         "weight_memory": (2 * d * h * dh + 2 * d * hkv * dh) * b,

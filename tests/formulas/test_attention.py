@@ -108,10 +108,12 @@ def test_decode_repeats_projections_on_every_cp_rank(layout: str) -> None:
 def test_conventions_change_the_cost_exactly_where_they_apply(layout: str, phase: str) -> None:
     lay = next(lay for lay in all_layouts("attention") if lay.name == layout)
     applicable = set(lay.conventions_for(Phase(phase)))
-    base = lay.cost(Phase(phase))
     for conv in CONVENTIONS:
+        # what a windowed layer's cache keeps matters only with a window
+        context = {"attention_window": "sliding"} if conv.name == "sliding_window_kv" else {}
+        base = lay.cost(Phase(phase), Conventions(**context))
         for choice in conv.choices:
-            changed = lay.cost(Phase(phase), Conventions(**{conv.name: choice}))
+            changed = lay.cost(Phase(phase), Conventions(**context, **{conv.name: choice}))
             if choice == conv.default:
                 continue
             differs = changed.metrics != base.metrics

@@ -93,15 +93,18 @@ def test_decode_flops_and_kv_from_the_shapes(path: Path) -> None:
     lengths = [4096, 64, 64]
     got = shardcost.model_metrics(path, "decode", past_seq_len=lengths)
     B = len(lengths)
+    # Mistral-7B slides a 4096 window: its cache keeps the last 4095 positions (Hugging
+    # Face's sliding-window cache), and the new token attends those and itself.
+    kept = [min(n, 4095) if path == MISTRAL_7B else n for n in lengths]
     per_layer = (
         2 * (2 * B * d * h * dh)  # Q and O projections of the new tokens
         + 2 * (2 * B * d * hkv * dh)  # K and V
-        + sum(2 * 2 * h * (n + 1) * dh for n in lengths)  # keys include the new token
+        + sum(2 * 2 * h * (n + 1) * dh for n in kept)  # keys include the new token
         + 3 * (2 * B * d * ff)
     )
     assert got["metrics"]["flops_total"] == L * per_layer + 2 * B * d * V
     # the cache holds the past: 2 (K and V) · h_kv · dh · 2 bytes per position per layer
-    assert got["metrics"]["kv_cache_total"] == L * 2 * hkv * dh * 2 * sum(lengths)
+    assert got["metrics"]["kv_cache_total"] == L * 2 * hkv * dh * 2 * sum(kept)
     assert got["params"]["batch_size"] == 3
 
 
