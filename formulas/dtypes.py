@@ -40,7 +40,7 @@ DTYPES: dict[str, DType] = {
         _dtype("fp32", 4, "4 bytes"),
         _dtype("bf16", 2, "2 bytes"),
         _dtype("fp16", 2, "2 bytes"),
-        _dtype("fp8", 1, "1 byte (a per-tensor scale is not counted)", fp8=True),
+        _dtype("fp8", 1, "1 byte; per-tensor or per-block scales are not counted", fp8=True),
         _dtype("int8", 1, "1 byte (a per-tensor or per-channel scale is not counted)", fp8=True),
         _dtype(
             "int4",

@@ -217,11 +217,14 @@ def parse_config(
         if not isinstance(quant, Mapping):
             raise InputError(f"{where}: quantization_config is not an object")
         kind = quantized_dtype(quant, where)
-        layers = adapter.quantized(quant)
+        present = {p.layer for lay in shape.layers for p in (lay.mixer, lay.channel)}
+        layers = [layer for layer in adapter.quantized(quant) if layer in present]
         weight_dtypes = tuple((layer, kind) for layer in layers)
         notes.append(
             f"quantization_config: {', '.join(layers)} weights are {kind} "
-            f"({DTYPES[kind].words}); everything else is {dtype}"
+            f"({DTYPES[kind].words}), their small router and bias tensors too, which "
+            f"checkpoints keep in {dtype}; everything else is {dtype}; parameter counts "
+            "are elements, whatever the type"
         )
     for key, words in adapter.unmodelled:
         if raw.get(key) not in (None, False, 0, []):

@@ -286,8 +286,9 @@ class _Stack:
             VOCAB_SIZE.name: self.config.vocab_size,
         }
         quantized = dict(self.config.weight_dtypes).get(lay.layer)
+        # a parameter count is one element per weight, whatever the type stores
         mine_given = dict(self.given) if user else {BYTES_PER_ELEM.name: 1}
-        if quantized is not None and "weight_dtype" not in mine_given:
+        if user and quantized is not None and "weight_dtype" not in mine_given:
             mine_given["weight_dtype"] = quantized
         candidates = shared | dict(part.params) | mine_given
         mine = applicable_params(lay, self.phase, candidates)
