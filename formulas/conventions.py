@@ -342,3 +342,10 @@ BY_NAME: dict[str, Convention] = {c.name: c for c in CONVENTIONS}
 def convention(name: str) -> Convention:
     """The convention called ``name``; UnknownNameError otherwise."""
     return lookup(BY_NAME, name, "convention")
+
+
+def static_default(key: str, value: object) -> bool:
+    """Whether ``key`` is a static convention (an element type, a window) left at its
+    default: not worth repeating in a line of parameters; reports still state it."""
+    convention = BY_NAME.get(key)
+    return convention is not None and convention.static and value == convention.default

@@ -41,7 +41,7 @@ from shardcost.symbolic.dimensions import (
 from shardcost.symbolic.dimensions import BY_NAME as DIMENSIONS_BY_NAME
 
 from .conventions import BY_NAME as CONVENTIONS_BY_NAME
-from .conventions import Phase, phase
+from .conventions import Phase, phase, static_default
 from .evaluate import Metrics, Result, Timing, evaluate
 from .families import FAMILIES, Block, ModelConfig, Part, Vector, load_config, parse_config
 from .hardware import FIELDS_BY_NAME as HARDWARE_BY_NAME
@@ -228,7 +228,7 @@ def model_metrics(
         shown |= {
             k: v
             for k, v in result.inputs.params().items()
-            if k not in FROM_CONFIG and not _static_default(k, v)
+            if k not in FROM_CONFIG and not static_default(k, v)
         }
     return ModelResult(
         config,
@@ -244,13 +244,6 @@ def model_metrics(
         tuple(dict.fromkeys(stack.notes)),
         parameters(config),
     )
-
-
-def _static_default(key: str, value: object) -> bool:
-    """Whether ``key`` is a static convention (an element type, a layer's shape) left at
-    its default: not worth repeating among a model's parameters."""
-    convention = CONVENTIONS_BY_NAME.get(key)
-    return convention is not None and convention.static and value == convention.default
 
 
 class _Stack:

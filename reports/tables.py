@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 from shardcost.formulas import Metrics, Result, Timing
+from shardcost.formulas.conventions import static_default
 from shardcost.formulas.hardware import FIELDS_BY_NAME as HARDWARE_FIELDS
 from shardcost.formulas.kv_tier import ASSUMPTIONS as KV_ASSUMPTIONS
 from shardcost.formulas.kv_tier import KVTier, RequestTransfer
@@ -93,7 +94,9 @@ def result_text(result: Result, fmt: str) -> str:
     params = inputs.params()
     dims = "  ".join(f"{k}={value(v)}" for k, v in params.items() if k in inputs.dims)
     convs = "  ".join(
-        f"{k}={value(v)}" for k, v in params.items() if k in lay.conventions_for(inputs.phase)
+        f"{k}={value(v)}"
+        for k, v in params.items()
+        if k in lay.conventions_for(inputs.phase) and not static_default(k, v)
     )
     parts = [
         heading(f"{lay.name} — {lay.layer}, {inputs.phase}: {lay.summary}", fmt, 1),
@@ -245,10 +248,21 @@ def _model_summary(result: ModelResult, fmt: str) -> list[str]:
     c = result.config
     p = result.parameters
     shape = dict(c.shape)
-    heads = ""
+    widths = ""
     if "head_dim" in shape:
-        heads = f", {shape['num_heads']} heads ({shape['num_kv_heads']} KV) of {shape['head_dim']}"
-    blocks = "; ".join(f"{blk.count} × {blk.kind}" for blk in c.blocks)
+        widths = f", {shape['num_heads']} heads ({shape['num_kv_heads']} KV) of {shape['head_dim']}"
+    elif "kv_lora_rank" in shape:
+        widths = (
+            f", {shape['num_heads']} heads over a latent of {shape['kv_lora_rank']} + "
+            f"{shape['qk_rope_head_dim']}"
+        )
+    if "intermediate_size" in shape:
+        widths += f", d_ff={shape['intermediate_size']}"
+    if "num_experts" in shape:
+        widths += f", {shape['num_experts']} experts (top {shape['experts_per_token']})"
+    # every layer plain attention and its channel mixer: no kinds to tell apart
+    plain = len(c.blocks) == 1 and c.blocks[0].kind == "attention"
+    blocks = "" if plain else " (" + "; ".join(f"{b.count} × {b.kind}" for b in c.blocks) + ")"
     layouts = ", ".join(
         dict.fromkeys(
             f"{comp.layer} {comp.layout}" for comp in result.components if comp.layer is not None
@@ -258,14 +272,15 @@ def _model_summary(result: ModelResult, fmt: str) -> list[str]:
         f"{k}={value(v)}" for k, v in result.params.items() if k not in HARDWARE_FIELDS
     )
     per_layer = "; ".join(
-        f"{b['count']} × {count(b['per_layer'])} ({b['kind']})" for b in p["blocks"]
+        f"{b['count']} × {count(b['per_layer'])} " + ("per layer" if plain else f"({b['kind']})")
+        for b in p["blocks"]
     )
     tied = "tied embeddings" if c.tie_word_embeddings else "untied embeddings"
     return [
         heading(f"{c.name} — {c.family}, {result.phase}", fmt, 1),
         "",
         item(
-            f"shape: {c.num_layers} layers ({blocks}), d={c.hidden_size}{heads}, vocabulary "
+            f"shape: {c.num_layers} layers{blocks}, d={c.hidden_size}{widths}, vocabulary "
             f"{c.vocab_size:,}, {c.dtype}; {tied}",
             fmt,
         ),
