@@ -274,18 +274,27 @@ def requirement_side(expr: sympy.Expr, arrays: dict[sympy.Symbol, np.ndarray]) -
 
 @cache
 def compile_layout(
-    layout: Layout, phase: str | Phase, timing: bool = False, fixed: Fixed = ()
+    layout: Layout,
+    phase: str | Phase,
+    timing: bool = False,
+    fixed: Fixed = (),
+    decoupled: bool = False,
+    pinned: Fixed = (),
 ) -> Callable[..., dict]:
     """The compiled function of ``layout`` in ``phase`` (with the four timings when ``timing``).
 
     It takes the layout's dimensions, conventions (and, with timing, hardware fields and
     supports_overlap) as keywords with the notation's defaults, plus ``exact`` for arrays.
+    ``decoupled``: the layer's relations neither derive nor check (whole models pass
+    every dimension, and a config may set head_dim apart from hidden_size / num_heads).
+    ``pinned``: switches (and supports_overlap) that take one value only, so one variant is
+    generated instead of every combination.
     """
     ph = parse_phase(phase)
     layout.cost(ph)  # the phase must exist for this layout
-    found = variants(layout, ph, timing, fixed)
+    found = variants(layout, ph, timing, fixed, decoupled, pinned)
     paths = ArrayPaths(layout, ph, {v.values: v for v in found}, merged(found))
-    name, source, relations = module_source(layout, ph, timing, fixed)
+    name, source, relations = module_source(layout, ph, timing, fixed, decoupled, pinned)
     function = load(source, name, {"_arrays": paths, "_inf": math.inf, "_relations": relations})
     function.layout = layout
     function.phase = ph

@@ -31,6 +31,7 @@ import jinja2
 
 from shardcost.errors import InputError
 from shardcost.formulas import Conventions, Layout, all_layouts
+from shardcost.formulas.conventions import TIMING_CONVENTIONS
 from shardcost.symbolic import METRICS
 from shardcost.symbolic.dimensions import DIMENSIONS
 
@@ -105,7 +106,11 @@ def _environment(
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
-    chosen = ", ".join(f"{k}={json.dumps(v)}" for k, v in conventions.as_dict().items())
+    chosen = ", ".join(
+        f"{k}={json.dumps(v)}"
+        for k, v in conventions.as_dict().items()
+        if k not in TIMING_CONVENTIONS  # an export computes no timing
+    )
     names = ", ".join(f"{lay.layer}/{lay.name}" for lay in layouts)
 
     def header(comment: str) -> str:
@@ -135,6 +140,11 @@ def export(
     if language not in LANGUAGES:
         raise InputError(f"--lang {language!r} is unknown; languages: {', '.join(LANGUAGES)}")
     conventions = conventions or Conventions()
+    if conventions != conventions.untimed():
+        raise InputError(
+            "an export computes the nine metrics, not timing: timing conventions "
+            f"({', '.join(TIMING_CONVENTIONS)}) do not apply"
+        )
     chosen = tuple(layouts) if layouts is not None else all_layouts()
     taken: set[str] = set()
     functions = [

@@ -160,6 +160,10 @@ class InfixPrinter(Printer):
         """The ceiling of ``num / den`` for positive integers."""
         return f"-(-({num}) // ({den}))"
 
+    def _print_CeilLog2(self, expr: sympy.Function) -> str:
+        # only the in-process targets have one (timed functions are never exported)
+        return self.call("ceil_log2", [self._print(expr.args[0])])
+
     # -- whole-number division form (codegen.exactness): one division of whole numbers
     def _print_Quotient(self, expr: sympy.Function) -> str:
         num, den = expr.args
@@ -267,6 +271,15 @@ class PythonPrinter(InfixPrinter):
         return " * ".join([base] * k) if k <= 4 else f"{base}**{k}"
 
 
+class RuntimePythonPrinter(PythonPrinter):
+    """Python inside shardcost's own process: the run-time helpers (``_rt``) too."""
+
+    functions: ClassVar[Mapping[str, str]] = {
+        **PythonPrinter.functions,
+        "ceil_log2": "_rt.ceil_log2",
+    }
+
+
 class NumpyPrinter(InfixPrinter):
     """numpy arrays: elementwise where, maximum and minimum; exact on object arrays, or
     floating point (true division, ceil) on float64 arrays."""
@@ -292,6 +305,7 @@ class NumpyPrinter(InfixPrinter):
         # exact: on object arrays, Python ints of any size
         "exact_max": "_rt.maximum",
         "exact_min": "_rt.minimum",
+        "ceil_log2": "_rt.ceil_log2",
     }
 
     def call(self, function: str, args: list[str]) -> str:

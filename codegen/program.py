@@ -23,7 +23,7 @@ from shardcost.formulas import Conventions, Layout, Phase, timing_model
 from shardcost.formulas.hardware import NUMERIC_FIELDS, HardwareField
 from shardcost.formulas.inputs import describe
 from shardcost.formulas.registry import relations_for
-from shardcost.symbolic import METRICS, PER_CHIP, Derivation, Step
+from shardcost.symbolic import METRICS, PER_CHIP, Derivation, Section, Step
 from shardcost.symbolic.dimensions import BY_NAME, BY_SYMBOL, DIMENSIONS, Dimension
 from shardcost.symbolic.divides import Divides
 from shardcost.symbolic.relation import Product
@@ -187,8 +187,11 @@ def program(
     phase: Phase,
     conventions: Conventions | None = None,
     overlap: bool | None = None,
+    decoupled: bool = False,
 ) -> Program:
-    """The Program of ``layout`` in ``phase``; with ``overlap`` set, timing outputs too."""
+    """The Program of ``layout`` in ``phase``; with ``overlap`` set, timing outputs too.
+    ``decoupled``: without the layer's relations, so every dimension of one is an input
+    of its own (a model whose config sets head_dim apart from hidden_size / num_heads)."""
     phase = Phase(phase)
     conventions = conventions or Conventions()
     cost = layout.cost(phase, conventions)
@@ -201,7 +204,7 @@ def program(
     assert tuple(n for n, _ in outputs) == METRICS
     hardware: tuple[HardwareField, ...] = ()
     if overlap is not None:
-        model = timing_model(cost, phase, overlap)
+        model = timing_model(cost, phase, overlap, conventions)
         derivation = model.derivation
         outputs += list(model.times.items())
         hardware = NUMERIC_FIELDS
@@ -233,14 +236,16 @@ def program(
         live,
         tuple(outputs),
         overlap,
-        relations_for(layout, {d.symbol for d in inputs}),
+        () if decoupled else relations_for(layout, {d.symbol for d in inputs}),
     )
 
 
 def _count(step: Step) -> bool:
-    """Whether a step is a whole count, computed in integers: not a time or a ratio, nor a
-    value with a power of symbolic exponent (an expected value), which no integer holds."""
-    if step.unit in ("ms", "FLOPs/byte"):
+    """Whether a step is a whole count, computed in integers: not a time or a ratio, nor
+    anything else that feeds a time (a collective's bytes on the wire are a fraction of its
+    payload), nor a value with a power of symbolic exponent (an expected value), which no
+    integer holds."""
+    if step.unit in ("ms", "FLOPs/byte") or step.section == Section.TIMING:
         return False
     return all(p.exp.is_Integer for p in step.expr.atoms(sympy.Pow))
 

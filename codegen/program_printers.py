@@ -34,6 +34,7 @@ from .printers import (
     InfixPrinter,
     JavascriptPrinter,
     PythonPrinter,
+    RuntimePythonPrinter,
     RustPrinter,
     UnsupportedNode,
 )
@@ -155,7 +156,7 @@ class ProgramPrinter:
         """What the function computes, in words (for its comment): two lines."""
         prog = self.prog
         layout, values = prog.layout, prog.conventions.as_dict()
-        applicable = layout.conventions_for(prog.phase)
+        applicable = layout.conventions_for(prog.phase, timed=prog.overlap is not None)
         chosen = ", ".join(f"{n}={json.dumps(values[n])}" for n in applicable) or "none apply"
         what = f"{layout.layer} layout {layout.name}, {prog.phase}: {layout.summary}."
         return [self.comment(what), f"Conventions: {self.comment(chosen)}."]
@@ -210,6 +211,9 @@ class PythonProgram(ProgramPrinter):
     ) -> None:
         super().__init__(prog, names)
         self.runtime = runtime
+        if runtime:  # in process: the run-time helpers are there to call
+            self.exact = RuntimePythonPrinter(self.names)
+            self.inexact = RuntimePythonPrinter(self.names, exact=False)
 
     def head(self, name: str) -> list[str]:
         first, second = self.summary()

@@ -75,10 +75,13 @@ OVERLAP = "supports_overlap"
 Fixed = tuple[tuple[str, Any], ...]  # static conventions, fixed when compiled
 
 
-def choices(layout: Layout, phase: Phase, timing: bool) -> dict[str, tuple[Any, ...]]:
+def choices(
+    layout: Layout, phase: Phase, timing: bool, pinned: Fixed = ()
+) -> dict[str, tuple[Any, ...]]:
     """Each switch a compiled function takes (its conventions, less the static ones that
     are fixed when it is compiled; supports_overlap when timed), with its values, the
-    default first."""
+    default first; a switch in ``pinned`` takes only its pinned value (one variant, for
+    callers such as the planner that know every switch up front)."""
     out = {}
     for name in layout.conventions_for(phase):
         convention = CONVENTIONS_BY_NAME[name]
@@ -90,16 +93,26 @@ def choices(layout: Layout, phase: Phase, timing: bool) -> dict[str, tuple[Any, 
         )
     if timing:
         out[OVERLAP] = (False, True)
+    for name, value in pinned:
+        if name in out:
+            out[name] = (value,)
     return out
 
 
-def fixed_conventions(layout: Layout, phase: Phase, given: Mapping[str, Any]) -> Fixed:
+def fixed_conventions(
+    layout: Layout, phase: Phase, given: Mapping[str, Any], timing: bool = False
+) -> Fixed:
     """The static conventions in ``given``, checked and parsed, in declaration order;
-    InputError for one that is a switch of the compiled function or does not apply."""
-    applicable = layout.conventions_for(phase)
+    InputError for one that is a switch of the compiled function or does not apply (a
+    timing convention applies to every layout, when ``timing``)."""
+    applicable = layout.conventions_for(phase, timed=timing)
     out = {}
     for name, raw in given.items():
         convention = lookup(CONVENTIONS_BY_NAME, name, "convention")
+        if convention.timing and not timing:
+            raise InputError(
+                f"{name} is a timing convention: it fixes a timed function (timing=True)"
+            )
         if name not in applicable:
             raise InputError(
                 f"{name} does not apply to {layout.layer} layout {layout.name!r} in {phase}; "
@@ -113,15 +126,24 @@ def fixed_conventions(layout: Layout, phase: Phase, given: Mapping[str, Any]) ->
     return tuple((name, out[name]) for name in applicable if name in out)
 
 
-def variants(layout: Layout, phase: Phase, timing: bool, fixed: Fixed = ()) -> list[Variant]:
+def variants(
+    layout: Layout,
+    phase: Phase,
+    timing: bool,
+    fixed: Fixed = (),
+    decoupled: bool = False,
+    pinned: Fixed = (),
+) -> list[Variant]:
     """Every combination of the switches, each with its Program (the static conventions
-    at ``fixed``, else their defaults); the defaults first."""
-    switches = choices(layout, phase, timing)
+    at ``fixed``, else their defaults); the defaults first. ``decoupled``: programs
+    without the layer's relations (``program``)."""
+    switches = choices(layout, phase, timing, pinned)
     out = []
     for combo in itertools.product(*switches.values()):
         chosen = dict(fixed) | dict(zip(switches, combo, strict=True))
         overlap = chosen.pop(OVERLAP, None)
-        out.append(Variant(combo, program(layout, phase, Conventions(**chosen), overlap)))
+        conv = Conventions(**chosen)
+        out.append(Variant(combo, program(layout, phase, conv, overlap, decoupled)))
     return out
 
 
@@ -138,7 +160,12 @@ def merged(found: list[Variant]) -> Program:
 
 
 def module_source(
-    layout: Layout, phase: Phase, timing: bool, fixed: Fixed = ()
+    layout: Layout,
+    phase: Phase,
+    timing: bool,
+    fixed: Fixed = (),
+    decoupled: bool = False,
+    pinned: Fixed = (),
 ) -> tuple[str, str, tuple[Product, ...]]:
     """(function name, Python source, the relations the source reads as ``_relations``)
     of the compiled function for ``layout`` in ``phase``.
@@ -146,9 +173,9 @@ def module_source(
     Scalar Python ints take the derivation's steps in exact integers; anything else
     (arrays, numpy scalars, floats) is handed to the numpy paths.
     """
-    found = variants(layout, phase, timing, fixed)
+    found = variants(layout, phase, timing, fixed, decoupled, pinned)
     head = merged(found)
-    switches = choices(layout, phase, timing)
+    switches = choices(layout, phase, timing, pinned)
     optimized = [inlined(v.program) for v in found]
     names = _scalar_names(head, optimized, switches)
     printer = PythonProgram(head, names, runtime=True)

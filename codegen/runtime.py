@@ -225,6 +225,18 @@ def minimum(a: object, b: object) -> np.ndarray:
     return np.minimum(np.asarray(a, dtype=object), np.asarray(b, dtype=object))
 
 
+def ceil_log2(n: Any) -> Any:
+    """⌈log2 n⌉ of whole n ≥ 1 (``symbolic.functions.CeilLog2``): Python ints in integers,
+    arrays by their binary exponent (``frexp``: exact, no logarithm rounds)."""
+    if isinstance(n, int):
+        return (n - 1).bit_length()
+    array = np.asarray(n)
+    if array.dtype == object:  # exact mode: Python ints of any size
+        return np.vectorize(lambda x: (int(x) - 1).bit_length(), otypes=[object])(array)
+    mantissa, exponent = np.frexp(array.astype(np.float64))
+    return np.where(mantissa == 0.5, exponent - 1, exponent)  # n = 0.5·2^e: a power of 2
+
+
 def full(value: object, shape_: tuple[int, ...]) -> np.ndarray:
     """``value`` over ``shape_``: itself when it varies, else a read-only broadcast view."""
     array = np.asarray(value)

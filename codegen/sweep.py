@@ -107,7 +107,7 @@ def sweep(
         raise InputError(f"--format {fmt!r} is unknown; formats: csv, jsonl")
     stream = stream or sys.stderr
     timed = hardware_name is not None or any(k in _HARDWARE.values() for k in values)
-    static = _static(layout, parse_phase(phase), values)
+    static = _static(layout, parse_phase(phase), values, timed)
     values = {k: v for k, v in values.items() if k not in dict(static)}
     paths: ArrayPaths = compile_layout(layout, phase, timed, static).arrays
     inputs = [*paths.names, *(_HARDWARE[s] for s in paths.params[paths.counts :])]
@@ -164,9 +164,9 @@ def sweep(
     return result
 
 
-def _static(layout: Layout, phase: Phase, values: Mapping[str, list[Any]]) -> Fixed:
+def _static(layout: Layout, phase: Phase, values: Mapping[str, list[Any]], timed: bool) -> Fixed:
     """The static conventions a sweep is given, one value each (they fix the compiled
-    function; sweep each value in a sweep of its own)."""
+    function; sweep each value in a sweep of its own); the timing ones when ``timed``."""
     given = {}
     for name, options in values.items():
         convention = CONVENTIONS_BY_NAME.get(name)
@@ -178,7 +178,7 @@ def _static(layout: Layout, phase: Phase, values: Mapping[str, list[Any]]) -> Fi
                 f"run one sweep for each of {', '.join(map(str, options))}"
             )
         given[name] = options[0]
-    return fixed_conventions(layout, phase, given)
+    return fixed_conventions(layout, phase, given, timed)
 
 
 def _dtype(name: str) -> Any:

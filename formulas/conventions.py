@@ -6,7 +6,7 @@ Each one is shown, in words, under "Assumptions" in every report.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from enum import StrEnum
 from typing import TypeVar
 
@@ -46,6 +46,8 @@ class Convention:
     # fixed when a function is compiled (compile(..., conventions=...)), not a switch of
     # the compiled function: a layer's shape or an element type, not an accounting toggle
     static: bool = False
+    # read by the timing model, not by any layer: it applies to every layout when timed
+    timing: bool = False
 
     def describe(self, value: bool | str) -> str:
         """The assumption this value makes, in words."""
@@ -85,11 +87,32 @@ def _option(
     wording: Mapping[_V, str],
     *,
     static: bool = False,
+    timing: bool = False,
 ) -> _V:
     """A field of Conventions: its default, and the rest of its Convention as metadata.
     Its choices are the values ``wording`` describes, in that order."""
-    metadata = {"phases": phases, "meaning": meaning, "wording": wording, "static": static}
+    metadata = {
+        "phases": phases,
+        "meaning": meaning,
+        "wording": wording,
+        "static": static,
+        "timing": timing,
+    }
     return field(default=default, metadata=metadata)
+
+
+def _timing_option(default: str, meaning: str, wording: Mapping[str, str]) -> str:
+    """A timing convention: both phases, fixed when a timed function is compiled."""
+    return _option(default, _BOTH, meaning, wording, static=True, timing=True)
+
+
+def _overlap_wording(group: str, exposed: str, hidden: str) -> dict[str, str]:
+    """The words of an overlap class: collectives over ``group`` exposed, or hidden."""
+    return {
+        "exposed": f"collectives over the {group} group are exposed: {exposed}",
+        "hidden": f"collectives over the {group} group overlap the busy time where the "
+        f"hardware supports overlap: {hidden}",
+    }
 
 
 _BOTH = (Phase.PREFILL, Phase.DECODE)
@@ -319,9 +342,84 @@ class Conventions:
         static=True,
     )
 
+    # -- timing: how collectives are run and whether they hide (every layout, when timed)
+    collective_bytes: str = _timing_option(
+        "wire",
+        "timing: what a collective is charged (wire | payload)",
+        {
+            "wire": "each collective costs its algorithm's latency steps (interconnect_latency_us "
+            "each) and the bytes each chip puts on the wire at link bandwidth, as NCCL's bus "
+            "bandwidth counts them (a ring all-reduce sends 2(p − 1)/p of its payload)",
+            "payload": "a layer's communication is one interconnect latency when anything is "
+            "sent plus its payload bytes at link bandwidth, hidden only when every collective's "
+            "class is (seed 000; collective_algorithm does not apply)",
+        },
+    )
+    collective_algorithm: str = _timing_option(
+        "ring",
+        "timing, collective_bytes=wire: how collectives run (ring | tree | direct)",
+        {
+            "ring": "collectives run as rings: an all-reduce in 2(p − 1) steps sending "
+            "2(p − 1)/p of its payload, an all-gather or all-to-all in p − 1 steps sending "
+            "(p − 1)/p (NCCL's ring, its bandwidth-optimal choice for large messages)",
+            "tree": "collectives run in ⌈log2 p⌉ rounds: an all-reduce reduces up and "
+            "broadcasts down a tree in 2⌈log2 p⌉ steps sending twice its payload (NCCL's "
+            "double binary tree), an all-gather doubles in ⌈log2 p⌉ steps (MPI's recursive "
+            "doubling), an all-to-all forwards half its buffer per round (Bruck's algorithm)",
+            "direct": "collectives take one step, each chip sending straight to every other: "
+            "an all-reduce sends its whole tensor to each of the p − 1 others and sums "
+            "locally (the one-shot all-reduce of vLLM's and TensorRT-LLM's custom kernels "
+            "for small messages), an all-gather or all-to-all sends (p − 1)/p (NCCL's "
+            "all-to-all, DeepEP)",
+        },
+    )
+    tensor_parallel_comm: str = _timing_option(
+        "exposed",
+        "timing: whether collectives over tensor_parallel (and any other the next product "
+        "waits for: context parallelism's all-to-alls and partial-output all-reduces, a "
+        "user layout's) overlap the busy time (exposed | hidden)",
+        _overlap_wording(
+            "tensor-parallel",
+            "the next matrix product needs the reduced activations (as Megatron-LM and vLLM "
+            "run tensor parallelism)",
+            "the collective runs in chunks under the matrix products around it (Megatron-LM's "
+            "TP communication overlap, PyTorch's async tensor parallelism; seed 000's "
+            "ATT-TIME-4)",
+        ),
+    )
+    context_parallel_comm: str = _timing_option(
+        "hidden",
+        "timing: whether context parallelism's K/V exchange (ring passes, K/V all-gathers) "
+        "overlaps the busy time (hidden | exposed)",
+        _overlap_wording(
+            "context-parallel",
+            "attention waits for each K/V block to arrive (its all-to-alls and partial-output "
+            "all-reduces follow tensor_parallel_comm)",
+            "ring attention passes the next K/V block while it attends the one it holds, and "
+            "a K/V all-gather runs under the projections (Ring Attention, Megatron-LM's "
+            "context parallelism); its all-to-alls and partial-output all-reduces follow "
+            "tensor_parallel_comm",
+        ),
+    )
+    expert_parallel_comm: str = _timing_option(
+        "exposed",
+        "timing: whether collectives over expert_parallel overlap the busy time (exposed | hidden)",
+        _overlap_wording(
+            "expert-parallel",
+            "the experts wait for their tokens' dispatch and the next layer for the combine "
+            "(Megatron-LM, vLLM without micro-batch overlap)",
+            "dispatch and combine of one micro-batch run under the other's compute (DeepEP's "
+            "two-micro-batch overlap, as DeepSeek-V3 is served)",
+        ),
+    )
+
     def as_dict(self) -> dict[str, bool | str]:
         """Name -> value, in declaration order."""
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def untimed(self) -> Conventions:
+        """These conventions with the timing ones at their defaults: what a cost reads."""
+        return replace(self, **{name: BY_NAME[name].default for name in TIMING_CONVENTIONS})
 
 
 CONVENTIONS: tuple[Convention, ...] = tuple(
@@ -333,10 +431,12 @@ CONVENTIONS: tuple[Convention, ...] = tuple(
         meaning=f.metadata["meaning"],
         wording=f.metadata["wording"],
         static=f.metadata["static"],
+        timing=f.metadata["timing"],
     )
     for f in fields(Conventions)
 )
 BY_NAME: dict[str, Convention] = {c.name: c for c in CONVENTIONS}
+TIMING_CONVENTIONS: tuple[str, ...] = tuple(c.name for c in CONVENTIONS if c.timing)
 
 
 def convention(name: str) -> Convention:

@@ -166,7 +166,11 @@ def evaluate(inputs: Inputs) -> Result:
     step that grows with the batch is the sum of its value for each request alone.
     """
     cost, subs, hw = inputs.cost, inputs.substitution(), inputs.hardware
-    model = timing_model(cost, inputs.phase, hw.supports_overlap) if hw is not None else None
+    model = (
+        timing_model(cost, inputs.phase, hw.supports_overlap, inputs.conventions)
+        if hw is not None
+        else None
+    )
     derivation = model.derivation if model else cost.derivation
     lengths = inputs.ragged
     values: Values

@@ -35,7 +35,7 @@ from shardcost.symbolic.dimensions import (
 from shardcost.symbolic.numbers import substitution
 
 from .conventions import BY_NAME as CONVENTIONS_BY_NAME
-from .conventions import Conventions, Phase, phase
+from .conventions import TIMING_CONVENTIONS, Conventions, Phase, phase
 from .dtypes import compute_bytes
 from .hardware import (
     FIELDS_BY_NAME as HARDWARE_BY_NAME,
@@ -170,6 +170,12 @@ class Inputs:
         return self.layout.cost(self.phase, self.conventions)
 
     @property
+    def applicable(self) -> tuple[str, ...]:
+        """The conventions in force: the layout's in this phase, and the timing ones when
+        timed (hardware given)."""
+        return self.layout.conventions_for(self.phase, timed=self.hardware is not None)
+
+    @property
     def ragged(self) -> tuple[int, ...] | None:
         """The past length of each request, for a ragged decode batch."""
         value = self.dims.get(PAST_SEQ_LEN.name)
@@ -193,8 +199,7 @@ class Inputs:
         out: dict[str, object] = {
             k: list(v) if isinstance(v, tuple) else v for k, v in self.dims.items()
         }
-        applicable = self.layout.conventions_for(self.phase)
-        out |= {k: v for k, v in self.conventions.as_dict().items() if k in applicable}
+        out |= {k: v for k, v in self.conventions.as_dict().items() if k in self.applicable}
         if self.hardware is not None:
             for name, value in self.hardware.fields().items():
                 if value is not None:
@@ -218,13 +223,13 @@ def check_keys(params: Mapping[str, object]) -> None:
 
 
 def applicable_params(layout: Layout, ph: Phase, params: Mapping[str, object]) -> dict[str, object]:
-    """The subset of ``params`` that ``layout`` reads in ``ph`` (hardware fields always)."""
+    """The subset of ``params`` that ``layout`` reads in ``ph`` (hardware fields and timing
+    conventions always: every layout reads them when timed)."""
     conventions = set(layout.conventions_for(ph))
     chosen = choose_conventions(layout, ph, {k: v for k, v in params.items() if k in conventions})
     used = {BY_SYMBOL[s].name for s in layout.cost(ph, chosen).dimensions if s in BY_SYMBOL}
-    return {
-        k: v for k, v in params.items() if k in conventions or k in used or k in HARDWARE_BY_NAME
-    }
+    always = {*HARDWARE_BY_NAME, *TIMING_CONVENTIONS}
+    return {k: v for k, v in params.items() if k in conventions or k in used or k in always}
 
 
 def resolve_inputs(
@@ -248,21 +253,29 @@ def resolve_inputs(
     ph = phase(phase_name)
     check_keys(params)
 
-    conventions = choose_conventions(chosen, ph, params)
+    hw = _hardware(hardware, params)
+    conventions = choose_conventions(chosen, ph, params, timed=hw is not None)
     cost = chosen.cost(ph, conventions)
     dims = _dimensions(chosen, ph, cost, params, decoupled_heads)
     _check_requirements(cost, dims)
-    hw = _hardware(hardware, params)
     return Inputs(chosen, ph, conventions, dims, hw)
 
 
-def choose_conventions(layout: Layout, ph: Phase, params: Mapping[str, object]) -> Conventions:
-    """The conventions named in ``params`` (other keys are skipped), checked to apply."""
-    applicable = layout.conventions_for(ph)
+def choose_conventions(
+    layout: Layout, ph: Phase, params: Mapping[str, object], *, timed: bool = False
+) -> Conventions:
+    """The conventions named in ``params`` (other keys are skipped), checked to apply;
+    ``timed``: the timing conventions apply too."""
+    applicable = layout.conventions_for(ph, timed=timed)
     chosen: dict[str, bool | str] = {}
     for key, raw in params.items():
         if key not in CONVENTIONS_BY_NAME:
             continue
+        if key in TIMING_CONVENTIONS and not timed:
+            raise InputError(
+                f"{key} is a timing convention: it applies only with hardware (--hardware "
+                "NAME, or its fields as KEY=VALUE)"
+            )
         if key not in applicable:
             where = ", ".join(applicable) or "none"
             raise InputError(

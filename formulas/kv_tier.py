@@ -26,7 +26,7 @@ from typing import Any
 from shardcost.errors import InputError, InvalidValueError
 
 from .conventions import BY_NAME as CONVENTIONS_BY_NAME
-from .conventions import Phase
+from .conventions import TIMING_CONVENTIONS, Phase
 from .dtypes import compute_bytes
 from .evaluate import Result, evaluate
 from .hardware import FIELDS_BY_NAME as HARDWARE_FIELDS
@@ -269,7 +269,8 @@ def _attention_ms(alone: Result, hw: Hardware) -> Fraction:
 def _one_request(inputs: Inputs, past: int) -> Result:
     """The attention layer for one request of this past length, alone in its batch."""
     lay = inputs.layout
-    params = {k: v for k, v in inputs.params().items() if k not in HARDWARE_FIELDS}
+    untimed = {*HARDWARE_FIELDS, *TIMING_CONVENTIONS}  # its own timing is computed here
+    params = {k: v for k, v in inputs.params().items() if k not in untimed}
     params |= {"batch_size": 1, "past_seq_len": past}
     mine = applicable_params(lay, Phase.DECODE, params)
     return evaluate(

@@ -22,7 +22,7 @@ from shardcost.symbolic.relation import Product
 from shardcost.symbolic.trace import DECLARED
 
 from .conventions import BY_NAME as CONVENTIONS_BY_NAME
-from .conventions import Conventions, Phase
+from .conventions import TIMING_CONVENTIONS, Conventions, Phase
 
 Builder = Callable[[Phase, Conventions], Cost]
 
@@ -134,13 +134,16 @@ class Layout:
         if Phase(phase) not in self.phases:
             only = ", ".join(str(p) for p in self.phases)
             raise InputError(f"layout {self.name!r} is defined for {only} only, not {phase}")
-        return _cost(self, Phase(phase), conventions or Conventions())
+        # a cost reads no timing convention: one cost for all of their values
+        return _cost(self, Phase(phase), (conventions or Conventions()).untimed())
 
-    def conventions_for(self, phase: Phase) -> tuple[str, ...]:
-        """The conventions that change this layout's cost in ``phase``."""
-        return tuple(
+    def conventions_for(self, phase: Phase, *, timed: bool = False) -> tuple[str, ...]:
+        """The conventions that change this layout's cost in ``phase``; ``timed``: its
+        timing too, which the timing conventions (every layout's) change."""
+        own = tuple(
             name for name in self.conventions if Phase(phase) in CONVENTIONS_BY_NAME[name].phases
         )
+        return (*own, *TIMING_CONVENTIONS) if timed else own
 
 
 @cache

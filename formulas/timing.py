@@ -1,10 +1,21 @@
-"""The timing model of seed 000, as expressions over the hardware fields.
+"""The timing model, as expressions over the hardware fields.
 
 compute      = F / (P · η_c · 10^12) · 10^3 + kernels · t_k / 10^3       ms
 load         = (W [+ KV in decode]) / (BW_mem · η_m · 10^9) · 10^3
-comm         = L_ic / 10^3 + C / (BW_ic · η_l · 10^9) · 10^3   when C > 0, else 0
-wall (overlap)    = max(max(compute, load), comm)
-wall (no overlap) = max(compute, load) + comm
+busy         = max(compute, load)
+
+Communication, by ``collective_bytes``:
+
+- ``wire`` (default): each collective c over p chips costs its algorithm's latency steps
+  and the bytes each chip sends (``communication``: ring, tree or direct), nothing on one
+  chip: t_c = steps · L_ic / 10^3 + wire_c / (BW_ic · η_l · 10^9) · 10^3. The collective
+  hides or shows by its class, the degree its group runs over (``tensor_parallel_comm``,
+  ``context_parallel_comm``, ``expert_parallel_comm``); with overlap,
+  wall = max(busy, Σ hidden t_c) + Σ exposed t_c.
+- ``payload`` (seed 000): comm = L_ic / 10^3 + C / (BW_ic · η_l · 10^9) · 10^3 when C > 0,
+  else 0, one block per layer, hidden only when every collective's class is.
+
+communication = every collective's time; without overlap, wall = busy + communication.
 """
 
 from __future__ import annotations
@@ -14,9 +25,10 @@ from functools import cache
 
 import sympy
 
-from shardcost.symbolic import Cost, Derivation, Section, StepSpec, Trace
+from shardcost.symbolic import Collective, Cost, Derivation, Section, StepSpec, Trace
 
-from .conventions import Phase
+from .communication import BytesMode, hidden, overlap_class, rule, symbolic_terms
+from .conventions import Conventions, Phase
 from .hardware import NUMERIC_FIELDS
 
 ASSUMPTIONS = (
@@ -24,7 +36,10 @@ ASSUMPTIONS = (
     "Prefill loads the weights (the KV cache it writes overlaps compute); decode also reads "
     "the whole KV cache.",
     "Memory loads overlap compute: the busy time is max(compute, load).",
-    "One interconnect latency is charged per layer when anything is sent.",
+    "A collective over a group of one chip costs nothing; a point-to-point pass (send-recv) "
+    "over p chips takes p − 1 hops, one latency each, whatever the algorithm.",
+    "A collective's overlap class is the parallel degree its group runs over: tensor, "
+    "context or expert parallel; any other group counts as tensor parallel.",
     "Achieved fractions of peak compute, memory and link bandwidth scale the peaks; a fixed "
     "overhead is charged per kernel, one kernel per matrix-product step (defaults: 1, 1, 1 "
     "and 0 µs, the peaks as printed).",
@@ -32,8 +47,10 @@ ASSUMPTIONS = (
     "(bytes_per_elem = 1, or fp8/int8 types) and the chip has FP8, else BF16's.",
 )
 OVERLAP = {
-    True: "Communication overlaps the busy time: wall clock = max(busy, communication).",
-    False: "Communication follows the busy time: wall clock = busy + communication.",
+    True: "The hardware overlaps communication with compute: hidden collectives run under the "
+    "busy time, exposed ones follow it: wall clock = max(busy, hidden) + exposed.",
+    False: "The hardware does not overlap communication: wall clock = busy + communication, "
+    "whatever each collective's class.",
 }
 
 TIMINGS = ("compute_time_ms", "load_time_ms", "communication_time_ms", "wall_clock_time_ms")
@@ -119,10 +136,29 @@ COMMUNICATION = StepSpec(
     r"t_{\mathrm{comm}}",
     "zero when nothing is sent",
 )
+HIDDEN = StepSpec(
+    "comm_hidden_time",
+    "hidden communication time",
+    _T,
+    "ms",
+    "t_hidden",
+    r"t_{\mathrm{hidden}}",
+    "the collectives whose class hides: they run under the busy time",
+)
+EXPOSED = StepSpec(
+    "comm_exposed_time",
+    "exposed communication time",
+    _T,
+    "ms",
+    "t_exposed",
+    r"t_{\mathrm{exposed}}",
+    "the collectives whose class is exposed: they follow the busy time",
+)
 WALL = StepSpec("wall_clock_time", "wall-clock time", _T, "ms", "t_wall", r"t_{\mathrm{wall}}")
 _WALL = {
-    True: "loads overlap compute; communication overlaps both",
-    False: "loads overlap compute; communication follows",
+    "follows": "loads overlap compute; communication follows",
+    "hidden": "loads overlap compute; communication overlaps both",
+    "mixed": "loads overlap compute; hidden communication overlaps both, exposed follows",
 }
 
 
@@ -171,8 +207,9 @@ def _load(t: Trace, cost: Cost, phase: Phase) -> sympy.Symbol:
     return LOAD(t, sympy.Add(*loads))
 
 
-def _communication(t: Trace, cost: Cost) -> sympy.Symbol:
-    """One latency plus the payload at the achieved link bandwidth; zero when nothing is sent."""
+def _payload(t: Trace, cost: Cost) -> sympy.Symbol:
+    """Seed 000's: one latency plus the payload at the achieved link bandwidth; zero when
+    nothing is sent."""
     latency = LATENCY(t, _L / 10**3)
     transfer = TRANSFER(t, cost.communication_bytes / (_BW_IC * _ETA_L * 10**6))
     # Every payload is a product of positive sizes, so bytes are sent exactly when some
@@ -181,17 +218,90 @@ def _communication(t: Trace, cost: Cost) -> sympy.Symbol:
     return COMMUNICATION(t, sympy.Piecewise((latency + transfer, sends), (0, True)))
 
 
+def _escaped(name: str) -> str:
+    return name.replace("_", r"\_")
+
+
+def _collective_time(t: Trace, cost: Cost, c: Collective, conv: Conventions) -> sympy.Symbol:
+    """One collective: the bytes each chip sends under ``conv``'s algorithm, then its
+    latency steps and those bytes at the achieved link bandwidth; nothing on one chip."""
+    found = rule(c.kind, conv.collective_algorithm)
+    steps, wire = symbolic_terms(c.kind, c.group, conv.collective_algorithm)
+    label = cost.derivation.step_of(c.symbol).label
+    sent = t.define(
+        f"wire_{c.name}",
+        f"{label} bytes on the wire",
+        wire * c.symbol,
+        section=_T,
+        unit="bytes",
+        name=f"C_wire_{c.name}",
+        latex=rf"C^{{\mathrm{{wire}}}}_{{\mathrm{{{_escaped(c.name)}}}}}",
+        note=f"{c.kind} over {c.group}, {found.words}",
+    )
+    time = steps * _L / 10**3 + sent / (_BW_IC * _ETA_L * 10**6)
+    return t.define(
+        f"comm_time_{c.name}",
+        f"{label} time",
+        sympy.Piecewise((time, sympy.Gt(c.group, 1)), (0, True)),
+        section=_T,
+        unit="ms",
+        name=f"t_{c.name}",
+        latex=rf"t_{{\mathrm{{{_escaped(c.name)}}}}}",
+        note="latency steps · L_ic / 10^3 + wire bytes / (BW_ic · η_l · 10^6), none on one "
+        f"chip; {overlap_class(c.group, c.kind)}={getattr(conv, overlap_class(c.group, c.kind))}",
+    )
+
+
+def _wall(
+    t: Trace,
+    busy: sympy.Expr,
+    hidden_times: list[sympy.Symbol],
+    exposed_times: list[sympy.Symbol],
+) -> tuple[sympy.Symbol, sympy.Symbol]:
+    """The communication total and the wall clock: hidden collectives under the busy
+    time, exposed ones after it (the sums named only when there are both)."""
+    every = "every collective's time, hidden or exposed"
+    if not hidden_times:
+        comm = COMMUNICATION(t, sympy.Add(*exposed_times), note=every)
+        return comm, WALL(t, busy + comm, note=_WALL["follows"])
+    if not exposed_times:
+        comm = COMMUNICATION(t, sympy.Add(*hidden_times), note=every)
+        return comm, WALL(t, sympy.Max(busy, comm), note=_WALL["hidden"])
+    under = HIDDEN(t, sympy.Add(*hidden_times))
+    after = EXPOSED(t, sympy.Add(*exposed_times))
+    comm = COMMUNICATION(t, under + after, note=every)
+    return comm, WALL(t, sympy.Max(busy, under) + after, note=_WALL["mixed"])
+
+
 @cache
-def timing_model(cost: Cost, phase: Phase, overlap: bool) -> TimingModel:
-    """Timing steps for ``cost`` in ``phase``, with or without communication overlap."""
+def timing_model(
+    cost: Cost, phase: Phase, overlap: bool, conventions: Conventions | None = None
+) -> TimingModel:
+    """Timing steps for ``cost`` in ``phase`` on hardware that does (``overlap``) or does
+    not overlap communication, under the timing ``conventions`` (default: the defaults)."""
+    conv = conventions or Conventions()
     base = cost.derivation
     t = Trace(list(base.steps), list(base.splits), list(base.requirements))
     phase = Phase(phase)
     intensity = _intensity(t, cost, phase)
     compute = _compute(t, cost)
     load = _load(t, cost, phase)
-    comm = _communication(t, cost)
     busy = sympy.Max(compute, load)
-    wall = WALL(t, sympy.Max(busy, comm) if overlap else busy + comm, note=_WALL[overlap])
+    hides = [overlap and hidden(c.group, conv, c.kind) for c in cost.collectives]
+    if BytesMode(conv.collective_bytes) is BytesMode.PAYLOAD:
+        block = _payload(t, cost)
+        if overlap and cost.collectives and all(hides):
+            wall = WALL(t, sympy.Max(busy, block), note=_WALL["hidden"])
+        else:
+            wall = WALL(t, busy + block, note=_WALL["follows"])
+        comm = block
+    else:
+        each = [_collective_time(t, cost, c, conv) for c in cost.collectives]
+        comm, wall = _wall(
+            t,
+            busy,
+            [s for s, h in zip(each, hides, strict=True) if h],
+            [s for s, h in zip(each, hides, strict=True) if not h],
+        )
     times = dict(zip(TIMINGS, (compute, load, comm, wall), strict=True))
     return TimingModel(t.freeze(), times, intensity)

@@ -257,7 +257,7 @@ def stated_assumptions(result: Result) -> tuple[str, ...]:
     lines = [
         f"`{name}={text_value(conventions[name])}`: "
         f"{CONVENTIONS_BY_NAME[name].describe(conventions[name])}."
-        for name in inputs.layout.conventions_for(inputs.phase)
+        for name in inputs.applicable
     ]
     lines += list(assumptions(inputs.layout.layer))
     if "softmax_stat_bytes" in inputs.dims:
