@@ -13,6 +13,7 @@ import jinja2
 
 from shardcost.formulas import TIMINGS, Result
 from shardcost.formulas.cases import CaseCheck, check_all
+from shardcost.formulas.comparison import Comparison, by_chips
 
 from .derivation import (
     cell,
@@ -27,6 +28,7 @@ from .derivation import (
     text_value,
 )
 from .latex import significant
+from .tables import chip_groups_line, chips_text, excluded, result_label
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
@@ -155,33 +157,57 @@ def _memory(r: Result) -> int:
 
 
 def comparison_takeaway(results: Sequence[Result]) -> str:
-    """Which layout needs the least memory per chip, sends least, and (with timing) is fastest."""
+    """Which layout needs the least memory per chip, sends least, and (with timing) is
+    fastest, among layouts on the same number of chips only: ranked within each chip count
+    when they differ."""
+    groups = [
+        f"on {chips_text(n)}, "
+        + (_ranking(group) if len(group) > 1 else f"`{result_label(group[0])}` alone")
+        for n, group in by_chips(results)
+    ]
+    if len(groups) == 1:
+        return groups[0][0].upper() + groups[0][1:] + "."
+    return "\n".join(
+        [
+            "Ranked within each chip count, never across (give `--chips N` to put every "
+            "layout on N chips):",
+            "",
+            *(f"- {line}" for line in groups),
+        ]
+    )
+
+
+def _ranking(results: Sequence[Result]) -> str:
+    """Least memory, least communication (on more than one chip), fastest: ``results`` all
+    on the same number of chips."""
 
     def best(key: Callable[[Result], int], what: str, unit: str) -> str:
         top = min(results, key=key)
-        return f"{what}: `{top.inputs.layout.name}` ({text_value(key(top))} {unit})"
+        return f"{what}: `{result_label(top)}` ({text_value(key(top))} {unit})"
 
     parts = [best(_memory, "least memory per chip", "bytes")]
     parallel = [r for r in results if r.chips > 1]
     if parallel:
         top = min(parallel, key=lambda r: r.metrics.communication_bytes)
         parts.append(
-            f"least communication on more than one chip: `{top.inputs.layout.name}` "
+            f"least communication: `{result_label(top)}` "
             f"({text_value(top.metrics.communication_bytes)} bytes)"
         )
     if all(r.timing is not None for r in results):
         fastest = min(results, key=lambda r: r.timing.wall_clock_time_ms)  # type: ignore[union-attr]
         wall = fastest.timing.wall_clock_time_ms  # type: ignore[union-attr]
-        parts.append(f"fastest: `{fastest.inputs.layout.name}` ({significant(wall)} ms)")
-    return "; ".join(parts).capitalize() + "."
+        parts.append(f"fastest: `{result_label(fastest)}` ({significant(wall)} ms)")
+    return "; ".join(parts)
 
 
 def comparison_report(
-    tables: Sequence[Sequence[Result]], parameters_line: str, *, plot: str | None = None
+    comparisons: Sequence[Comparison], title: str, parameters_line: str, *, plot: str | None = None
 ) -> str:
-    """Every layout side by side, one table per phase, with a takeaway per phase."""
+    """Layouts side by side, one table per phase grouped by chip count, with a takeaway
+    per phase that ranks only layouts on the same number of chips, and what is excluded."""
     phases = []
-    for results in tables:
+    for comparison in comparisons:
+        results = sorted(comparison.results, key=lambda r: r.chips)
         rows = [(label, [get(r) for r in results]) for label, get in _COMPARISON_ROWS]
         if all(r.timing is not None for r in results):
             rows += [
@@ -189,19 +215,23 @@ def comparison_report(
             ]
         phases.append(
             {
-                "name": str(results[0].inputs.phase),
-                "layouts": [f"`{r.inputs.layout.name}`" for r in results],
+                "name": str(comparison.phase),
+                "layouts": [f"`{result_label(r)}`" for r in results],
+                "groups": chip_groups_line(results, "markdown"),
                 "rows": rows,
                 "takeaway": comparison_takeaway(results),
-                "notes": [f"`{r.inputs.layout.name}`: {n}" for r in results for n in r.notes],
+                "excluded": [(f"`{label}`", why) for label, why in excluded(comparison)],
+                "notes": [f"`{result_label(r)}`: {n}" for r in results for n in r.notes],
             }
         )
-    hw = tables[0][0].inputs.hardware
+    first = comparisons[0].results[0].inputs
     return _render(
         "comparison.md.j2",
-        layer=tables[0][0].inputs.layout.layer,
+        title=title[0].upper() + title[1:],
+        chips=comparisons[0].chips,
+        budget=chips_text(comparisons[0].chips or 1),
         parameters=parameters_line,
-        hardware=hw.name if hw else None,
+        hardware=first.hardware.name if first.hardware else None,
         phases=phases,
         plot=plot,
     )

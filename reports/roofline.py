@@ -13,6 +13,8 @@ from pathlib import Path
 from shardcost.errors import InputError
 from shardcost.formulas import Result
 
+from .tables import result_label
+
 
 def attained_tflops(result: Result) -> float:
     """FLOPs per chip over the wall-clock time, in TFLOP/s."""
@@ -54,18 +56,20 @@ def write_roofline(results: Sequence[Result], path: Path) -> None:
         lw=1.5,
         label=f"roof: {hw.name}",
     )
-    layouts = list(dict.fromkeys(r.inputs.layout.name for r in results))
+    labels = [result_label(r) for r in results]  # tp-cp at each split of a chip budget apart
+    layouts = list(dict.fromkeys(labels))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     markers = {"prefill": "o", "decode": "s"}
-    for x, y, r in points:  # colour: layout; marker: phase (labels would overlap)
-        color = colors[layouts.index(r.inputs.layout.name) % len(colors)]
+    for (x, y, r), name in zip(points, labels, strict=True):
+        # colour: layout; marker: phase (labels would overlap)
+        color = colors[layouts.index(name) % len(colors)]
         ax.scatter(
             [x],
             [max(y, 1e-9)],
             zorder=3,
             color=color,
             marker=markers.get(str(r.inputs.phase), "o"),
-            label=f"{r.inputs.layout.name} ({r.inputs.phase})",
+            label=f"{name} ({r.inputs.phase})",
         )
     ax.set_xscale("log")
     ax.set_yscale("log")

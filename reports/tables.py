@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 
-from shardcost.formulas import Metrics, Result, Timing
+from shardcost.formulas import Layout, Metrics, Result, Timing
+from shardcost.formulas.comparison import Comparison, chips_text
 from shardcost.formulas.conventions import static_default
 from shardcost.formulas.hardware import FIELDS_BY_NAME as HARDWARE_FIELDS
 from shardcost.formulas.kv_tier import ASSUMPTIONS as KV_ASSUMPTIONS
@@ -96,7 +97,7 @@ def result_text(result: Result, fmt: str) -> str:
     convs = "  ".join(
         f"{k}={value(v)}"
         for k, v in params.items()
-        if k in lay.conventions_for(inputs.phase) and not static_default(k, v)
+        if k in inputs.applicable and not static_default(k, v)
     )
     parts = [
         heading(f"{lay.name} — {lay.layer}, {inputs.phase}: {lay.summary}", fmt, 1),
@@ -183,10 +184,49 @@ def _times(longest: float, ours: float) -> str:
     return "—" if ours == 0 else f"{longest / ours:.4g}×"
 
 
-def comparison_text(results: Sequence[Result], fmt: str) -> str:
-    """Every layout side by side for one phase: chips, per-chip metrics, communication, time."""
+def layout_label(layout: Layout, degrees: Mapping[str, object]) -> str:
+    """A layout's name, with its degrees when it has several: ``tp-cp (tp=2, cp=2)``."""
+    if len(layout.degrees) < 2 or not all(d.name in degrees for d in layout.degrees):
+        return layout.name
+    split = ", ".join(f"{d.short}={degrees[d.name]}" for d in layout.degrees)
+    return f"{layout.name} ({split})"
+
+
+def result_label(result: Result) -> str:
+    """``layout_label`` of an evaluated layout, at the degrees it was evaluated at."""
+    return layout_label(result.inputs.layout, result.inputs.dims)
+
+
+def comparison_title(layer: str, names: Sequence[str], chips: int | None) -> str:
+    """What a comparison shows: every layout of ``layer`` or the ones named, and the budget."""
+    what = f"{layer} layouts {', '.join(names)}" if names else f"every {layer} layout"
+    return what + " side by side" + (f" on {chips_text(chips)} each" if chips else "")
+
+
+def chip_groups_line(results: Sequence[Result], fmt: str) -> str | None:
+    """The sentence that says layouts on different numbers of chips are not ranked together."""
+    counts = sorted({r.chips for r in results})
+    if len(counts) < 2:
+        return None
+    shown = ", ".join(map(str, counts[:-1])) + f" and {counts[-1]}"
+    flag = "`--chips N`" if fmt == "markdown" else "--chips N"
+    return (
+        f"Layouts run on {shown} chips: columns are grouped by chip count and compared only "
+        f"within a group ({flag} puts every layout on N)"
+    )
+
+
+def excluded(comparison: Comparison) -> list[tuple[str, str]]:
+    """Each layout (or split) that cannot run on the budget's chips, and why."""
+    return [(layout_label(e.layout, dict(e.degrees)), e.reason) for e in comparison.excluded]
+
+
+def comparison_text(comparison: Comparison, fmt: str) -> str:
+    """Every layout side by side for one phase, grouped by chip count: chips, per-chip
+    metrics, communication, time; then what cannot run on the budget, and notes."""
+    results = sorted(comparison.results, key=lambda r: r.chips)
     first = results[0].inputs
-    headers = ("per chip", *(r.inputs.layout.name for r in results))
+    headers = ("per chip", *(result_label(r) for r in results))
     metric_rows = [("chips", *(count(r.chips) for r in results))]
     for label, key in _PER_CHIP_ROWS:
         metric_rows.append(
@@ -204,14 +244,17 @@ def comparison_text(results: Sequence[Result], fmt: str) -> str:
         ):
             metric_rows.append((name, *(milliseconds(getattr(r.timing, name)) for r in results)))
     table = Table(headers, tuple(metric_rows), "l" + "r" * len(results))
-    notes = sorted({f"{r.inputs.layout.name}: {n}" for r in results for n in r.notes})
-    return (
-        "\n".join(
-            [heading(f"{first.layout.layer}, {first.phase}", fmt, 2), "", table.render(fmt), ""]
-            + [note_line(n, fmt) for n in notes]
-        ).rstrip()
-        + "\n"
-    )
+    budget = f" on {chips_text(comparison.chips)}" if comparison.chips else ""
+    parts = [heading(f"{first.layout.layer}, {first.phase}{budget}", fmt, 2), ""]
+    groups = chip_groups_line(results, fmt)
+    if groups:
+        parts += [item(groups, fmt), ""]
+    parts += [table.render(fmt), ""]
+    out = excluded(comparison)
+    if out:
+        parts += [f"excluded: {label} — {reason}" for label, reason in out] + [""]
+    notes = sorted({f"{result_label(r)}: {n}" for r in results for n in r.notes})
+    return "\n".join(parts + [note_line(n, fmt) for n in notes]).rstrip() + "\n"
 
 
 _MODEL_COLUMNS = (
@@ -237,10 +280,6 @@ def model_text(result: ModelResult, fmt: str) -> str:
         ]
     parts += [""] + [note_line(note, fmt) for note in result.notes]
     return "\n".join(parts).rstrip() + "\n"
-
-
-def _chips(n: int) -> str:
-    return f"{n} chip{'s' * (n != 1)}"
 
 
 def _model_summary(result: ModelResult, fmt: str) -> list[str]:
@@ -290,7 +329,7 @@ def _model_summary(result: ModelResult, fmt: str) -> list[str]:
             f"{count(p['lm_head'])})",
             fmt,
         ),
-        item(f"layouts: {layouts}; {_chips(result.chips)}", fmt),
+        item(f"layouts: {layouts}; {chips_text(result.chips)}", fmt),
         item(f"parameters in force: {shown}", fmt),
     ]
 
@@ -327,7 +366,7 @@ def _model_totals(result: ModelResult, fmt: str) -> list[str]:
     return [
         item(
             "Each row is one instance of a component on one chip; the model row adds "
-            f"count × row. Totals over {_chips(result.chips)}: FLOPs "
+            f"count × row. Totals over {chips_text(result.chips)}: FLOPs "
             f"{count(m.flops_total)}, weights {count(m.weight_memory_total)}, KV "
             f"{count(m.kv_cache_total)}",
             fmt,
@@ -393,7 +432,7 @@ def _kv_tier_summary(tier: KVTier, fmt: str) -> list[str]:
     return [
         heading(
             f"KV-cache tiers: {tier.config.name} on {hw.name}, {tier.layout} "
-            f"({_chips(tier.chips)}), {tier.host_memory} host memory",
+            f"({chips_text(tier.chips)}), {tier.host_memory} host memory",
             fmt,
             1,
         ),

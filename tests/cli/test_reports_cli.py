@@ -52,7 +52,7 @@ def test_plot_writes_a_linked_deterministic_svg(tmp_path: Path) -> None:
     svg = tmp_path / "cmp.roofline.svg"
     assert "(cmp.roofline.svg)" in md.read_text()
     first = svg.read_bytes()
-    assert first.startswith(b"<?xml") and b"tp-cp (decode)" in first
+    assert first.startswith(b"<?xml") and b"tp-cp (tp=4, cp=4) (decode)" in first
     assert main(argv) == 0
     assert svg.read_bytes() == first  # same input, same bytes
 
