@@ -80,6 +80,13 @@ class ModelConfig:
     weight_dtypes: tuple[tuple[str, str], ...] = ()  # layer -> quantized weight type
     shape: tuple[tuple[str, object], ...] = ()  # the headline shapes, for display
     notes: tuple[str, ...] = field(default=())
+    order: tuple[int, ...] = ()  # each decoder layer's block, in depth order
+
+    def layer_blocks(self) -> tuple[int, ...]:
+        """Each decoder layer's block index, first layer first."""
+        if self.order:
+            return self.order
+        return tuple(i for i, blk in enumerate(self.blocks) for _ in range(blk.count))
 
     @property
     def bytes_per_elem(self) -> int:
@@ -238,6 +245,7 @@ def parse_config(
         tie_word_embeddings=f.flag("tie_word_embeddings", adapter.tied),
         dtype=dtype,
         blocks=_blocks(shape.layers),
+        order=_order(shape.layers),
         final=shape.final,
         positions=shape.positions,
         weight_dtypes=weight_dtypes,
@@ -278,6 +286,14 @@ def _blocks(layers: tuple[Layer, ...]) -> tuple[Block, ...]:
     return tuple(
         Block(lay.kind, n, lay.mixer, lay.channel, lay.vectors) for lay, n in counts.items()
     )
+
+
+def _order(layers: tuple[Layer, ...]) -> tuple[int, ...]:
+    """Each layer's index among the alike groups of ``_blocks``."""
+    index: dict[Layer, int] = {}
+    for lay in layers:
+        index.setdefault(lay, len(index))
+    return tuple(index[lay] for lay in layers)
 
 
 @dataclass(frozen=True)

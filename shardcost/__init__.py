@@ -66,6 +66,7 @@ __all__ = [
     "__version__",
     "compile",
     "cost",
+    "crossover",
     "define_layout",
     "export",
     "kv_tier",
@@ -73,6 +74,7 @@ __all__ = [
     "load_layout",
     "metrics",
     "model_metrics",
+    "plan",
     "spec_cases",
     "verify",
 ]
@@ -174,6 +176,54 @@ def model_metrics(
     return result.to_dict()
 
 
+def plan(
+    config: str | Path | Mapping[str, Any],
+    *,
+    hardware: str,
+    chips: int | None = None,
+    plan: str | None = None,
+    prompt: int = 2048,
+    output: int = 256,
+    concurrency: int = 1,
+    max_tpot_ms: float | None = None,
+    max_ttft_ms: float | None = None,
+    min_context: int = 0,
+    reserve: float | str = "0.1",
+    interleaved: bool = False,
+    **params: Any,
+) -> dict[str, Any]:
+    """Place a model on chips, for a workload of ``concurrency`` requests of ``prompt`` +
+    ``output`` tokens.
+
+    With ``chips``: every plan (tensor, context, expert, pipeline, data parallel degrees
+    whose product is ``chips``) evaluated; the dict holds what was tried and dropped (and
+    why), the Pareto ``front`` of tokens/s per chip against TPOT and the ``best`` plan per
+    objective, within the limits. With ``plan`` (``"tp=8,pp=2,ep=8"``): that plan's
+    layouts, ``memory`` per chip, ``pipeline`` and ``serving`` figures. ``params`` are
+    conventions, element types and hardware fields.
+    """
+    from .formulas.plan import Limits, Workload, plan_model, reserve_fraction, search
+
+    work = Workload(prompt, output, concurrency)
+    fraction = reserve_fraction(reserve)
+    if (chips is None) == (plan is None):
+        raise InputError("give chips=N to search every plan, or plan='tp=8,...' for one")
+    if plan is not None:
+        return plan_model(config, plan, hardware, work, reserve=fraction, params=params).to_dict()
+    limits = Limits(max_tpot_ms, max_ttft_ms, min_context)
+    found = search(
+        config,
+        chips,  # type: ignore[arg-type]
+        hardware,
+        work,
+        limits=limits,
+        reserve=fraction,
+        params=params,
+        interleaved=interleaved,
+    )
+    return found.to_dict()
+
+
 def kv_tier(
     config: str | Path | Mapping[str, Any],
     *,
@@ -211,6 +261,48 @@ def cost(
     for key in conventions:
         convention(key)
     return chosen.cost(ph, choose_conventions(chosen, ph, conventions))
+
+
+def crossover(
+    a: str,
+    b: str | None = None,
+    *,
+    metric: str | None = None,
+    solve_for: str,
+    layer: str = "attention",
+    phase: str = "prefill",
+    hardware: str | None = None,
+    **params: Any,
+) -> dict[str, Any]:
+    """The value of ``solve_for`` (a dimension) at which ``a`` and ``b`` tie, in closed form.
+
+    ``a`` and ``b`` are layouts of ``layer`` compared on ``metric`` (one of the nine, or
+    with hardware a timing such as ``wall_clock_time_ms``), or a layout's derivation steps
+    ``"single:scores"``, ``"single:q_proj+k_proj"``. ``b`` None: ``a``'s ridge point, where
+    its compute time equals its load time (hardware needed). ``params`` fix the other
+    dimensions, conventions and hardware fields; the rest take their defaults.
+
+    The dict (the JSON of ``shardcost crossover``) holds ``verdict`` (tie, never,
+    independent, identical), ``summary``, ``difference`` (A − B as text and LaTeX, and at
+    the values given), ``ratio`` when constant, and ``roots``: each exact (``exact``,
+    ``value``), in the remaining symbols (``closed_form``, ``closed_form_latex``), its
+    ``regime`` in words, the first whole value at or after which the order flips
+    (``whole``), and ``checks``: both sides evaluated there (and just before) by the
+    library.
+    """
+    from .formulas.crossover import crossover as _crossover
+
+    result = _crossover(
+        a,
+        b,
+        metric=metric,
+        solve_for=solve_for,
+        layer=layer,
+        phase_name=phase,
+        hardware=hardware,
+        params=params,
+    )
+    return result.to_dict()
 
 
 def layouts(layer: str | None = None) -> tuple[Layout, ...]:
@@ -267,7 +359,8 @@ def compile(
     """``layout`` in ``phase`` as a fast function, compiled once and cached.
 
     ``conventions`` fixes the static conventions (element types, windows, MoE and MLA
-    choices) for this function; the others are switches it takes when called.
+    choices; with ``timing``, how collectives run and hide: ``collective_algorithm`` ...)
+    for this function; the others are switches it takes when called.
 
     Call it with dimensions, conventions (and, with ``timing``, hardware fields and
     supports_overlap) as keywords; missing ones take their defaults. Python ints in:
@@ -288,7 +381,7 @@ def compile(
 
     chosen = get_layout(layout, layer)
     ph = as_phase(phase)
-    fixed = fixed_conventions(chosen, ph, conventions or {})
+    fixed = fixed_conventions(chosen, ph, conventions or {}, timing)
     if backend == "python":
         return compile_layout(chosen, ph, timing, fixed)
     if backend == "numba":

@@ -36,10 +36,11 @@ from shardcost.formulas.cases import SPEC_CASES, check_all, spec_case
 from shardcost.formulas.conventions import Conventions, convention
 from shardcost.formulas.hardware import FIELDS as HARDWARE_FIELDS
 from shardcost.formulas.inputs import applicable_params, check_keys
-from shardcost.formulas.registry import get_layout, layers
+from shardcost.formulas.registry import Layout, get_layout, layers
 from shardcost.reports.tables import (
     Table,
     comparison_text,
+    comparison_title,
     result_text,
     value,
 )
@@ -116,45 +117,75 @@ def _json(obj: Any) -> str:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    params = _assignments(args.assignments)
+    from shardcost.formulas.comparison import chips_text, compare
+
+    # LAYOUT and KEY=VALUE arguments may come in any order
+    names = [x for x in args.layouts if "=" not in x]
+    params = _assignments([*(x for x in args.layouts if "=" in x), *args.assignments])
     check_keys(params)
+    chosen = _compared_layouts(names, args.layer)
     phases = list(Phase) if args.phase == "both" else [Phase(args.phase)]
-    used: set[str] = set()
-    tables: list[list[Result]] = []
-    for ph in phases:
-        results = []
-        for lay in (lay for lay in all_layouts(args.layer) if ph in lay.phases):
-            mine = applicable_params(lay, ph, params)
-            used |= set(mine)
-            inputs = resolve_inputs(
-                lay.name, ph, layer=args.layer, hardware=args.hardware, params=mine
-            )
-            results.append(evaluate(inputs))
-        tables.append(results)
+    none_of = f"no {args.layer} layout"
+    if names:
+        none_of = f"none of the {args.layer} layouts {', '.join(names)}"
+    used = {
+        k
+        for ph in phases
+        for lay in chosen
+        if ph in lay.phases
+        for k in applicable_params(lay, ph, params)
+    }
     unused = [k for k in params if k not in used]
     if unused:
         raise InputError(
-            f"{', '.join(unused)} applies to no {args.layer} layout in "
-            f"{' or '.join(str(p) for p in phases)}"
+            f"{', '.join(unused)} applies to {none_of} in {' or '.join(str(p) for p in phases)}"
         )
+    tables = [
+        compare(chosen, ph, params, chips=args.chips, layer=args.layer, hardware=args.hardware)
+        for ph in phases
+    ]
+    for table in tables:
+        if not table.results:
+            where = f"on {chips_text(args.chips)} " if args.chips else ""
+            why = "; ".join(f"{e.layout.name}: {e.reason}" for e in table.excluded)
+            raise InputError(f"{none_of} runs {where}in {table.phase}" + (why and f" ({why})"))
     if args.format == "json":
-        _output(args, _json([r.to_dict() for results in tables for r in results]))
+        _output(args, _json([entry for table in tables for entry in table.to_json()]))
         return 0
     merged: dict[str, Any] = {}
-    for results in tables:
-        for r in results:
+    for table in tables:
+        for r in table.results:
             merged |= r.inputs.params()
+    if args.chips:  # each layout's degrees are its own: only those given are common
+        degrees = {d.name for lay in chosen for d in lay.degrees}
+        merged = {k: v for k, v in merged.items() if k not in degrees or k in params}
     shown = "  ".join(f"{k}={value(merged[k])}" for k in KEYS if k in merged)
+    title = comparison_title(args.layer, names, args.chips)
     if args.format == "markdown":
         from shardcost.reports.render import comparison_report
 
-        plot = _plot(args, [r for results in tables for r in results])
-        _output(args, comparison_report(tables, shown, plot=plot))
+        plot = _plot(args, [r for table in tables for r in table.results])
+        _output(args, comparison_report(tables, title, shown, plot=plot))
         return 0
-    head = [f"shardcost: every {args.layer} layout side by side", "", f"parameters: {shown}"]
-    body = [comparison_text(results, args.format) for results in tables]
+    head = [f"shardcost: {title}", "", f"parameters: {shown}"]
+    body = [comparison_text(table, args.format) for table in tables]
     _output(args, "\n".join([*head, "", ""]) + "\n".join(body))
     return 0
+
+
+def _compared_layouts(names: Sequence[str], layer: str) -> list[Layout]:
+    """The layouts named (each once), or every layout of ``layer``."""
+    for name in names:
+        if names.count(name) > 1:
+            raise InputError(f"layout {name!r} is named twice")
+    return [get_layout(name, layer) for name in names] or list(all_layouts(layer))
+
+
+def _chip_budget(text: str) -> int:
+    """--chips N: a positive whole number."""
+    if not re.fullmatch(r"[0-9]+", text) or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return int(text)
 
 
 def _output(args: argparse.Namespace, text: str) -> None:
@@ -315,10 +346,18 @@ def _cmd_metrics(args: argparse.Namespace) -> int:
     return 0
 
 
+def _workload(args: argparse.Namespace) -> Any:
+    from shardcost.formulas.plan import Workload
+
+    return Workload(args.prompt, args.output_tokens, args.concurrency)
+
+
 def _cmd_model(args: argparse.Namespace) -> int:
     from shardcost.formulas.model import model_metrics
     from shardcost.reports.tables import model_text
 
+    if args.plan is not None:
+        return _model_plan(args)
     result = model_metrics(
         args.config,
         args.phase,
@@ -327,6 +366,58 @@ def _cmd_model(args: argparse.Namespace) -> int:
         params=_assignments(args.assignments),
     )
     return _output_result(args, result, model_text)
+
+
+def _model_plan(args: argparse.Namespace) -> int:
+    """``model --plan``: one plan of the model, its memory per chip and serving figures."""
+    from shardcost.formulas.plan import plan_model, reserve_fraction
+    from shardcost.reports.plans import planned_text
+
+    if args.hardware is None:
+        raise InputError("--plan needs --hardware NAME: memory and times are per chip")
+    if args.layout != "single":
+        raise InputError("--plan sets every layer's layout; leave out --layout")
+    planned = plan_model(
+        args.config,
+        args.plan,
+        args.hardware,
+        _workload(args),
+        reserve=reserve_fraction(args.reserve),
+        params=_assignments(args.assignments),
+    )
+    return _output_result(args, planned, planned_text)
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    from shardcost.formulas.plan import Limits, reserve_fraction, search
+    from shardcost.reports.plans import search_text, write_front_plot
+
+    if args.plot and (args.output is None or args.format != "markdown"):
+        raise InputError(
+            "--plot writes an SVG beside the report: give --format markdown -o FILE.md"
+        )
+    found = search(
+        args.config,
+        args.chips,
+        args.hardware,
+        _workload(args),
+        limits=Limits(args.max_tpot_ms, args.max_ttft_ms, args.min_context),
+        reserve=reserve_fraction(args.reserve),
+        params=_assignments(args.assignments),
+        interleaved=args.interleaved,
+    )
+    print(f"{found.tried} plans evaluated in {found.seconds:.2f} s", file=sys.stderr)
+    if args.format == "json":
+        _output(args, _json(found.to_dict()))
+        return 0
+    link = None
+    if args.plot and found.results:
+        svg = args.output.with_name(args.output.stem + ".plans.svg")
+        write_front_plot(found, svg)
+        print(f"wrote {svg}", file=sys.stderr)
+        link = svg.name
+    _output(args, search_text(found, args.format, every=args.all, plot=link))
+    return 0
 
 
 def _cmd_kv_tier(args: argparse.Namespace) -> int:
@@ -341,6 +432,34 @@ def _cmd_kv_tier(args: argparse.Namespace) -> int:
         params=_assignments(args.assignments),
     )
     return _output_result(args, tier, kv_tier_text)
+
+
+def _cmd_crossover(args: argparse.Namespace) -> int:
+    from shardcost.formulas.crossover import crossover
+    from shardcost.reports.crossover import crossover_text
+
+    # A, B and KEY=VALUE arguments may come in any order
+    sides = [x for x in args.sides if "=" not in x]
+    params = _assignments([*(x for x in args.sides if "=" in x), *args.assignments])
+    if args.ridge is not None and sides:
+        raise InputError(f"--ridge {args.ridge} is one layout's; drop {' '.join(sides)}")
+    if args.ridge is None and len(sides) != 2:
+        raise InputError(
+            f"crossover compares two sides (A B: layouts, or LAYOUT:STEP), or one layout "
+            f"with --ridge LAYOUT; got {len(sides)}: {' '.join(sides) or 'none'}"
+        )
+    a, b = (args.ridge, None) if args.ridge is not None else sides
+    result = crossover(
+        a,
+        b,
+        metric=args.metric,
+        solve_for=args.solve_for,
+        layer=args.layer,
+        phase_name=args.phase,
+        hardware=args.hardware,
+        params=params,
+    )
+    return _output_result(args, result, crossover_text)
 
 
 def _cmd_layouts(args: argparse.Namespace) -> int:
@@ -486,6 +605,53 @@ def _add_output_file(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", type=Path, metavar="FILE", help="write to FILE, not stdout")
 
 
+def _positive_int(raw: str) -> int:
+    if not raw.isdigit() or len(raw) > 9 or int(raw) < 1:
+        raise argparse.ArgumentTypeError(f"{raw!r} is not a whole number of at least 1")
+    return int(raw)
+
+
+def _positive_float(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < 1e12:
+        raise argparse.ArgumentTypeError(f"{raw!r} is not a positive number")
+    return value
+
+
+def _add_workload_options(p: argparse.ArgumentParser) -> None:
+    """The serving workload of a plan, and the runtime reserve."""
+    p.add_argument(
+        "--prompt",
+        type=_positive_int,
+        default=2048,
+        metavar="TOKENS",
+        help="prompt length per request (default: %(default)s)",
+    )
+    p.add_argument(
+        "--output-tokens",
+        type=_positive_int,
+        default=256,
+        metavar="TOKENS",
+        help="output tokens per request (default: %(default)s)",
+    )
+    p.add_argument(
+        "--concurrency",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="requests served at once, over every replica (default: %(default)s)",
+    )
+    p.add_argument(
+        "--reserve",
+        default="0.1",
+        metavar="FRACTION",
+        help="memory kept for the runtime, of each chip's capacity (default: %(default)s)",
+    )
+
+
 def _add_output_options(p: argparse.ArgumentParser) -> None:
     _add_output_file(p)
     p.add_argument(
@@ -546,7 +712,23 @@ def _parser() -> _Parser:
             kwargs["epilog"] = keys_help()
         return sub.add_parser(name, help=summary, formatter_class=formatter, **kwargs)
 
-    p = keyed("compare", "every layout side by side (the default command)")
+    p = keyed(
+        "compare",
+        "every layout side by side (the default command)",
+        description="Layouts side by side, each at its own parallel degrees (ranked only "
+        "among layouts on the same number of chips), or all on N chips with --chips N.",
+    )
+    p.add_argument(
+        "layouts", nargs="*", metavar="LAYOUT", help="only these layouts (default: every one)"
+    )
+    p.add_argument(
+        "--chips",
+        type=_chip_budget,
+        metavar="N",
+        help="put every layout on N chips: its parallel degrees set to fill them (a layout "
+        "of several degrees at each split giving every degree 2 or more); those that cannot "
+        "run on N are listed with the reason",
+    )
     _add_layout_options(p, both=True)
     _add_output_options(p)
     p.set_defaults(run=_cmd_compare)
@@ -646,10 +828,60 @@ def _parser() -> _Parser:
         metavar="NAME",
         help=f"hardware for timing and capacity: {' | '.join(CATALOG)} or FILE.toml",
     )
+    p.add_argument(
+        "--plan",
+        metavar="PLAN",
+        help="place the model: tp=8,pp=2,ep=8 (also cp, dp, cp_layout, schedule, "
+        "microbatches, chunks); prints memory per chip and serving figures for the workload",
+    )
+    _add_workload_options(p)
     p.add_argument("--format", choices=_FORMATS, default="table")
     _add_output_file(p)
     p.add_argument("assignments", nargs="*", metavar="KEY=VALUE")
     p.set_defaults(run=_cmd_model)
+
+    p = keyed(
+        "plan",
+        "every placement of a model on N chips: which fit, the Pareto front, the best",
+        description="Enumerate every plan (tensor, context, expert, pipeline and data "
+        "parallel degrees whose product is --chips; each context-parallel layout), drop those "
+        "that cannot run the model or do not fit (saying how many and why), evaluate the "
+        "rest through the compiled layers, and print the Pareto front of tokens/s per chip "
+        "against TPOT and the best plan per objective, each with its bottleneck.",
+    )
+    p.add_argument("config", type=Path, metavar="CONFIG.json", help="the model's config.json")
+    p.add_argument("--chips", type=_positive_int, required=True, metavar="N", help="chips to fill")
+    p.add_argument(
+        "--hardware",
+        metavar="NAME",
+        required=True,
+        help=f"{' | '.join(CATALOG)} or FILE.toml (KEY=VALUE overrides a field)",
+    )
+    _add_workload_options(p)
+    p.add_argument("--max-tpot-ms", type=_positive_float, metavar="MS", help="TPOT limit")
+    p.add_argument("--max-ttft-ms", type=_positive_float, metavar="MS", help="TTFT limit")
+    p.add_argument(
+        "--min-context",
+        type=_positive_int,
+        default=0,
+        metavar="TOKENS",
+        help="every request's KV cache must fit at this context length",
+    )
+    p.add_argument(
+        "--interleaved",
+        action="store_true",
+        help="also try the interleaved pipeline schedule (2 chunks per stage)",
+    )
+    p.add_argument("--all", action="store_true", help="also list every plan that fits")
+    p.add_argument("--format", choices=_FORMATS, default="table")
+    _add_output_file(p)
+    p.add_argument(
+        "--plot",
+        action="store_true",
+        help="with --format markdown -o FILE.md: an SVG of the plans and their front beside it",
+    )
+    p.add_argument("assignments", nargs="*", metavar="KEY=VALUE")
+    p.set_defaults(run=_cmd_plan)
 
     p = keyed(
         "kv-tier",
@@ -683,6 +915,38 @@ def _parser() -> _Parser:
     _add_output_file(p)
     p.add_argument("assignments", nargs="*", metavar="KEY=VALUE")
     p.set_defaults(run=_cmd_kv_tier)
+
+    p = keyed(
+        "crossover",
+        "the value of one dimension at which two layouts (or steps) tie, in closed form",
+        description="Solve A − B = 0 for one dimension (--solve-for KEY), every other at its "
+        "value or default: the root in the remaining symbols, at the values given and as the "
+        "first whole value at which the order flips, checked there by the library's own "
+        "evaluation. Uneven splits are taken as even; max, min and piecewise terms are solved "
+        "branch by branch, each root kept in the regime where it lies (both compute-bound ...).",
+    )
+    p.add_argument(
+        "sides",
+        nargs="*",
+        metavar="A B",
+        help="two layouts of the layer, or a layout's derivation steps: LAYOUT:STEP[+STEP...] "
+        "(single:scores, single:q_proj+k_proj+v_proj+o_proj)",
+    )
+    p.add_argument(
+        "--metric",
+        metavar="M",
+        help="what a side without :STEP compares: a metric (flops_per_chip ... "
+        "communication_bytes) or, with --hardware, a time (compute_time_ms, load_time_ms, "
+        "communication_time_ms, wall_clock_time_ms)",
+    )
+    p.add_argument("--solve-for", required=True, metavar="KEY", help="the dimension to solve for")
+    p.add_argument(
+        "--ridge",
+        metavar="LAYOUT",
+        help="instead of A B: where LAYOUT's compute time equals its load time (needs --hardware)",
+    )
+    _add_layout_options(p)
+    p.set_defaults(run=_cmd_crossover)
 
     p = sub.add_parser("layouts", help="the registered layouts")
     p.add_argument("--layer", default=None, help="only this layer's layouts")

@@ -1,0 +1,1044 @@
+"""Placing a whole model on chips: a plan, what it costs per chip, and serving figures.
+
+A plan is the parallel degrees of a deployment:
+
+    chips = tensor_parallel × context_parallel × pipeline_parallel × data_parallel
+
+Within a pipeline stage each layer takes the layout the plan implies: attention over
+heads (``tp``), over the sequence (``cp``, with the context-parallel layout named) or both
+(``tp-cp``); MLA over heads only; the dense FFN, the embedding and the LM head follow
+the mixer (``companion``). Experts are sharded over ``expert_parallel`` ranks drawn from
+the stage's tensor- and data-parallel chips (DeepSeek-V3's deployment: data-parallel
+attention feeding expert-parallel MoE), each expert's columns over the rest:
+``moe_tp = tp · dp / ep``. Stages hold contiguous layers, the first the embedding, the
+last the final norm and the LM head.
+
+Every component is evaluated through its layer's compiled function (``shardcost.compile``
+with timing), once per distinct input; a stage's time is the sum of its components'
+(the layers run one after another), as ``shardcost model`` sums them.
+
+Serving figures for a workload of ``concurrency`` requests, each a prompt of S_in tokens
+and S_out output tokens, split evenly over the data-parallel replicas (⌈C/dp⌉ each, the
+busiest), and within a replica into ``microbatches`` groups that flow through the stages:
+
+    TTFT  = Σ_s t_s + (v·pp − 1)·t_p2p + (v·m − 1)·max_s t_s / v      (prefill of a replica's batch)
+    TPOT  = mean over the S_out − 1 later tokens of one decode cycle,
+            cycle = max(Σ_s t_s + (pp − 1)·t_p2p, m · max_s t_s)     (m microbatches in flight)
+    E2E   = TTFT + (S_out − 1)·TPOT
+    tokens/s (system) = concurrency · S_out / E2E;  per chip: that / chips
+    decode tokens/s   = concurrency / TPOT
+
+where t_s is stage s's time for one microbatch (v = chunks per stage under the
+interleaved schedule, else 1).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, replace
+from fractions import Fraction
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from shardcost.errors import InputError, ShardcostError
+
+from .conventions import BY_NAME as CONVENTIONS_BY_NAME
+from .conventions import Phase
+from .dtypes import compute_bytes
+from .families import Block, ModelConfig, Part, load_config
+from .hardware import FIELDS_BY_NAME as HARDWARE_BY_NAME
+from .hardware import NUMERIC_FIELDS, Hardware
+from .model import FROM_CONFIG, _given, _per_chip
+from .registry import Layout, Role, get_layer, get_layout
+
+CP_LAYOUTS = {
+    "kv-sharded": "cp-kv-sharded",
+    "allgather": "cp-allgather",
+    "ring": "ring",
+    "ulysses": "ulysses",
+}
+SCHEDULES = ("1f1b", "gpipe", "interleaved")
+_DEGREES = {
+    "tp": "tensor_parallel",
+    "cp": "context_parallel",
+    "ep": "expert_parallel",
+    "pp": "pipeline_parallel",
+    "dp": "data_parallel",
+}
+_ALIASES = (
+    {short: short for short in _DEGREES}
+    | {long: short for short, long in _DEGREES.items()}
+    | {k: k for k in ("cp_layout", "schedule", "microbatches", "chunks")}
+    | {"mb": "microbatches"}
+)
+# A runtime reserve: what the framework, the CUDA context, communication buffers and the
+# allocator's fragmentation take besides weights, cache and activations (vLLM's default
+# gpu_memory_utilization of 0.9 leaves the same tenth).
+DEFAULT_RESERVE = Fraction(1, 10)
+GIB = 2**30
+
+DEFINITIONS = (
+    "TTFT: time to first token of the last request of a replica's batch: its prompts "
+    "prefilled in microbatches through the pipeline.",
+    "TPOT: time per output token after the first, the mean of the S_out − 1 decode steps "
+    "(each at its own past length); with pipeline stages, one decode cycle of a microbatch.",
+    "E2E: TTFT + (S_out − 1) × TPOT. Throughput: concurrency × S_out / E2E output tokens "
+    "per second (system), divided by chips (per chip); decode throughput: concurrency / TPOT.",
+    "Memory per chip: the busiest stage's weights, KV cache at the longest context "
+    "(S_in + S_out − 1 past positions) for every request of its replica, its largest "
+    "activation, and a runtime reserve (a fraction of capacity); usable = capacity × "
+    "(1 − reserve).",
+    "Pipeline schedules are forward-only in inference: GPipe and 1F1B run alike and differ "
+    "in the activations a training step would hold (m vs min(m, pp) microbatches, "
+    "reported); interleaved 1F1B with v chunks per stage cuts the bubble to "
+    "(pp − 1)/(v·m + pp − 1) and sends v times as many stage-to-stage activations.",
+    "Stage-to-stage sends: each microbatch's hidden state X[M, d] in the activation type, "
+    "sent whole by every tensor-parallel rank to its peer (no scatter-gather), timed as a "
+    "send-recv over two chips (one latency step and the bytes at the link's rate), on the "
+    "microbatch's critical path.",
+    "Experts span the stage's tensor- and data-parallel chips; data-parallel replicas step "
+    "together so that their tokens meet at the experts.",
+)
+
+
+# -- plans ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Parallel degrees and the pipeline's schedule."""
+
+    tp: int = 1
+    cp: int = 1
+    ep: int = 1
+    pp: int = 1
+    dp: int = 1
+    cp_layout: str = "cp-kv-sharded"
+    schedule: str = "1f1b"
+    microbatches: int = 0  # 0: as many as stages (the fewest that fill the pipeline)
+    chunks: int = 1  # model chunks per stage, interleaved only
+
+    @property
+    def chips(self) -> int:
+        """tp × cp × pp × dp (experts reuse the tp × dp chips of a stage)."""
+        return self.tp * self.cp * self.pp * self.dp
+
+    @property
+    def label(self) -> str:
+        """tp=8,pp=2,ep=8 — the degrees above 1 (``single`` when none), then the rest."""
+        parts = [f"{k}={getattr(self, k)}" for k in _DEGREES if getattr(self, k) > 1]
+        if self.cp > 1 and self.tp == 1:
+            short = {v: k for k, v in CP_LAYOUTS.items()}[self.cp_layout]
+            parts.append(f"cp_layout={short}")
+        if self.pp > 1 and self.schedule != "1f1b":
+            parts.append(f"schedule={self.schedule}")
+        if self.chunks > 1:
+            parts.append(f"chunks={self.chunks}")
+        if self.microbatches:
+            parts.append(f"microbatches={self.microbatches}")
+        return ",".join(parts) or "single"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready, with the chips."""
+        return asdict(self) | {"chips": self.chips, "label": self.label}
+
+
+def parse_plan(text: str) -> Plan:
+    """``tp=8,pp=2,ep=8`` (or the long names, ``cp=4,cp_layout=ring``,
+    ``schedule=interleaved,chunks=2``, ``microbatches=8``) as a Plan; InputError naming
+    the first bad item."""
+    values: dict[str, Any] = {}
+    for item in (p.strip() for p in text.split(",")):
+        if not item:
+            continue
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or key not in _ALIASES:
+            known = ", ".join([*_DEGREES, "cp_layout", "schedule", "microbatches", "chunks"])
+            raise InputError(f"--plan: {item!r} is not KEY=VALUE with KEY one of {known}")
+        name = _ALIASES[key]
+        raw = raw.strip()
+        if name == "cp_layout":
+            found = CP_LAYOUTS.get(raw, raw if raw in CP_LAYOUTS.values() else None)
+            if found is None:
+                raise InputError(
+                    f"--plan: cp_layout={raw!r} is unknown; give {', '.join(CP_LAYOUTS)}"
+                )
+            values[name] = found
+        elif name == "schedule":
+            if raw not in SCHEDULES:
+                raise InputError(
+                    f"--plan: schedule={raw!r} is unknown; give {', '.join(SCHEDULES)}"
+                )
+            values[name] = raw
+        else:
+            if not re.fullmatch(r"[0-9]{1,7}", raw) or int(raw) < (
+                0 if name == "microbatches" else 1
+            ):
+                raise InputError(f"--plan: {key}={raw!r} is not a whole number of at least 1")
+            values[name] = int(raw)
+    plan = Plan(**values)
+    if plan.chunks > 1 and plan.schedule != "interleaved":
+        raise InputError("--plan: chunks applies to schedule=interleaved only")
+    return plan
+
+
+# -- workload ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Workload:
+    """Requests served together: prompt and output lengths, and how many at once."""
+
+    prompt: int = 2048
+    output: int = 256
+    concurrency: int = 1
+
+    def __post_init__(self) -> None:
+        for name in ("prompt", "output", "concurrency"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 10**7:
+                raise InputError(f"{name}={value!r}: give a whole number from 1 to 10,000,000")
+
+
+# -- evaluating a plan ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One pipeline stage: its layers (block index → count), whether it holds the
+    embedding and the head."""
+
+    index: int
+    layers: tuple[tuple[int, int], ...]
+    first: bool
+    last: bool
+
+    @property
+    def num_layers(self) -> int:
+        return sum(n for _, n in self.layers)
+
+
+def stages(config: ModelConfig, pp: int) -> tuple[Stage, ...]:
+    """Contiguous layers per stage, as even as whole layers allow (the first
+    L mod pp stages one more), in depth order."""
+    order = config.layer_blocks()
+    base, extra = divmod(len(order), pp)
+    out, start = [], 0
+    for s in range(pp):
+        n = base + (1 if s < extra else 0)
+        counts: dict[int, int] = {}
+        for blk in order[start : start + n]:
+            counts[blk] = counts.get(blk, 0) + 1
+        out.append(Stage(s, tuple(counts.items()), s == 0, s == pp - 1))
+        start += n
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class Memory:
+    """Bytes per chip on the busiest stage, against the chip's capacity."""
+
+    weights: int
+    kv_cache: int
+    activations: int
+    capacity: int | None
+    reserve: Fraction
+
+    @property
+    def used(self) -> int:
+        return self.weights + self.kv_cache + self.activations
+
+    @property
+    def usable(self) -> int | None:
+        if self.capacity is None:
+            return None
+        return math.floor(self.capacity * (1 - self.reserve))
+
+    @property
+    def fits(self) -> bool | None:
+        return None if self.usable is None else self.used <= self.usable
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {
+            "weights": self.weights,
+            "kv_cache": self.kv_cache,
+            "activations": self.activations,
+            "total": self.used,
+            "capacity": self.capacity,
+            "reserve_fraction": float(self.reserve),
+            "usable": self.usable,
+            "fits": self.fits,
+        }
+        out |= {f"{k}_gb": v / 1e9 for k, v in out.items() if isinstance(v, int) and k != "fits"}
+        out["total_gib"] = self.used / GIB
+        return out
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """The pipeline's figures: stages, microbatches and what flows between them."""
+
+    stages: int
+    layers_per_stage: tuple[int, ...]
+    schedule: str
+    microbatches: int
+    chunks: int
+    microbatch_requests: int
+    bubble_fraction: float
+    in_flight_training: float  # microbatches' activations a training step would hold
+    p2p_bytes_prefill: int  # one microbatch's hidden state sent between two stages
+    p2p_bytes_decode: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Serving:
+    """Serving figures for the workload (times in ms, rates per second)."""
+
+    ttft_ms: float
+    tpot_ms: float
+    e2e_ms: float
+    tokens_per_s: float
+    tokens_per_s_per_chip: float
+    decode_tokens_per_s: float
+    requests_fit: int | None  # requests of this shape the KV cache can hold (system)
+    bottleneck: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class PlanResult:
+    """One plan evaluated for a model, hardware and workload."""
+
+    plan: Plan
+    layouts: dict[str, str]
+    memory: Memory
+    pipeline: Pipeline
+    serving: Serving
+    notes: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "plan": self.plan.to_dict(),
+            "layouts": dict(self.layouts),
+            "memory": self.memory.to_dict(),
+            "pipeline": self.pipeline.to_dict(),
+            "serving": self.serving.to_dict(),
+            "notes": list(self.notes),
+        }
+
+
+def _layouts(config: ModelConfig, plan: Plan) -> dict[str, Layout]:
+    """The layout of each layer of ``config`` under ``plan``; InputError if one has none."""
+    out: dict[str, Layout] = {}
+    mixers = {blk.mixer.layer for blk in config.blocks}
+    channels = {blk.channel.layer for blk in config.blocks}
+    if plan.tp > 1 and plan.cp > 1:
+        name = "tp-cp"
+    elif plan.cp > 1:
+        name = plan.cp_layout
+    elif plan.tp > 1:
+        name = "tp"
+    else:
+        name = "single"
+    for mixer in sorted(mixers):
+        try:
+            out[mixer] = get_layout(name, mixer)
+        except ShardcostError:
+            raise InputError(f"{mixer} has no layout {name!r} (context parallelism)") from None
+    first = out[sorted(mixers)[0]]
+    from .model import companion
+
+    for role in (Role.EMBEDDING, Role.HEAD):
+        lay = companion(first, role)
+        out[lay.layer] = lay
+    for channel in sorted(channels):
+        if channel == "moe":
+            out[channel] = _moe_layout(config, plan)
+        else:
+            out[channel] = companion(first, get_layer(channel))
+    return out
+
+
+def _moe_layout(config: ModelConfig, plan: Plan) -> Layout:
+    if plan.cp > 1:
+        raise InputError("the MoE layer has no context-parallel layout")
+    if plan.ep == 1:
+        return get_layout("tp" if plan.tp > 1 else "single", "moe")
+    if (plan.tp * plan.dp) % plan.ep:
+        raise InputError(
+            f"ep={plan.ep} does not divide the tp × dp = {plan.tp * plan.dp} chips experts span"
+        )
+    return get_layout("ep-tp" if plan.tp * plan.dp > plan.ep else "ep", "moe")
+
+
+def _moe_tp(plan: Plan) -> int:
+    return plan.tp * plan.dp // plan.ep if plan.ep > 1 else plan.tp
+
+
+def _compiled(
+    layout: Layout,
+    ph: Phase,
+    fixed: tuple[tuple[str, Any], ...],
+    pinned: tuple[tuple[str, Any], ...],
+) -> Any:
+    """The layout's compiled, timed function with its conventions fixed (one variant),
+    its relations left out: a config gives hidden_size, num_heads and head_dim each (they
+    need not agree). Compiled once per process."""
+    from shardcost.codegen.compiled import compile_layout
+
+    return compile_layout(layout, ph, True, fixed, True, pinned)
+
+
+@cache
+def _used(lay: Layout, ph: Phase, static: tuple[tuple[str, Any], ...]) -> frozenset[str]:
+    """The dimensions ``lay`` reads in ``ph`` under the static conventions given."""
+    from shardcost.symbolic.dimensions import BY_SYMBOL
+
+    from .inputs import choose_conventions
+
+    chosen = choose_conventions(lay, ph, dict(static), timed=True)
+    return frozenset(BY_SYMBOL[s].name for s in lay.cost(ph, chosen).dimensions if s in BY_SYMBOL)
+
+
+def _convention(name: str, given: Mapping[str, object]) -> Any:
+    """A switch's value: given (parsed), else its default."""
+    convention = CONVENTIONS_BY_NAME[name]
+    return convention.parse(given[name]) if name in given else convention.default
+
+
+def _static(name: str) -> bool:
+    convention = CONVENTIONS_BY_NAME.get(name)
+    return convention is not None and convention.static
+
+
+class _Conv:
+    """Attribute access to a dict of conventions (what ``compute_bytes`` reads)."""
+
+    def __init__(self, values: Mapping[str, Any]) -> None:
+        self.__dict__.update(values)
+
+
+class _Evaluator:
+    """Calls of the layers' compiled functions for one model, hardware and user
+    parameters; each distinct call made once."""
+
+    def __init__(self, config: ModelConfig, hw: Hardware, given: Mapping[str, object]) -> None:
+        self.config, self.hw = config, hw
+        self.given = dict(given)
+        self.calls: dict[tuple, dict[str, Any]] = {}
+        self.hardware_kwargs: dict[str, Any] = {
+            f.name: float(getattr(hw, f.name)) for f in NUMERIC_FIELDS
+        }
+        self.hardware_kwargs["supports_overlap"] = hw.supports_overlap
+        self.read: set[str] = set()
+
+    def __call__(
+        self, lay: Layout, part: Part, ph: Phase, extra: Mapping[str, object]
+    ) -> dict[str, Any]:
+        """The nine metrics and four timings of ``lay`` for ``part`` with ``extra``
+        (degrees, batch, lengths; an array of past lengths gives arrays)."""
+        shared = {"hidden_size": self.config.hidden_size, "vocab_size": self.config.vocab_size}
+        mine = dict(self.given)
+        quantized = dict(self.config.weight_dtypes).get(lay.layer)
+        if quantized is not None and "weight_dtype" not in mine:
+            mine["weight_dtype"] = quantized
+        candidates = shared | dict(part.params) | mine | dict(extra)
+        conventions = set(lay.conventions_for(ph, timed=True))
+        static = tuple(
+            (k, CONVENTIONS_BY_NAME[k].parse(v))
+            for k, v in candidates.items()
+            if k in conventions and _static(k)
+        )
+        used = _used(lay, ph, static)
+        params = {k: v for k, v in candidates.items() if k in used}
+        switches = [n for n in lay.conventions_for(ph) if not _static(n)]
+        pinned = (
+            *((n, _convention(n, candidates)) for n in switches),
+            ("supports_overlap", self.hw.supports_overlap),
+        )
+        self.read |= {k for k in params if k in self.given}
+        self.read |= {k for k in candidates if k in self.given and k in conventions}
+        key = (lay, ph, static, pinned, tuple(sorted((k, _hashable(v)) for k, v in params.items())))
+        found = self.calls.get(key)
+        if found is not None:
+            return found
+        b = params.get("bytes_per_elem", self.config.bytes_per_elem)
+        peak = self.hw.peak_for(compute_bytes(_Conv(dict(static)), b))  # type: ignore[arg-type]
+        kwargs = params | self.hardware_kwargs | {"peak_tflops": float(peak)}
+        out = _compiled(lay, ph, static, pinned)(**(kwargs | dict(pinned)))
+        self.calls[key] = out
+        return out
+
+
+def _hashable(value: object) -> object:
+    return value.tobytes() if isinstance(value, np.ndarray) else value
+
+
+# -- one stage, one phase ------------------------------------------------------------------
+
+
+@dataclass
+class _StageCost:
+    """A stage's sums for one microbatch in one phase (arrays over past lengths in decode)."""
+
+    wall: Any = 0.0
+    compute: Any = 0.0
+    load: Any = 0.0
+    communication: Any = 0.0
+    weights: int = 0
+    kv_cache: int = 0
+    activations: int = 0
+
+    def add(self, out: Mapping[str, Any], count: int) -> None:
+        self.wall = self.wall + count * out["wall_clock_time_ms"]
+        self.compute = self.compute + count * out["compute_time_ms"]
+        self.load = self.load + count * out["load_time_ms"]
+        self.communication = self.communication + count * out["communication_time_ms"]
+        self.weights += count * _whole(out["weight_memory_per_chip"])
+        self.kv_cache += count * _whole(out["kv_cache_per_chip"])
+        self.activations = max(self.activations, _whole(out["activation_memory_per_chip"]))
+
+    def add_bytes(self, weights: int, kernels: int, hw: Hardware, count: int) -> None:
+        """Vectors: weight bytes, read once per pass (their load time), no FLOPs."""
+        ms = weights / (float(hw.memory_bandwidth_gb_s * hw.memory_efficiency) * 1e6)
+        ms += kernels * float(hw.kernel_overhead_us) / 1e3
+        self.wall = self.wall + count * ms
+        self.load = self.load + count * ms
+        self.weights += count * weights
+
+
+def _whole(value: Any) -> int:
+    """A count from a compiled call: an exact int, or the largest of an array's."""
+    if isinstance(value, np.ndarray):
+        return int(value.max())
+    return int(value)
+
+
+class _Placement:
+    """A model's stages under one plan: what each component is and where it runs."""
+
+    def __init__(self, config: ModelConfig, plan: Plan, ev: _Evaluator) -> None:
+        self.config, self.plan, self.ev = config, plan, ev
+        self.layouts = _layouts(config, plan)
+        num_layers = len(config.layer_blocks())
+        if plan.pp * plan.chunks > num_layers:
+            raise InputError(
+                f"more pipeline stages (× chunks) than the model's {num_layers} layers"
+            )
+        self.stages = stages(config, plan.pp)
+        self.b = int(ev.given.get("bytes_per_elem", config.bytes_per_elem))  # type: ignore[call-overload]
+
+    def _extra(self, layer: str, ph: Phase, batch: int, length: Any) -> dict[str, object]:
+        plan = self.plan
+        out: dict[str, object] = {"tensor_parallel": plan.tp, "context_parallel": plan.cp}
+        out["batch_size"] = batch
+        if layer == "moe":
+            out["tensor_parallel"] = _moe_tp(plan)
+            if plan.ep > 1:
+                out["expert_parallel"] = plan.ep
+                out["batch_size"] = batch * plan.dp  # every replica's tokens meet at the experts
+        out["seq_len" if ph is Phase.PREFILL else "past_seq_len"] = length
+        return out
+
+    def cost(self, stage: Stage, ph: Phase, batch: int, length: Any) -> _StageCost:
+        """Stage ``stage``'s sums for ``batch`` requests at ``length``."""
+        config, ev, found = self.config, self.ev, _StageCost()
+        mixer_tp = self.plan.tp
+
+        def run(lay: Layout, part: Part, count: int) -> None:
+            out = ev(lay, part, ph, self._extra(lay.layer, ph, batch, length))
+            found.add(out, count)
+
+        if stage.first:
+            run(self.layouts["embedding"], Part("embedding"), 1)
+            if config.positions:
+                found.add_bytes(config.positions * config.hidden_size * self.b, 0, ev.hw, 1)
+        for index, count in stage.layers:
+            block: Block = config.blocks[index]
+            run(self.layouts[block.mixer.layer], block.mixer, count)
+            run(self.layouts[block.channel.layer], block.channel, count)
+            shape = dict(config.shape)
+            elements = sum(_per_chip(v, mixer_tp, shape) for v in block.vectors)
+            kernels = sum(v.kernels for v in block.vectors)
+            found.add_bytes(elements * self.b, kernels, ev.hw, count)
+        if stage.last:
+            norms = [v for v in config.final if v.group == "norms"]
+            found.add_bytes(sum(v.size for v in norms) * self.b, len(norms), ev.hw, 1)
+            head = ev(
+                self.layouts["lm_head"],
+                Part("lm_head"),
+                ph,
+                self._extra("lm_head", ph, batch, length),
+            )
+            if config.tie_word_embeddings and self.plan.pp == 1:
+                head = dict(head) | {"weight_memory_per_chip": 0}  # counted with the embedding
+            found.add(head, 1)
+            bias = [v for v in config.final if v.group != "norms"]
+            if bias:
+                elements = sum(_per_chip(v, mixer_tp, dict(config.shape)) for v in bias)
+                found.add_bytes(elements * self.b, len(bias), ev.hw, 1)
+        return found
+
+
+# -- a plan, evaluated ---------------------------------------------------------------------
+
+
+def _act_bytes(config: ModelConfig, given: Mapping[str, object]) -> Fraction:
+    from .dtypes import DTYPES
+
+    name = given.get("activation_dtype")
+    if isinstance(name, str) and name in DTYPES:
+        return DTYPES[name].bytes
+    return Fraction(int(given.get("bytes_per_elem", config.bytes_per_elem)))  # type: ignore[call-overload]
+
+
+def _p2p_ms(payload: int, hw: Hardware, given: Mapping[str, object]) -> float:
+    """One stage-to-stage send (a send-recv over a group of two), timed by the same rules
+    as a layer's collectives, under the collective conventions given."""
+    from .communication import collective_time_ms
+
+    if payload <= 0:
+        return 0.0
+    return collective_time_ms(
+        "send-recv",
+        2,
+        payload,
+        hw,
+        algorithm=str(given.get("collective_algorithm", "ring")),
+        bytes_mode=str(given.get("collective_bytes", "wire")),
+    )
+
+
+def evaluate_plan(
+    config: ModelConfig,
+    plan: Plan,
+    workload: Workload,
+    hw: Hardware,
+    given: Mapping[str, object] | None = None,
+    *,
+    reserve: Fraction = DEFAULT_RESERVE,
+    min_context: int = 0,
+    evaluator: _Evaluator | None = None,
+) -> PlanResult:
+    """Memory, pipeline and serving figures of ``plan``; InputError (or InputError from a
+    layer) when the plan cannot run the model."""
+    ev = evaluator or _Evaluator(config, hw, given or {})
+    place = _Placement(config, plan, ev)
+    w = workload
+    replica = -(-w.concurrency // plan.dp)  # the busiest replica's requests
+    m = plan.microbatches or min(plan.pp, replica)
+    if m > replica:
+        raise InputError(f"microbatches={m} exceeds the {replica} requests of a replica")
+    micro = -(-replica // m)
+    v = plan.chunks
+    longest = max(w.prompt + w.output - 1, min_context)
+    steps = np.arange(w.prompt, w.prompt + w.output - 1, dtype=np.int64)
+    pre, dec, mem, one = [], [], [], []
+    for stage in place.stages:
+        pre.append(place.cost(stage, Phase.PREFILL, micro, w.prompt))
+        if len(steps):
+            dec.append(place.cost(stage, Phase.DECODE, micro, steps))
+        mem.append(place.cost(stage, Phase.DECODE, replica, longest))
+        one.append(place.cost(stage, Phase.DECODE, 1, longest))
+    act = _act_bytes(config, ev.given)
+    d = config.hidden_size
+    p2p_pre = math.ceil(micro * w.prompt * d * act)
+    p2p_dec = math.ceil(micro * d * act)
+    hops = v * plan.pp - 1
+    # prefill: the first microbatch's path, or m microbatches at the slowest stage's pace
+    t_pre = [c.wall for c in pre]
+    ttft = max(sum(t_pre), m * max(t_pre) + (plan.pp - 1) * max(t_pre) / v)
+    ttft += hops * _p2p_ms(p2p_pre, hw, ev.given)
+    if dec:
+        t_dec = np.array([np.broadcast_to(c.wall, steps.shape) for c in dec], dtype=float)
+        path = t_dec.sum(axis=0) + hops * _p2p_ms(p2p_dec, hw, ev.given)
+        cycle = np.maximum(path, m * t_dec.max(axis=0))
+        tpot = float(cycle.mean())
+    else:
+        tpot = 0.0
+    e2e = ttft + (w.output - 1) * tpot
+    tokens = w.concurrency * w.output / (e2e / 1e3)
+    busiest = max(
+        range(len(mem)),
+        key=lambda s: (
+            mem[s].weights + mem[s].kv_cache + max(mem[s].activations, pre[s].activations)
+        ),
+    )
+    capacity = None if hw.memory_capacity_gb is None else int(hw.memory_capacity_gb * 10**9)
+    peak_act = max(pre[busiest].activations, mem[busiest].activations)
+    memory = Memory(mem[busiest].weights, mem[busiest].kv_cache, peak_act, capacity, reserve)
+    fit = None
+    if memory.usable is not None:
+        per_stage = []
+        for s in range(len(mem)):
+            free = memory.usable - mem[s].weights - max(pre[s].activations, mem[s].activations)
+            per_stage.append(max(0, free) // one[s].kv_cache if one[s].kv_cache else 10**12)
+        fit = min(per_stage) * plan.dp
+    bottleneck = (
+        _bottleneck(dec, tpot, hops * _p2p_ms(p2p_dec, hw, ev.given)) if dec else "no decode steps"
+    )
+    in_flight = {"gpipe": m, "1f1b": min(m, plan.pp)}.get(
+        plan.schedule, min(m, plan.pp) * (1 + (plan.pp - 1) / (plan.pp * v))
+    )
+    pipeline = Pipeline(
+        plan.pp,
+        tuple(st.num_layers for st in place.stages),
+        plan.schedule,
+        m,
+        v,
+        micro,
+        (plan.pp - 1) / (v * m + plan.pp - 1),
+        float(in_flight),
+        p2p_pre if plan.pp > 1 else 0,
+        p2p_dec if plan.pp > 1 else 0,
+    )
+    serving = Serving(
+        ttft,
+        tpot,
+        e2e,
+        tokens,
+        tokens / plan.chips,
+        w.concurrency / (tpot / 1e3) if tpot else 0.0,
+        fit,
+        bottleneck,
+    )
+    notes = []
+    if config.tie_word_embeddings and plan.pp > 1:
+        notes.append(
+            "tied embeddings: the last stage holds its own copy of the matrix for the LM head"
+        )
+    if w.concurrency % plan.dp:
+        notes.append(
+            f"{w.concurrency} requests over dp={plan.dp}: the busiest replica serves {replica}"
+        )
+    return PlanResult(
+        plan,
+        {k: lay.name for k, lay in place.layouts.items()},
+        memory,
+        pipeline,
+        serving,
+        tuple(notes),
+    )
+
+
+def _bottleneck(dec: list[_StageCost], tpot: float, sends: float) -> str:
+    """What a decode cycle spends most of its time on, over every stage."""
+    compute = sum(float(np.mean(c.compute)) for c in dec)
+    load = sum(float(np.mean(c.load)) for c in dec)
+    comm = sum(float(np.mean(c.communication)) for c in dec) + sends
+    busy = sum(float(np.mean(c.wall)) for c in dec)
+    parts = {
+        "compute": compute,
+        "memory": load,
+        "communication": comm,
+        "pipeline wait": max(0.0, tpot - busy),
+    }
+    name = max(parts, key=lambda k: parts[k])
+    return f"{name} ({parts[name] / tpot:.0%} of TPOT)" if tpot else name
+
+
+# -- the planner ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What a plan must meet to be chosen (None: no limit)."""
+
+    max_tpot_ms: float | None = None
+    max_ttft_ms: float | None = None
+    min_context: int = 0
+
+
+OBJECTIVES = {
+    "throughput": ("tokens/s per chip", lambda r: -r.serving.tokens_per_s_per_chip),
+    "tpot": ("lowest TPOT", lambda r: r.serving.tpot_ms),
+    "ttft": ("lowest TTFT", lambda r: r.serving.ttft_ms),
+}
+
+
+@dataclass(frozen=True)
+class PlanSearch:
+    """Every plan for ``chips`` chips: how many were tried, why some were dropped, the
+    ones that fit, the Pareto front and the best per objective."""
+
+    config: ModelConfig
+    hardware: Hardware
+    workload: Workload
+    chips: int
+    limits: Limits
+    reserve: Fraction
+    tried: int
+    invalid: dict[str, int]  # reason -> plans
+    too_big: dict[str, int]  # reason -> plans
+    too_big_plans: dict[str, tuple[tuple[str, int], ...]]  # reason -> (plan, bytes per chip)
+    over_limits: dict[str, int]
+    results: tuple[PlanResult, ...]  # every plan that fits and meets the limits
+    front: tuple[PlanResult, ...]  # TPOT ascending, throughput per chip descending
+    best: dict[str, PlanResult]
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.config.name,
+            "hardware": self.hardware.name,
+            "chips": self.chips,
+            "workload": asdict(self.workload),
+            "limits": asdict(self.limits),
+            "reserve_fraction": float(self.reserve),
+            "tried": self.tried,
+            "invalid": self.invalid,
+            "do_not_fit": self.too_big,
+            "do_not_fit_plans": {
+                k: [{"plan": p, "bytes_per_chip": n} for p, n in v]
+                for k, v in self.too_big_plans.items()
+            },
+            "over_limits": self.over_limits,
+            "evaluated": len(self.results),
+            "front": [r.to_dict() for r in self.front],
+            "best": {k: r.to_dict() for k, r in self.best.items()},
+            "seconds": self.seconds,
+            "definitions": list(DEFINITIONS),
+        }
+
+
+def _divisors(n: int) -> list[int]:
+    return [k for k in range(1, n + 1) if n % k == 0]
+
+
+def candidates(config: ModelConfig, chips: int, *, interleaved: bool = False) -> Iterator[Plan]:
+    """Every plan whose degrees multiply to ``chips``: tp, cp, pp and dp; ep over the
+    divisors of tp × dp that divide the experts; each context-parallel layout when cp > 1."""
+    experts = _experts(config)
+    mla = any(b.mixer.layer == "mla" for b in config.blocks)
+    for tp in _divisors(chips):
+        for cp in _divisors(chips // tp):
+            if cp > 1 and mla:
+                continue  # MLA has no context-parallel layout: not a plan
+            for pp in _divisors(chips // (tp * cp)):
+                dp = chips // (tp * cp * pp)
+                eps = [e for e in _divisors(tp * dp) if experts and experts % e == 0] or [1]
+                layouts = list(CP_LAYOUTS.values()) if cp > 1 and tp == 1 else ["cp-kv-sharded"]
+                for ep in eps:
+                    for cp_layout in layouts:
+                        plan = Plan(tp, cp, ep, pp, dp, cp_layout)
+                        yield plan
+                        if interleaved and pp > 1:
+                            yield replace(plan, schedule="interleaved", chunks=2)
+
+
+def _experts(config: ModelConfig) -> int:
+    for block in config.blocks:
+        if block.channel.layer == "moe":
+            return int(block.channel.get("num_experts", 0))  # type: ignore[call-overload]
+    return 0
+
+
+def _reason(exc: Exception) -> str:
+    """A reason to group plans by: the message's first clause, each degree's value left
+    out (plans that fail alike, at any degree, count together)."""
+    text = str(exc).split("; ")[0]
+    return re.sub(r"\b(" + "|".join(_DEGREES.values()) + r")=\d+", r"\1", text)
+
+
+def pareto(results: list[PlanResult]) -> list[PlanResult]:
+    """The plans no other beats on both TPOT (lower) and tokens/s per chip (higher),
+    TPOT ascending."""
+    ordered = sorted(results, key=lambda r: (r.serving.tpot_ms, -r.serving.tokens_per_s_per_chip))
+    front: list[PlanResult] = []
+    for r in ordered:
+        if not front or r.serving.tokens_per_s_per_chip > front[-1].serving.tokens_per_s_per_chip:
+            front.append(r)
+    return front
+
+
+def search(
+    source: str | Path | Mapping[str, Any] | ModelConfig,
+    chips: int,
+    hardware: str | Hardware,
+    workload: Workload | None = None,
+    *,
+    limits: Limits | None = None,
+    reserve: Fraction = DEFAULT_RESERVE,
+    params: Mapping[str, object] | None = None,
+    interleaved: bool = False,
+) -> PlanSearch:
+    """Every plan for ``chips`` chips, evaluated; see PlanSearch."""
+    if isinstance(chips, bool) or not isinstance(chips, int) or not 1 <= chips <= 65536:
+        raise InputError(f"chips={chips!r}: give a whole number from 1 to 65,536")
+    start = time.perf_counter()
+    config = source if isinstance(source, ModelConfig) else load_config(source)
+    hw, given = plan_inputs(config, hardware, params or {})
+    workload = workload or Workload()
+    limits = limits or Limits()
+    ev = _Evaluator(config, hw, given)
+    invalid: dict[str, int] = {}
+    too_big: dict[str, int] = {}
+    big_plans: dict[str, list[tuple[str, int]]] = {}
+    over: dict[str, int] = {}
+    results: list[PlanResult] = []
+    tried = 0
+    for plan in candidates(config, chips, interleaved=interleaved):
+        tried += 1
+        try:
+            result = evaluate_plan(
+                config,
+                plan,
+                workload,
+                hw,
+                given,
+                reserve=reserve,
+                min_context=limits.min_context,
+                evaluator=ev,
+            )
+        except InputError as exc:
+            invalid[_reason(exc)] = invalid.get(_reason(exc), 0) + 1
+            continue
+        if result.memory.fits is False:
+            key = _too_big(result)
+            too_big[key] = too_big.get(key, 0) + 1
+            big_plans.setdefault(key, []).append((plan.label, result.memory.used))
+            continue
+        why = _over_limits(result, limits)
+        if why:
+            over[why] = over.get(why, 0) + 1
+            continue
+        results.append(result)
+    best = (
+        {name: min(results, key=rank) for name, (_, rank) in OBJECTIVES.items()} if results else {}
+    )
+    return PlanSearch(
+        config,
+        hw,
+        workload,
+        chips,
+        limits,
+        reserve,
+        tried,
+        invalid,
+        too_big,
+        {k: tuple(v) for k, v in big_plans.items()},
+        over,
+        tuple(results),
+        tuple(pareto(results)),
+        best,
+        time.perf_counter() - start,
+    )
+
+
+def _too_big(result: PlanResult) -> str:
+    m = result.memory
+    what = (
+        "weights alone exceed"
+        if m.weights > (m.usable or 0)
+        else "weights, KV cache and activations exceed"
+    )
+    return f"{what} the {m.usable / 1e9:.1f} GB usable per chip"  # type: ignore[operator]
+
+
+def _over_limits(result: PlanResult, limits: Limits) -> str:
+    s = result.serving
+    if limits.max_tpot_ms is not None and s.tpot_ms > limits.max_tpot_ms:
+        return f"TPOT above {limits.max_tpot_ms:g} ms"
+    if limits.max_ttft_ms is not None and s.ttft_ms > limits.max_ttft_ms:
+        return f"TTFT above {limits.max_ttft_ms:g} ms"
+    return ""
+
+
+def plan_inputs(
+    config: ModelConfig, hardware: str | Hardware, params: Mapping[str, object]
+) -> tuple[Hardware, dict[str, object]]:
+    """The hardware (a name or an entry, with any fields in ``params`` overriding it) and
+    the rest of ``params`` checked (see ``check_given``)."""
+    from .inputs import _hardware
+
+    fields = {k: v for k, v in params.items() if k in HARDWARE_BY_NAME}
+    if isinstance(hardware, Hardware):
+        known = {k: v for k, v in hardware.fields().items() if v is not None}
+        hw = hardware if not fields else _hardware(None, known | fields)
+    else:
+        hw = _hardware(hardware, fields)
+    assert hw is not None
+    rest = {k: v for k, v in params.items() if k not in HARDWARE_BY_NAME}
+    return hw, check_given(config, rest)
+
+
+def check_given(config: ModelConfig, params: Mapping[str, object]) -> dict[str, object]:
+    """The user's parameters for a plan: conventions and element types (the plan sets
+    the degrees, the workload the batch and lengths, the config the shapes)."""
+
+    taken = {"batch_size", "seq_len", "past_seq_len", "new_tokens", *(_DEGREES.values())}
+    clash = [k for k in params if k in taken]
+    if clash:
+        raise InputError(
+            f"{clash[0]} is set by the plan or the workload (--plan, --prompt, --output, "
+            "--concurrency); give it there"
+        )
+    fixed = [k for k in params if k in FROM_CONFIG]
+    if fixed:
+        raise InputError(f"{fixed[0]} comes from the model's config.json")
+    return _given(config, Phase.PREFILL, dict(params))
+
+
+@dataclass(frozen=True)
+class PlannedModel:
+    """One plan of one model, evaluated (``shardcost model --plan``)."""
+
+    config: ModelConfig
+    hardware: Hardware
+    workload: Workload
+    result: PlanResult
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.config.name,
+            "hardware": self.hardware.name,
+            "workload": asdict(self.workload),
+            **self.result.to_dict(),
+            "definitions": list(DEFINITIONS),
+        }
+
+
+def plan_model(
+    source: str | Path | Mapping[str, Any] | ModelConfig,
+    plan: Plan | str,
+    hardware: str | Hardware,
+    workload: Workload | None = None,
+    *,
+    reserve: Fraction = DEFAULT_RESERVE,
+    params: Mapping[str, object] | None = None,
+) -> PlannedModel:
+    """``plan`` (a Plan or ``"tp=8,pp=2"``) for the model in ``source``: memory per chip,
+    the pipeline and the serving figures of ``workload``; InputError when it cannot run."""
+    config = source if isinstance(source, ModelConfig) else load_config(source)
+    chosen = parse_plan(plan) if isinstance(plan, str) else plan
+    hw, given = plan_inputs(config, hardware, params or {})
+    workload = workload or Workload()
+    ev = _Evaluator(config, hw, given)
+    result = evaluate_plan(config, chosen, workload, hw, given, reserve=reserve, evaluator=ev)
+    unused = [k for k in given if k not in ev.read and k != "bytes_per_elem"]
+    if unused:
+        raise InputError(f"{unused[0]} is read by no component of the model under {chosen.label}")
+    return PlannedModel(config, hw, workload, result)
+
+
+def reserve_fraction(raw: object) -> Fraction:
+    """A runtime reserve from 0 to below 1; InputError otherwise."""
+    try:
+        value = Fraction(str(raw))
+    except (ValueError, ZeroDivisionError):
+        raise InputError(f"reserve={raw!r} is not a number (give a fraction such as 0.1)") from None
+    if not 0 <= value < 1:
+        raise InputError(f"reserve={raw!r}: give a fraction from 0 to below 1 (0.1 is 10 %)")
+    return value
