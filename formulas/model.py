@@ -274,16 +274,12 @@ class _Stack:
         key = (lay.layer, lay.name, part.params)
         if key in self._done:
             return self._done[key]
-        shared = {
-            HIDDEN_SIZE.name: self.config.hidden_size,
-            VOCAB_SIZE.name: self.config.vocab_size,
-        }
-        quantized = dict(self.config.weight_dtypes).get(lay.layer)
         # a parameter count is one element per weight, whatever the type stores
-        mine_given = dict(self.given) if user else {BYTES_PER_ELEM.name: 1}
-        if user and quantized is not None and "weight_dtype" not in mine_given:
-            mine_given["weight_dtype"] = quantized
-        candidates = shared | dict(part.params) | mine_given
+        candidates = (
+            part_params(self.config, lay.layer, part, self.given)
+            if user
+            else part_params(self.config, lay.layer, part, {BYTES_PER_ELEM.name: 1}, typed=False)
+        )
         mine = applicable_params(lay, self.phase, candidates)
         self.read |= set(mine)
         inputs = resolve_inputs(
@@ -370,6 +366,25 @@ class _Stack:
         return _vector_component(
             name, number, elements * b, kernels, like.chips, inputs.hardware, block
         )
+
+
+def part_params(
+    config: ModelConfig,
+    layer: str,
+    part: Part,
+    given: Mapping[str, object],
+    *,
+    typed: bool = True,
+) -> dict[str, object]:
+    """What a block's ``part`` of ``layer`` is evaluated with: the config's widths, the
+    part's own shapes, the user's ``given`` and (``typed``) the weight type a
+    quantization_config sets for the layer, unless given."""
+    out = {HIDDEN_SIZE.name: config.hidden_size, VOCAB_SIZE.name: config.vocab_size}
+    out |= dict(part.params) | dict(given)
+    quantized = dict(config.weight_dtypes).get(layer)
+    if typed and quantized is not None and "weight_dtype" not in given:
+        out["weight_dtype"] = quantized
+    return out
 
 
 def _per_chip(vector: Vector, tp: int, shape: Mapping[str, object]) -> int:

@@ -54,7 +54,7 @@ from .dtypes import compute_bytes
 from .families import Block, ModelConfig, Part, load_config
 from .hardware import FIELDS_BY_NAME as HARDWARE_BY_NAME
 from .hardware import NUMERIC_FIELDS, Hardware
-from .model import FROM_CONFIG, _given, _per_chip
+from .model import FROM_CONFIG, _given, _per_chip, part_params
 from .registry import Layout, Role, get_layer, get_layout
 
 CP_LAYOUTS = {
@@ -449,12 +449,7 @@ class _Evaluator:
     ) -> dict[str, Any]:
         """The nine metrics and four timings of ``lay`` for ``part`` with ``extra``
         (degrees, batch, lengths; an array of past lengths gives arrays)."""
-        shared = {"hidden_size": self.config.hidden_size, "vocab_size": self.config.vocab_size}
-        mine = dict(self.given)
-        quantized = dict(self.config.weight_dtypes).get(lay.layer)
-        if quantized is not None and "weight_dtype" not in mine:
-            mine["weight_dtype"] = quantized
-        candidates = shared | dict(part.params) | mine | dict(extra)
+        candidates = part_params(self.config, lay.layer, part, self.given) | dict(extra)
         conventions = set(lay.conventions_for(ph, timed=True))
         static = tuple(
             (k, CONVENTIONS_BY_NAME[k].parse(v))
