@@ -21,7 +21,9 @@ Serving figures for a workload of ``concurrency`` requests, each a prompt of S_i
 and S_out output tokens, split evenly over the data-parallel replicas (⌈C/dp⌉ each, the
 busiest), and within a replica into ``microbatches`` groups that flow through the stages:
 
-    TTFT  = Σ_s t_s + (v·pp − 1)·t_p2p + (v·m − 1)·max_s t_s / v      (prefill of a replica's batch)
+    TTFT  = max(Σ_s t_s, m·T + (pp − 1)·T/v) + (v·pp − 1)·t_p2p,  T = max_s t_s
+            (a replica's batch prefilled: the first microbatch's path through every
+            stage, or m microbatches at the slowest stage's pace plus the fill)
     TPOT  = mean over the S_out − 1 later tokens of one decode cycle,
             cycle = max(Σ_s t_s + (pp − 1)·t_p2p, m · max_s t_s)     (m microbatches in flight)
     E2E   = TTFT + (S_out − 1)·TPOT
@@ -972,12 +974,11 @@ def plan_inputs(
 def check_given(config: ModelConfig, params: Mapping[str, object]) -> dict[str, object]:
     """The user's parameters for a plan: conventions and element types (the plan sets
     the degrees, the workload the batch and lengths, the config the shapes)."""
-
     taken = {"batch_size", "seq_len", "past_seq_len", "new_tokens", *(_DEGREES.values())}
     clash = [k for k in params if k in taken]
     if clash:
         raise InputError(
-            f"{clash[0]} is set by the plan or the workload (--plan, --prompt, --output, "
+            f"{clash[0]} is set by the plan or the workload (--plan, --prompt, --output-tokens, "
             "--concurrency); give it there"
         )
     fixed = [k for k in params if k in FROM_CONFIG]

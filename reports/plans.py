@@ -5,7 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from shardcost.formulas.hardware import Hardware
-from shardcost.formulas.plan import GIB, PlannedModel, PlanResult, PlanSearch
+from shardcost.formulas.plan import (
+    DEFINITIONS,
+    GIB,
+    PlannedModel,
+    PlanResult,
+    PlanSearch,
+    Workload,
+)
 
 from .tables import Table, heading, item
 
@@ -63,10 +70,10 @@ def _counts(found: dict[str, int]) -> str:
     return "; ".join(f"{n}: {why}" for why, n in sorted(found.items(), key=lambda kv: -kv[1]))
 
 
-def _workload(w: object) -> str:
+def _workload(w: Workload) -> str:
     return (
-        f"{w.concurrency} request{'s' if w.concurrency != 1 else ''} of "  # type: ignore[attr-defined]
-        f"{w.prompt:,} prompt + {w.output:,} output tokens"  # type: ignore[attr-defined]
+        f"{w.concurrency} request{'s' if w.concurrency != 1 else ''} of "
+        f"{w.prompt:,} prompt + {w.output:,} output tokens"
     )
 
 
@@ -145,8 +152,6 @@ def search_text(
         lines += ["", heading(f"Every plan that fits ({len(ordered)})", fmt, 2), ""]
         lines.append(_table(ordered, fmt))
     lines += ["", heading("Definitions", fmt, 2), ""]
-    from shardcost.formulas.plan import DEFINITIONS
-
     lines += [item(d, fmt) for d in DEFINITIONS]
     return "\n".join(lines) + "\n"
 
@@ -222,8 +227,6 @@ def planned_text(planned: PlannedModel, fmt: str) -> str:
         "lr",
     )
     lines += [serving.render(fmt), ""]
-    from shardcost.formulas.plan import DEFINITIONS
-
     lines += [item(d, fmt) for d in DEFINITIONS]
     lines += [f"note: {n}" for n in r.notes]
     return "\n".join(lines) + "\n"
