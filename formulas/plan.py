@@ -618,6 +618,119 @@ def _p2p_ms(payload: int, hw: Hardware, given: Mapping[str, object]) -> float:
     )
 
 
+@dataclass(frozen=True)
+class _Batches:
+    """How a workload splits: the busiest replica's requests, microbatches, their size."""
+
+    replica: int
+    microbatches: int
+    micro: int
+
+    @classmethod
+    def of(cls, plan: Plan, workload: Workload) -> _Batches:
+        replica = -(-workload.concurrency // plan.dp)  # the busiest replica's requests
+        m = plan.microbatches or min(plan.pp, replica)
+        if m > replica:
+            raise InputError(f"microbatches={m} exceeds the {replica} requests of a replica")
+        return cls(replica, m, -(-replica // m))
+
+
+@dataclass(frozen=True)
+class _Costs:
+    """Each stage's sums: a prefill microbatch, a decode microbatch over the output's past
+    lengths, the replica's cache at the longest context, and one request's."""
+
+    prefill: list[_StageCost]
+    decode: list[_StageCost]
+    memory: list[_StageCost]
+    one: list[_StageCost]
+    steps: np.ndarray
+
+    def activations(self, s: int) -> int:
+        return max(self.prefill[s].activations, self.memory[s].activations)
+
+
+def _costs(place: _Placement, w: Workload, b: _Batches, longest: int) -> _Costs:
+    steps = np.arange(w.prompt, w.prompt + w.output - 1, dtype=np.int64)
+    found = _Costs([], [], [], [], steps)
+    for stage in place.stages:
+        found.prefill.append(place.cost(stage, Phase.PREFILL, b.micro, w.prompt))
+        if len(steps):
+            found.decode.append(place.cost(stage, Phase.DECODE, b.micro, steps))
+        found.memory.append(place.cost(stage, Phase.DECODE, b.replica, longest))
+        found.one.append(place.cost(stage, Phase.DECODE, 1, longest))
+    return found
+
+
+def _memory(costs: _Costs, hw: Hardware, reserve: Fraction, dp: int) -> tuple[Memory, int | None]:
+    """The busiest stage's memory, and the requests of this shape the cache can hold."""
+    mem = costs.memory
+    busiest = max(
+        range(len(mem)),
+        key=lambda s: mem[s].weights + mem[s].kv_cache + costs.activations(s),
+    )
+    capacity = None if hw.memory_capacity_gb is None else int(hw.memory_capacity_gb * 10**9)
+    memory = Memory(
+        mem[busiest].weights, mem[busiest].kv_cache, costs.activations(busiest), capacity, reserve
+    )
+    if memory.usable is None:
+        return memory, None
+    per_stage = []
+    for s in range(len(mem)):
+        free = memory.usable - mem[s].weights - costs.activations(s)
+        per_stage.append(max(0, free) // costs.one[s].kv_cache if costs.one[s].kv_cache else 10**12)
+    return memory, min(per_stage) * dp
+
+
+def _pipeline(plan: Plan, place: _Placement, b: _Batches, sends: tuple[int, int]) -> Pipeline:
+    """The pipeline's figures; stage-to-stage bytes only when there are stages."""
+    m, v, pp = b.microbatches, plan.chunks, plan.pp
+    in_flight = {"gpipe": m, "1f1b": min(m, pp)}.get(
+        plan.schedule, min(m, pp) * (1 + (pp - 1) / (pp * v))
+    )
+    return Pipeline(
+        pp,
+        tuple(st.num_layers for st in place.stages),
+        plan.schedule,
+        m,
+        v,
+        b.micro,
+        (pp - 1) / (v * m + pp - 1),
+        float(in_flight),
+        sends[0] if pp > 1 else 0,
+        sends[1] if pp > 1 else 0,
+    )
+
+
+def _serving(
+    plan: Plan,
+    w: Workload,
+    b: _Batches,
+    costs: _Costs,
+    sends_ms: tuple[float, float],
+    fit: int | None,
+) -> Serving:
+    """TTFT, TPOT and the rates (the module's docstring gives each formula)."""
+    m, v, pp = b.microbatches, plan.chunks, plan.pp
+    hops = v * pp - 1
+    t_pre = [c.wall for c in costs.prefill]
+    slowest = max(t_pre)
+    ttft = max(sum(t_pre), m * slowest + (pp - 1) * slowest / v) + hops * sends_ms[0]
+    tpot = 0.0
+    if costs.decode:
+        shape = costs.steps.shape
+        t_dec = np.array([np.broadcast_to(c.wall, shape) for c in costs.decode], dtype=float)
+        path = t_dec.sum(axis=0) + hops * sends_ms[1]
+        tpot = float(np.maximum(path, m * t_dec.max(axis=0)).mean())
+    e2e = ttft + (w.output - 1) * tpot
+    tokens = w.concurrency * w.output / (e2e / 1e3)
+    bottleneck = (
+        _bottleneck(costs.decode, tpot, hops * sends_ms[1]) if costs.decode else "no decode steps"
+    )
+    decode_rate = w.concurrency / (tpot / 1e3) if tpot else 0.0
+    return Serving(ttft, tpot, e2e, tokens, tokens / plan.chips, decode_rate, fit, bottleneck)
+
+
 def evaluate_plan(
     config: ModelConfig,
     plan: Plan,
@@ -629,88 +742,20 @@ def evaluate_plan(
     min_context: int = 0,
     evaluator: _Evaluator | None = None,
 ) -> PlanResult:
-    """Memory, pipeline and serving figures of ``plan``; InputError (or InputError from a
-    layer) when the plan cannot run the model."""
+    """Memory, pipeline and serving figures of ``plan``; InputError when the plan cannot
+    run the model (from the plan, or from a layer's validation)."""
     ev = evaluator or _Evaluator(config, hw, given or {})
     place = _Placement(config, plan, ev)
     w = workload
-    replica = -(-w.concurrency // plan.dp)  # the busiest replica's requests
-    m = plan.microbatches or min(plan.pp, replica)
-    if m > replica:
-        raise InputError(f"microbatches={m} exceeds the {replica} requests of a replica")
-    micro = -(-replica // m)
-    v = plan.chunks
-    longest = max(w.prompt + w.output - 1, min_context)
-    steps = np.arange(w.prompt, w.prompt + w.output - 1, dtype=np.int64)
-    pre, dec, mem, one = [], [], [], []
-    for stage in place.stages:
-        pre.append(place.cost(stage, Phase.PREFILL, micro, w.prompt))
-        if len(steps):
-            dec.append(place.cost(stage, Phase.DECODE, micro, steps))
-        mem.append(place.cost(stage, Phase.DECODE, replica, longest))
-        one.append(place.cost(stage, Phase.DECODE, 1, longest))
+    batches = _Batches.of(plan, w)
+    costs = _costs(place, w, batches, max(w.prompt + w.output - 1, min_context))
     act = _act_bytes(config, ev.given)
-    d = config.hidden_size
-    p2p_pre = math.ceil(micro * w.prompt * d * act)
-    p2p_dec = math.ceil(micro * d * act)
-    hops = v * plan.pp - 1
-    # prefill: the first microbatch's path, or m microbatches at the slowest stage's pace
-    t_pre = [c.wall for c in pre]
-    ttft = max(sum(t_pre), m * max(t_pre) + (plan.pp - 1) * max(t_pre) / v)
-    ttft += hops * _p2p_ms(p2p_pre, hw, ev.given)
-    if dec:
-        t_dec = np.array([np.broadcast_to(c.wall, steps.shape) for c in dec], dtype=float)
-        path = t_dec.sum(axis=0) + hops * _p2p_ms(p2p_dec, hw, ev.given)
-        cycle = np.maximum(path, m * t_dec.max(axis=0))
-        tpot = float(cycle.mean())
-    else:
-        tpot = 0.0
-    e2e = ttft + (w.output - 1) * tpot
-    tokens = w.concurrency * w.output / (e2e / 1e3)
-    busiest = max(
-        range(len(mem)),
-        key=lambda s: (
-            mem[s].weights + mem[s].kv_cache + max(mem[s].activations, pre[s].activations)
-        ),
+    sends = (
+        math.ceil(batches.micro * w.prompt * config.hidden_size * act),
+        math.ceil(batches.micro * config.hidden_size * act),
     )
-    capacity = None if hw.memory_capacity_gb is None else int(hw.memory_capacity_gb * 10**9)
-    peak_act = max(pre[busiest].activations, mem[busiest].activations)
-    memory = Memory(mem[busiest].weights, mem[busiest].kv_cache, peak_act, capacity, reserve)
-    fit = None
-    if memory.usable is not None:
-        per_stage = []
-        for s in range(len(mem)):
-            free = memory.usable - mem[s].weights - max(pre[s].activations, mem[s].activations)
-            per_stage.append(max(0, free) // one[s].kv_cache if one[s].kv_cache else 10**12)
-        fit = min(per_stage) * plan.dp
-    bottleneck = (
-        _bottleneck(dec, tpot, hops * _p2p_ms(p2p_dec, hw, ev.given)) if dec else "no decode steps"
-    )
-    in_flight = {"gpipe": m, "1f1b": min(m, plan.pp)}.get(
-        plan.schedule, min(m, plan.pp) * (1 + (plan.pp - 1) / (plan.pp * v))
-    )
-    pipeline = Pipeline(
-        plan.pp,
-        tuple(st.num_layers for st in place.stages),
-        plan.schedule,
-        m,
-        v,
-        micro,
-        (plan.pp - 1) / (v * m + plan.pp - 1),
-        float(in_flight),
-        p2p_pre if plan.pp > 1 else 0,
-        p2p_dec if plan.pp > 1 else 0,
-    )
-    serving = Serving(
-        ttft,
-        tpot,
-        e2e,
-        tokens,
-        tokens / plan.chips,
-        w.concurrency / (tpot / 1e3) if tpot else 0.0,
-        fit,
-        bottleneck,
-    )
+    sends_ms = (_p2p_ms(sends[0], hw, ev.given), _p2p_ms(sends[1], hw, ev.given))
+    memory, fit = _memory(costs, hw, reserve, plan.dp)
     notes = []
     if config.tie_word_embeddings and plan.pp > 1:
         notes.append(
@@ -718,14 +763,15 @@ def evaluate_plan(
         )
     if w.concurrency % plan.dp:
         notes.append(
-            f"{w.concurrency} requests over dp={plan.dp}: the busiest replica serves {replica}"
+            f"{w.concurrency} requests over dp={plan.dp}: the busiest replica serves "
+            f"{batches.replica}"
         )
     return PlanResult(
         plan,
         {k: lay.name for k, lay in place.layouts.items()},
         memory,
-        pipeline,
-        serving,
+        _pipeline(plan, place, batches, sends),
+        _serving(plan, w, batches, costs, sends_ms, fit),
         tuple(notes),
     )
 
