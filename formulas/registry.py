@@ -162,6 +162,7 @@ class Role(StrEnum):
     CHANNEL_MIXER = "channel mixer"  # mixes features per position: the FFN
     EMBEDDING = "embedding"  # token ids in
     HEAD = "head"  # logits out
+    KERNEL = "kernel"  # a kernel alone, as benchmarks time it: in no model
 
 
 # A layer's own invariants: given a layout, a phase, conventions and the layout's cost

@@ -454,10 +454,26 @@ def _context_shard(t: Trace, phase: Phase, conv: Conventions, *, keys_sharded: b
     return Shard(tokens=full.tokens, queries=T, keys=keys, cached=cached)
 
 
+def attention_products(t: Trace, shard: Shard) -> list[sympy.Symbol]:
+    """The scores Q·Kᵀ and P·V of the heads ``shard`` attends: every query with every
+    key, or (``shard.pairs``) one dh-long dot product and one dh-wide weighted sum per
+    pair attended."""
+    attended, _ = shard.attended
+    if shard.pairs is None:
+        return [
+            SCORES(t, bmm_flops(B * attended, shard.queries, dh, shard.keys)),
+            APPLY_V(t, bmm_flops(B * attended, shard.queries, shard.keys, dh)),
+        ]
+    each = "for each of the B·h·P pairs attended"
+    return [
+        SCORES(t, bmm_flops(B * attended, shard.pairs, dh, 1), note=f"q·k {each}"),
+        APPLY_V(t, bmm_flops(B * attended, shard.pairs, 1, dh), note=f"p·v {each}"),
+    ]
+
+
 def _flops(t: Trace, phase: Phase, conv: Conventions, shard: Shard) -> sympy.Symbol:
     """The projections this step computes, the scores and P·V, and their sum."""
     tokens, heads, kv_heads = shard.tokens, shard.heads, shard.kv_heads
-    attended, _ = shard.attended
     counted = _projections(phase, conv)
     flops = []
     if "q" in counted:
@@ -465,13 +481,7 @@ def _flops(t: Trace, phase: Phase, conv: Conventions, shard: Shard) -> sympy.Sym
     if "k" in counted:
         flops.append(K_PROJ(t, matmul_flops(tokens, d, kv_heads * dh)))
         flops.append(V_PROJ(t, matmul_flops(tokens, d, kv_heads * dh)))
-    if shard.pairs is None:
-        flops.append(SCORES(t, bmm_flops(B * attended, shard.queries, dh, shard.keys)))
-        flops.append(APPLY_V(t, bmm_flops(B * attended, shard.queries, shard.keys, dh)))
-    else:  # one dh-long dot product, and one dh-wide weighted sum, per pair attended
-        each = "for each of the B·h·P pairs attended"
-        flops.append(SCORES(t, bmm_flops(B * attended, shard.pairs, dh, 1), note=f"q·k {each}"))
-        flops.append(APPLY_V(t, bmm_flops(B * attended, shard.pairs, 1, dh), note=f"p·v {each}"))
+    flops += attention_products(t, shard)
     flops.append(O_PROJ(t, matmul_flops(tokens, heads * dh, d)))
     note = "" if counted == "qkvo" else f"decode_projections={counted}"
     return FLOPS(t, sympy.Add(*flops), note=note)
@@ -509,6 +519,17 @@ def _activations(t: Trace, phase: Phase, conv: Conventions, shard: Shard) -> sym
     return ACTIVATIONS(t, sympy.Add(*acts))
 
 
+def kv_cache(t: Trace, conv: Conventions, shard: Shard) -> sympy.Symbol:
+    """K and V of the positions ``shard`` caches, for the KV heads it attends; under a
+    window per position, which the checks of the layouts that move K/V read."""
+    _, kv_heads = shard.attended
+    kv_bytes = element_bytes(conv, "kv_cache")
+    if _cache_limit(conv) is None:
+        return KV_BYTES(t, 2 * tensor_bytes(B, shard.cached, kv_heads, dh, bytes_per_elem=kv_bytes))
+    position = KV_POSITION(t, 2 * tensor_bytes(kv_heads, dh, bytes_per_elem=kv_bytes))
+    return KV_BYTES(t, B * shard.cached * position)
+
+
 def _attention_cost(
     t: Trace,
     phase: Phase,
@@ -523,13 +544,7 @@ def _attention_cost(
     flops = _flops(t, phase, conv, shard)
     weights = _weights(t, conv, shard)
     activations = _activations(t, phase, conv, shard)
-    _, kv_heads = shard.attended
-    kv_bytes = element_bytes(conv, "kv_cache")
-    if _cache_limit(conv) is None:
-        kv = KV_BYTES(t, 2 * tensor_bytes(B, shard.cached, kv_heads, dh, bytes_per_elem=kv_bytes))
-    else:  # per position, which the checks of the layouts that move K/V read
-        position = KV_POSITION(t, 2 * tensor_bytes(kv_heads, dh, bytes_per_elem=kv_bytes))
-        kv = KV_BYTES(t, B * shard.cached * position)
+    kv = kv_cache(t, conv, shard)
     collectives = [spec(t, group, payload) for spec, group, payload in comms]
     return finish(
         t,
