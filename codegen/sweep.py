@@ -26,7 +26,7 @@ from shardcost.formulas import TIMINGS, Layout, Phase
 from shardcost.formulas.conventions import BY_NAME as CONVENTIONS_BY_NAME
 from shardcost.formulas.conventions import parse_bool
 from shardcost.formulas.hardware import FIELDS as HARDWARE_FIELDS
-from shardcost.formulas.hardware import SUPPORTS_OVERLAP, hardware
+from shardcost.formulas.hardware import SUPPORTS_OVERLAP, hardware, kernel_class
 from shardcost.formulas.hardware import number as parse_number
 from shardcost.formulas.inputs import check_keys, parse_count
 from shardcost.symbolic import METRICS, Product
@@ -118,7 +118,7 @@ def sweep(
             f"{stray[0]} is not a parameter of {layout.layer} layout {layout.name!r} in "
             f"{paths.phase}; parameters: {', '.join([*inputs, *switches])}"
         )
-    fixed = _fixed(inputs, values, hardware_name)
+    fixed = _fixed(inputs, values, hardware_name, layout.layer)
     swept = [n for n in inputs if len(values.get(n, ())) > 1]
     sizes = [len(values[n]) for n in swept]
     per_combo = math.prod(sizes)  # Python ints: the count never wraps
@@ -201,10 +201,12 @@ def _switches(
 
 
 def _fixed(
-    inputs: list[str], values: Mapping[str, list[Any]], hardware_name: str | None
+    inputs: list[str], values: Mapping[str, list[Any]], hardware_name: str | None, layer: str
 ) -> dict[str, Any]:
-    """Inputs given once, hardware from the catalog, None where a default applies."""
-    catalog = hardware(hardware_name).fields() if hardware_name else {}
+    """Inputs given once, hardware from the catalog (as ``layer``'s kernel class sees
+    it), None where a default applies."""
+    chip = hardware(hardware_name).for_class(kernel_class(layer)) if hardware_name else None
+    catalog = chip.fields() if chip is not None else {}
     fixed: dict[str, Any] = {}
     for name in inputs:
         if name in values and len(values[name]) == 1:

@@ -84,6 +84,15 @@ KERNEL_OVERHEAD = _field(
     "µs",
     may_be_zero=True,
 )
+FIXED_LATENCY = _field(
+    "fixed_latency_us",
+    "t_f",
+    r"t_{f}",
+    "fixed time per layer pass, added to its roofline time (launch, synchronisation, a "
+    "small kernel's ramp); a class's own latency adds to it",
+    "µs",
+    may_be_zero=True,
+)
 SUPPORTS_OVERLAP = HardwareField(
     "supports_overlap", None, "", "communication overlaps compute and loads", "boolean"
 )
@@ -129,7 +138,62 @@ NUMERIC_FIELDS: tuple[HardwareField, ...] = (
     MEMORY_EFFICIENCY,
     LINK_EFFICIENCY,
     KERNEL_OVERHEAD,
+    FIXED_LATENCY,
 )
+
+# Kernel classes: each layer's kernels take its class's achieved fractions (multiplying
+# the chip-wide ones) and fixed latency (adding to fixed_latency_us). A layer not named
+# here runs matrix products: gemm.
+KERNEL_CLASSES = ("gemm", "attention")
+LAYER_CLASSES = {"attention": "attention", "mla": "attention", "attention_core": "attention"}
+
+
+def kernel_class(layer: str) -> str:
+    """The kernel class whose figures time ``layer``."""
+    return LAYER_CLASSES.get(layer, "gemm")
+
+
+def _class_fields() -> tuple[HardwareField, ...]:
+    out = []
+    for name in KERNEL_CLASSES:
+        out += [
+            HardwareField(
+                f"{name}_compute_efficiency",
+                None,
+                "",
+                f"achieved fraction of peak compute in {name} kernels (times compute_efficiency)",
+                "fraction",
+            ),
+            HardwareField(
+                f"{name}_memory_efficiency",
+                None,
+                "",
+                f"achieved fraction of memory bandwidth in {name} kernels (times "
+                "memory_efficiency)",
+                "fraction",
+            ),
+            HardwareField(
+                f"{name}_latency_us",
+                None,
+                "",
+                f"fixed time per pass of a {name} layer (adds to fixed_latency_us)",
+                "µs",
+            ),
+        ]
+    for memory in ("pinned", "pageable"):
+        out.append(
+            HardwareField(
+                f"{memory}_latency_us",
+                None,
+                "",
+                f"fixed time of one host-to-device copy from {memory} host memory",
+                "µs",
+            )
+        )
+    return tuple(out)
+
+
+CLASS_FIELDS = _class_fields()
 FIELDS: tuple[HardwareField, ...] = (
     *NUMERIC_FIELDS,
     SUPPORTS_OVERLAP,
@@ -138,6 +202,7 @@ FIELDS: tuple[HardwareField, ...] = (
     HOST_LINK_BANDWIDTH,
     PINNED_EFFICIENCY,
     PAGEABLE_EFFICIENCY,
+    *CLASS_FIELDS,
 )
 FIELDS_BY_NAME: dict[str, HardwareField] = {f.name: f for f in FIELDS}
 FRACTIONS = (
@@ -146,6 +211,7 @@ FRACTIONS = (
     "link_efficiency",
     "pinned_efficiency",
     "pageable_efficiency",
+    *(f"{c}_{kind}_efficiency" for c in KERNEL_CLASSES for kind in ("compute", "memory")),
 )
 
 
@@ -162,6 +228,7 @@ class Hardware:
     memory_efficiency: Fraction = Fraction(1)
     link_efficiency: Fraction = Fraction(1)
     kernel_overhead_us: Fraction = Fraction(0)
+    fixed_latency_us: Fraction = Fraction(0)
     supports_overlap: bool = False
     peak_tflops_fp8: Fraction | None = None
     memory_capacity_gb: Fraction | None = None
@@ -170,6 +237,15 @@ class Hardware:
     # by the driver through a pinned bounce buffer, assumed to halve the rate.
     pinned_efficiency: Fraction = Fraction(1)
     pageable_efficiency: Fraction = Fraction(1, 2)
+    # Fitted per kernel class (shardcost calibrate); the defaults change nothing.
+    gemm_compute_efficiency: Fraction = Fraction(1)
+    gemm_memory_efficiency: Fraction = Fraction(1)
+    gemm_latency_us: Fraction = Fraction(0)
+    attention_compute_efficiency: Fraction = Fraction(1)
+    attention_memory_efficiency: Fraction = Fraction(1)
+    attention_latency_us: Fraction = Fraction(0)
+    pinned_latency_us: Fraction = Fraction(0)
+    pageable_latency_us: Fraction = Fraction(0)
     description: str = ""
     source: str = ""
 
@@ -186,6 +262,32 @@ class Hardware:
         out[PEAK_TFLOPS.symbol] = self.peak_for(bytes_per_elem)
         return out
 
+    def for_class(self, kernel: str) -> Hardware:
+        """The chip as a ``kernel``-class layer sees it: the class's achieved fractions
+        times the chip-wide ones, its latency added to fixed_latency_us."""
+        if kernel not in KERNEL_CLASSES:
+            return self
+        # every class's own figures folded in and set back to neutral: applying it twice
+        # changes nothing
+        neutral = {
+            f"{c}_{x}_efficiency": Fraction(1)
+            for c in KERNEL_CLASSES
+            for x in ("compute", "memory")
+        }
+        neutral |= {f"{c}_latency_us": Fraction(0) for c in KERNEL_CLASSES}
+        return replace(
+            self,
+            compute_efficiency=self.compute_efficiency
+            * getattr(self, f"{kernel}_compute_efficiency"),
+            memory_efficiency=self.memory_efficiency * getattr(self, f"{kernel}_memory_efficiency"),
+            fixed_latency_us=self.fixed_latency_us + getattr(self, f"{kernel}_latency_us"),
+            **neutral,
+        )
+
+    def copy_latency_us(self, memory: str) -> Fraction:
+        """The fixed time of one host copy from ``memory`` (pinned or pageable)."""
+        return self.pinned_latency_us if memory == "pinned" else self.pageable_latency_us
+
     def fields(self) -> dict[str, Fraction | bool | None]:
         """Every field by name, in FIELDS order."""
         return {f.name: getattr(self, f.name) for f in FIELDS}
@@ -200,7 +302,14 @@ DEFAULTS: dict[str, Fraction | bool | None] = {
     for f in dataclass_fields(Hardware)
     if f.name in FIELDS_BY_NAME and f.name not in REQUIRED
 }
-ZERO_ALLOWED = ("interconnect_latency_us", "kernel_overhead_us")  # the rest must be > 0
+ZERO_ALLOWED = (  # the rest must be > 0
+    "interconnect_latency_us",
+    "kernel_overhead_us",
+    "fixed_latency_us",
+    *(f"{c}_latency_us" for c in KERNEL_CLASSES),
+    "pinned_latency_us",
+    "pageable_latency_us",
+)
 
 
 def number(key: str, raw: object, *, allow_zero: bool | None = None) -> Fraction:

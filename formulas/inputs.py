@@ -40,7 +40,7 @@ from .dtypes import compute_bytes
 from .hardware import (
     FIELDS_BY_NAME as HARDWARE_BY_NAME,
 )
-from .hardware import REQUIRED, Hardware, build
+from .hardware import REQUIRED, Hardware, build, kernel_class
 from .hardware import (
     hardware as catalog_hardware,
 )
@@ -254,6 +254,8 @@ def resolve_inputs(
     check_keys(params)
 
     hw = _hardware(hardware, params)
+    if hw is not None:  # the layer's kernel class's fitted figures folded in
+        hw = hw.for_class(kernel_class(chosen.layer))
     conventions = choose_conventions(chosen, ph, params, timed=hw is not None)
     cost = chosen.cost(ph, conventions)
     dims = _dimensions(chosen, ph, cost, params, decoupled_heads)

@@ -30,7 +30,7 @@ from .conventions import TIMING_CONVENTIONS, Phase
 from .dtypes import compute_bytes
 from .evaluate import Result, evaluate
 from .hardware import FIELDS_BY_NAME as HARDWARE_FIELDS
-from .hardware import Hardware
+from .hardware import Hardware, kernel_class
 from .inputs import Inputs, applicable_params, resolve_inputs
 from .model import ModelConfig, ModelResult, load_config, model_metrics
 from .registry import Role, get_layer
@@ -152,7 +152,9 @@ def kv_tier(
     efficiency = hw.pinned_efficiency if host_memory == "pinned" else hw.pageable_efficiency
     host = hw.host_link_bandwidth_gb_s * efficiency
     mixers, lengths = _past_lengths(decode)
-    requests = tuple(_request(mixers, n, hw, host, pace) for n in dict.fromkeys(lengths))
+    requests = tuple(
+        _request(mixers, n, hw, host, host_memory, pace) for n in dict.fromkeys(lengths)
+    )
     seq_len = int(prefill.params["seq_len"])
     return KVTier(
         config,
@@ -224,7 +226,12 @@ def _past_lengths(decode: ModelResult) -> tuple[list[tuple[Inputs, int]], tuple[
 
 
 def _request(
-    mixers: list[tuple[Inputs, int]], past: int, hw: Hardware, host: Fraction, pace: _Pace
+    mixers: list[tuple[Inputs, int]],
+    past: int,
+    hw: Hardware,
+    host: Fraction,
+    memory: str,
+    pace: _Pace,
 ) -> RequestTransfer:
     """One request's cache over a host link of ``host`` GB/s, against ``pace``: the
     layer with the largest cache is the one whose copy must hide."""
@@ -232,8 +239,10 @@ def _request(
     total = sum(r.metrics.kv_cache_per_chip * n for r, n in alone)
     largest = max((r for r, _ in alone), key=lambda r: r.metrics.kv_cache_per_chip)
     kv = largest.metrics.kv_cache_per_chip
-    x_layer = Fraction(kv) / (host * 10**6)  # GB/s to bytes per ms
-    x_total = Fraction(total) / (host * 10**6)
+    latency = hw.copy_latency_us(memory) / 1000  # one copy per layer, each with its latency
+    layers = sum(n for _, n in alone)
+    x_layer = latency + Fraction(kv) / (host * 10**6)  # GB/s to bytes per ms
+    x_total = layers * latency + Fraction(total) / (host * 10**6)
     attend = _attention_ms(largest, hw)
     return RequestTransfer(
         past_seq_len=past,
@@ -258,12 +267,14 @@ def _attention_ms(alone: Result, hw: Hardware) -> Fraction:
         for key in ("scores", "apply_v")
         if key in {s.key for s in alone.derivation.steps}
     )
+    hw = hw.for_class(kernel_class(alone.inputs.layout.layer))  # its fitted figures
     peak = hw.peak_for(compute_bytes(alone.inputs.conventions, alone.inputs.dims["bytes_per_elem"]))
-    return max(
+    roofline = max(
         Fraction(core) / (peak * hw.compute_efficiency * 10**9),
         Fraction(alone.metrics.kv_cache_per_chip)
         / (hw.memory_bandwidth_gb_s * hw.memory_efficiency * 10**6),
     )
+    return roofline + hw.fixed_latency_us / 1000
 
 
 def _one_request(inputs: Inputs, past: int) -> Result:

@@ -210,7 +210,8 @@ def model_metrics(
             f"{layout!r} in {ph}"
         )
     first = stack.results[0]
-    hw = first.inputs.hardware
+    # the chip as given, before a layer's kernel class folds its fitted figures in
+    hw = _chip(hardware, given) if first.inputs.hardware is not None else None
     per_layer = _sum_metrics(
         [(c.metrics, 1) for c in components if c.block == 0 and c.name != "final_norm"]
     )
@@ -366,6 +367,12 @@ class _Stack:
         return _vector_component(
             name, number, elements * b, kernels, like.chips, inputs.hardware, block
         )
+
+
+def _chip(name: str | None, given: Mapping[str, object]) -> Hardware | None:
+    from .inputs import _hardware
+
+    return _hardware(name, {k: v for k, v in given.items() if k in HARDWARE_BY_NAME})
 
 
 def part_params(

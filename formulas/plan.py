@@ -55,7 +55,7 @@ from .conventions import Phase
 from .dtypes import compute_bytes
 from .families import Block, ModelConfig, Part, load_config
 from .hardware import FIELDS_BY_NAME as HARDWARE_BY_NAME
-from .hardware import NUMERIC_FIELDS, Hardware
+from .hardware import NUMERIC_FIELDS, Hardware, kernel_class
 from .model import FROM_CONFIG, _given, _per_chip, part_params
 from .registry import Layout, Role, get_layer, get_layout
 
@@ -440,11 +440,14 @@ class _Evaluator:
         self.config, self.hw = config, hw
         self.given = dict(given)
         self.calls: dict[tuple, dict[str, Any]] = {}
-        self.hardware_kwargs: dict[str, Any] = {
-            f.name: float(getattr(hw, f.name)) for f in NUMERIC_FIELDS
-        }
-        self.hardware_kwargs["supports_overlap"] = hw.supports_overlap
         self.read: set[str] = set()
+
+    def hardware_kwargs(self, layer: str) -> dict[str, Any]:
+        """The hardware fields a compiled call takes, as ``layer``'s kernel class sees
+        the chip (its fitted figures folded in)."""
+        hw = self.hw.for_class(kernel_class(layer))
+        out: dict[str, Any] = {f.name: float(getattr(hw, f.name)) for f in NUMERIC_FIELDS}
+        return out | {"supports_overlap": hw.supports_overlap}
 
     def __call__(
         self, lay: Layout, part: Part, ph: Phase, extra: Mapping[str, object]
@@ -473,7 +476,7 @@ class _Evaluator:
             return found
         b = params.get("bytes_per_elem", self.config.bytes_per_elem)
         peak = self.hw.peak_for(compute_bytes(_Conv(dict(static)), b))  # type: ignore[arg-type]
-        kwargs = params | self.hardware_kwargs | {"peak_tflops": float(peak)}
+        kwargs = params | self.hardware_kwargs(lay.layer) | {"peak_tflops": float(peak)}
         out = _compiled(lay, ph, static, pinned)(**(kwargs | dict(pinned)))
         self.calls[key] = out
         return out

@@ -2,7 +2,7 @@
 
 compute      = F / (P · η_c · 10^12) · 10^3 + kernels · t_k / 10^3       ms
 load         = (W [+ KV in decode]) / (BW_mem · η_m · 10^9) · 10^3
-busy         = max(compute, load)
+busy         = max(compute, load) + t_f / 10^3       (t_f: a fixed latency per layer pass)
 
 Communication, by ``collective_bytes``:
 
@@ -35,7 +35,9 @@ ASSUMPTIONS = (
     "Decimal units: 1 TFLOP/s = 10^12 FLOP/s, 1 GB/s = 10^9 B/s.",
     "Prefill loads the weights (the KV cache it writes overlaps compute); decode also reads "
     "the whole KV cache.",
-    "Memory loads overlap compute: the busy time is max(compute, load).",
+    "Memory loads overlap compute: the busy time is max(compute, load), plus a fixed "
+    "latency per layer pass (fixed_latency_us and the layer's kernel class's, 0 unless "
+    "fitted).",
     "A collective over a group of one chip costs nothing; a point-to-point pass (send-recv) "
     "over p chips takes p − 1 hops, one latency each, whatever the algorithm.",
     "A collective's overlap class is the parallel degree its group runs over: tensor, "
@@ -57,7 +59,7 @@ TIMINGS = ("compute_time_ms", "load_time_ms", "communication_time_ms", "wall_clo
 
 # The hardware fields, in NUMERIC_FIELDS' order: peak TFLOP/s, memory and link GB/s,
 # link latency (µs), the three efficiencies, kernel overhead (µs).
-_P, _BW, _BW_IC, _L, _ETA_C, _ETA_M, _ETA_L, _T_K = (f.symbol for f in NUMERIC_FIELDS)
+_P, _BW, _BW_IC, _L, _ETA_C, _ETA_M, _ETA_L, _T_K, _T_F = (f.symbol for f in NUMERIC_FIELDS)
 
 # Steps, declared once: key, words, section, unit, symbol, LaTeX, note.
 _T = Section.TIMING
@@ -153,6 +155,16 @@ EXPOSED = StepSpec(
     "t_exposed",
     r"t_{\mathrm{exposed}}",
     "the collectives whose class is exposed: they follow the busy time",
+)
+FIXED = StepSpec(
+    "fixed_latency",
+    "fixed latency",
+    _T,
+    "ms",
+    "t_fixed",
+    r"t_{\mathrm{fixed}}",
+    "µs to ms: a layer pass's fixed time (its kernel class's, fitted by shardcost calibrate), "
+    "after the roofline max",
 )
 WALL = StepSpec("wall_clock_time", "wall-clock time", _T, "ms", "t_wall", r"t_{\mathrm{wall}}")
 _WALL = {
@@ -286,7 +298,8 @@ def timing_model(
     intensity = _intensity(t, cost, phase)
     compute = _compute(t, cost)
     load = _load(t, cost, phase)
-    busy = sympy.Max(compute, load)
+    fixed = FIXED(t, _T_F / 10**3)
+    busy = sympy.Max(compute, load) + fixed
     hides = [overlap and hidden(c.group, conv, c.kind) for c in cost.collectives]
     if BytesMode(conv.collective_bytes) is BytesMode.PAYLOAD:
         block = _payload(t, cost)
