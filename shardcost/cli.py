@@ -420,6 +420,39 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from shardcost.formulas.calibration import calibrate, hardware_toml
+    from shardcost.reports.validation import calibration_text, write_calibration_plot
+
+    if args.output.suffix != ".toml":
+        raise InputError(f"-o {args.output}: the fitted hardware is a .toml file")
+    if args.plot is not None and args.plot.suffix != ".svg":
+        raise InputError(f"--plot {args.plot}: the plot is an .svg file")
+    fitted = calibrate(
+        args.measurements,
+        args.hardware,
+        folds=args.folds,
+        hold_out_half=args.hold_out_half,
+        name=args.name,
+    )
+    _output(args, hardware_toml(fitted.fitted))
+    if args.plot is not None:
+        write_calibration_plot(fitted, args.plot)
+        print(f"wrote {args.plot}", file=sys.stderr)
+    if args.format == "json":
+        _emit(_json(fitted.to_dict() | {"written": str(args.output)}))
+    else:
+        _emit(calibration_text(fitted, args.format, written=str(args.output)))
+    return 0
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from shardcost.formulas.measurements import validate
+    from shardcost.reports.validation import validation_text
+
+    return _output_result(args, validate(args.measurements, args.hardware), validation_text)
+
+
 def _cmd_kv_tier(args: argparse.Namespace) -> int:
     from shardcost.formulas.kv_tier import kv_tier
     from shardcost.reports.tables import kv_tier_text
@@ -882,6 +915,64 @@ def _parser() -> _Parser:
     )
     p.add_argument("assignments", nargs="*", metavar="KEY=VALUE")
     p.set_defaults(run=_cmd_plan)
+
+    p = sub.add_parser(
+        "calibrate",
+        help="fit the timing model to measured times; write the fitted hardware TOML",
+        formatter_class=formatter,
+        description="Fit, per kernel class (gemm and attention layers, pinned and pageable "
+        "host copies), an achieved compute fraction, bandwidth fraction and fixed latency to "
+        "a measurements CSV (see validate), write the base hardware with the fitted figures "
+        "as FITTED.toml (usable as --hardware FITTED.toml everywhere), and print the "
+        "coefficients and the relative errors before, in the fit and under k-fold "
+        "cross-validation.",
+    )
+    p.add_argument("measurements", type=Path, metavar="MEASUREMENTS.csv")
+    p.add_argument(
+        "--hardware",
+        metavar="NAME",
+        required=True,
+        help=f"the base: {' | '.join(CATALOG)} or FILE.toml",
+    )
+    p.add_argument("-o", "--output", type=Path, required=True, metavar="FITTED.toml")
+    p.add_argument(
+        "--folds",
+        type=_positive_int,
+        default=5,
+        metavar="K",
+        help="cross-validation folds (default: %(default)s)",
+    )
+    p.add_argument(
+        "--hold-out-half",
+        action="store_true",
+        help="fit on every other row of each class, report the error on the rest",
+    )
+    p.add_argument("--name", metavar="NAME", help="the fitted entry's name (default: BASE-fitted)")
+    p.add_argument(
+        "--plot", type=Path, metavar="FILE.svg", help="predicted against measured, before and after"
+    )
+    p.add_argument("--format", choices=_FORMATS, default="table")
+    p.set_defaults(run=_cmd_calibrate)
+
+    p = sub.add_parser(
+        "validate",
+        help="measured times against the model's predictions: per row, per class, worst",
+        formatter_class=formatter,
+        description="Each row of a measurements CSV (columns layer, layout, phase, any "
+        "KEY, measured_us; layer=host_copy with bytes and host_memory for a host-to-device "
+        "copy) predicted on the hardware and compared: the error per row, the mean and "
+        "largest absolute error per kernel class and overall, and the worst rows.",
+    )
+    p.add_argument("measurements", type=Path, metavar="MEASUREMENTS.csv")
+    p.add_argument(
+        "--hardware",
+        metavar="NAME",
+        required=True,
+        help=f"{' | '.join(CATALOG)} or FILE.toml (a fitted one, for instance)",
+    )
+    p.add_argument("--format", choices=_FORMATS, default="table")
+    _add_output_file(p)
+    p.set_defaults(run=_cmd_validate)
 
     p = keyed(
         "kv-tier",
