@@ -4,11 +4,13 @@ Per kernel class the model of one measured row is
 
     layer rows (gemm, attention):  t = L + max(c₀ / η_c, l₀ / η_m) + comm₀
     host copies (pinned, pageable): t = L + bytes / (host link · η)
+    collectives:                    t = steps · L + wire bytes / (interconnect · η)
 
 where c₀, l₀ and comm₀ are the row's compute, load and communication times on the base
 hardware (``shardcost metrics``' figures at that chip's own efficiencies), and the
 fitted coefficients are the class's achieved fractions η_c, η_m (of what the base chip
-achieves) and its fixed latency L. A copy is linear in (L, 1/η): non-negative least
+achieves) and its fixed latency L (a collective's: per latency step, and its η the
+link_efficiency). A copy or a collective is linear in (L, 1/η): non-negative least
 squares on relative errors (SciPy's ``nnls``). A layer row is not, because of the max:
 a bounded least-squares fit of the relative errors (SciPy's ``least_squares``, fractions
 in [0.001, 1], latency ≥ 0) from three starting points, the best kept.
@@ -36,7 +38,14 @@ from .evaluate import evaluate
 from .hardware import FIELDS, KERNEL_CLASSES, Hardware, kernel_class
 from .hardware import hardware as hardware_entry
 from .inputs import resolve_inputs
-from .measurements import HOST_COPY, Measurement, host_copy_us, read_measurements
+from .measurements import (
+    COLLECTIVE,
+    HOST_COPY,
+    Measurement,
+    collective_us,
+    host_copy_us,
+    read_measurements,
+)
 
 MIN_ROWS = {"layer": 3, "copy": 2}
 
@@ -52,11 +61,20 @@ class _Row:
     comm: float = 0.0
     nbytes: int = 0
     base: float = 0.0  # the prediction before calibration
+    steps: int = 0  # a collective's latency steps (its wire bytes are ``nbytes``)
 
 
 def _rows(rows: tuple[Measurement, ...], hardware: str, hw: Hardware) -> list[_Row]:
     out = []
     for m in rows:
+        if m.layer == COLLECTIVE:
+            from .communication import latency_steps, wire_bytes
+
+            wire = wire_bytes(m.kind, m.group, m.bytes, algorithm=m.algorithm)
+            steps = latency_steps(m.kind, m.group, algorithm=m.algorithm)
+            base = collective_us(hw, m)
+            out.append(_Row(m, COLLECTIVE, nbytes=int(wire), steps=int(steps), base=base))
+            continue
         if m.layer == HOST_COPY:
             base = host_copy_us(hw, m.bytes, m.host_memory)
             out.append(_Row(m, m.host_memory, nbytes=m.bytes, base=base))
@@ -94,9 +112,13 @@ class Coefficients:
     memory_efficiency: float | None
     latency_us: float
     rows: int
+    note: str = ""  # a figure the rows cannot tell, left at the base chip's
 
 
 def _predict(c: Coefficients, r: _Row, link: float) -> float:
+    if r.group == COLLECTIVE:
+        assert c.memory_efficiency is not None
+        return r.steps * c.latency_us + r.nbytes / (link * c.memory_efficiency * 1e3)
     if r.group in ("pinned", "pageable"):
         assert c.memory_efficiency is not None
         return c.latency_us + r.nbytes / (link * c.memory_efficiency * 1e3)
@@ -116,10 +138,15 @@ def _optimize() -> Any:
 
 
 def _fit_copies(group: str, rows: list[_Row], link: float) -> Coefficients:
+    """Copies (t = L + bytes / (link · η)) and collectives (t = steps · L + wire / (link ·
+    η)): linear in (L, 1/η), non-negative least squares on relative errors."""
     nnls = _optimize().nnls
 
     measured = np.array([r.m.measured_us for r in rows])
-    design = np.array([[1.0, r.nbytes / (link * 1e3)] for r in rows]) / measured[:, None]
+    design = (
+        np.array([[r.steps if group == COLLECTIVE else 1.0, r.nbytes / (link * 1e3)] for r in rows])
+        / measured[:, None]
+    )
     (latency, inverse), _ = nnls(design, np.ones(len(rows)))
     efficiency = 1.0 if inverse <= 1.0 else 1.0 / inverse  # at most the link's rate
     return Coefficients(group, None, efficiency, float(latency), len(rows))
@@ -144,11 +171,24 @@ def _fit_layers(group: str, rows: list[_Row]) -> Coefficients:
             best = found
     assert best is not None
     eta_c, eta_m, latency = (float(v) for v in best.x)
-    return Coefficients(group, eta_c, eta_m, latency, len(rows))
+    # A fraction no row is bound by is not measured: left at the base chip's (1), so a
+    # fit of memory-bound kernels never slows compute-bound ones elsewhere.
+    notes = []
+    if not np.any(compute / eta_c >= load / eta_m):
+        eta_c = 1.0
+        notes.append("compute fraction not identified (no row compute-bound): left at 1")
+    elif not np.any(load / eta_m >= compute / eta_c):
+        eta_m = 1.0
+        notes.append("bandwidth fraction not identified (no row load-bound): left at 1")
+    return Coefficients(group, eta_c, eta_m, latency, len(rows), "; ".join(notes))
+
+
+def _linear(group: str) -> bool:
+    return group in ("pinned", "pageable", COLLECTIVE)
 
 
 def _fit(group: str, rows: list[_Row], link: float) -> Coefficients:
-    kind = "copy" if group in ("pinned", "pageable") else "layer"
+    kind = "copy" if _linear(group) else "layer"
     if len(rows) < MIN_ROWS[kind]:
         raise InputError(
             f"{_words(group)}: {len(rows)} row{'s' if len(rows) != 1 else ''}; a fit needs at "
@@ -158,6 +198,8 @@ def _fit(group: str, rows: list[_Row], link: float) -> Coefficients:
 
 
 def _words(group: str) -> str:
+    if group == COLLECTIVE:
+        return "collectives"
     return f"host copy ({group})" if group in ("pinned", "pageable") else f"{group} kernels"
 
 
@@ -275,7 +317,6 @@ def calibrate(
     base = hardware_entry(hardware)
     measured = read_measurements(path)
     rows = _rows(measured, hardware, base)
-    link = float(base.host_link_bandwidth_gb_s or 0)
     groups: dict[str, list[_Row]] = {}
     for r in rows:
         groups.setdefault(r.group, []).append(r)
@@ -283,6 +324,7 @@ def calibrate(
     for group, members in groups.items():
         train = members[0::2] if hold_out_half else members
         held = members[1::2] if hold_out_half else []
+        link = _link(base, group)
         c = _fit(group, train, link)
         fitted = _apply(fitted, c)
         points = tuple((r.m.measured_us, r.base, _predict(c, r, link), r in held) for r in members)
@@ -312,6 +354,13 @@ def calibrate(
     return Calibration(base, fitted, str(path), tuple(reports), folds, hold_out_half)
 
 
+def _link(hw: Hardware, group: str) -> float:
+    """GB/s of the link a linear class runs over: the interconnect, or the host link."""
+    if group == COLLECTIVE:
+        return float(hw.interconnect_bandwidth_gb_s)
+    return float(hw.host_link_bandwidth_gb_s or 0)
+
+
 def _summary(c: Coefficients) -> str:
     parts = []
     if c.compute_efficiency is not None:
@@ -330,6 +379,13 @@ def _fraction(x: float) -> Fraction:
 
 def _apply(hw: Hardware, c: Coefficients) -> Hardware:
     """``hw`` with a class's fitted figures in place."""
+    if c.group == COLLECTIVE:
+        assert c.memory_efficiency is not None
+        return replace(
+            hw,
+            interconnect_latency_us=_fraction(c.latency_us),
+            link_efficiency=min(Fraction(1), _fraction(c.memory_efficiency)),
+        )
     if c.group in ("pinned", "pageable"):
         assert c.memory_efficiency is not None
         return replace(

@@ -144,8 +144,14 @@ NUMERIC_FIELDS: tuple[HardwareField, ...] = (
 # Kernel classes: each layer's kernels take its class's achieved fractions (multiplying
 # the chip-wide ones) and fixed latency (adding to fixed_latency_us). A layer not named
 # here runs matrix products: gemm.
-KERNEL_CLASSES = ("gemm", "attention")
-LAYER_CLASSES = {"attention": "attention", "mla": "attention", "attention_core": "attention"}
+KERNEL_CLASSES = ("gemm", "attention", "memory")
+# the embedding gathers rows: an elementwise, memory-bound kernel
+LAYER_CLASSES = {
+    "attention": "attention",
+    "mla": "attention",
+    "attention_core": "attention",
+    "embedding": "memory",
+}
 
 
 def kernel_class(layer: str) -> str:
@@ -244,6 +250,9 @@ class Hardware:
     attention_compute_efficiency: Fraction = Fraction(1)
     attention_memory_efficiency: Fraction = Fraction(1)
     attention_latency_us: Fraction = Fraction(0)
+    memory_compute_efficiency: Fraction = Fraction(1)
+    memory_memory_efficiency: Fraction = Fraction(1)
+    memory_latency_us: Fraction = Fraction(0)
     pinned_latency_us: Fraction = Fraction(0)
     pageable_latency_us: Fraction = Fraction(0)
     description: str = ""

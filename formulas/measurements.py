@@ -4,9 +4,11 @@ A measurements CSV has one measured time per row and the configuration in column
 
     layer, layout, phase, KEY ..., measured_us
 
-``layer`` is a registered layer (``attention_core`` for a bare attention kernel), or
+``layer`` is a registered layer (``attention_core`` for a bare attention kernel),
 ``host_copy`` for a host-to-device copy with columns ``bytes`` and ``host_memory``
-(``pinned`` or ``pageable``). KEY columns are dimensions, conventions and hardware
+(``pinned`` or ``pageable``), or ``collective`` with ``kind`` (all-reduce, all-gather,
+all-to-all, send-recv), ``group`` (chips), ``bytes`` (the payload as the layers declare
+it) and optionally ``collective_algorithm``. KEY columns are dimensions, conventions and hardware
 fields, as ``shardcost metrics`` takes them; an empty cell is a value not given (its
 default applies). Columns the rows do not read (a ``source`` note) are ignored only when
 named in ``IGNORED``; any other unknown column is an error, so that a misspelt key is
@@ -38,9 +40,12 @@ from .inputs import resolve_inputs
 from .registry import layers
 
 HOST_COPY = "host_copy"
+COLLECTIVE = "collective"
 HOST_MEMORY = ("pinned", "pageable")
 IGNORED = frozenset({"source", "note", "notes", "comment"})
-_SHAPE = frozenset({"layer", "layout", "phase", "measured_us", "bytes", "host_memory"})
+_SHAPE = frozenset(
+    {"layer", "layout", "phase", "measured_us", "bytes", "host_memory", "kind", "group"}
+)
 MAX_BYTES = 16 * 2**20  # a measurements file larger than this is refused, unread
 MAX_ROWS = 100_000
 
@@ -57,12 +62,17 @@ class Measurement:
     measured_us: float
     host_memory: str = ""
     bytes: int = 0
+    kind: str = ""  # a collective's
+    group: int = 0
+    algorithm: str = "ring"
 
     @property
     def kernel_class(self) -> str:
         """What the row times: its layer, or a host copy of its kind of memory."""
         if self.layer == HOST_COPY:
             return f"host copy ({self.host_memory})"
+        if self.layer == COLLECTIVE:
+            return "collective"
         return self.layer
 
     @property
@@ -70,6 +80,8 @@ class Measurement:
         """The row in a few words."""
         if self.layer == HOST_COPY:
             return f"{self.host_memory} copy of {self.bytes:,} bytes"
+        if self.layer == COLLECTIVE:
+            return f"{self.algorithm} {self.kind} of {self.bytes:,} bytes over {self.group}"
         given = " ".join(f"{k}={v}" for k, v in self.params)
         return f"{self.layer} {self.layout} {self.phase} {given}".strip()
 
@@ -141,13 +153,54 @@ def _row(path: Path, line: int, cells: Mapping[str, str]) -> Measurement:
                 f"{where}: a host copy reads bytes and host_memory only, not {params[0][0]}"
             )
         return Measurement(line, layer, "", "", (), measured, memory, int(text))
+    if layer == COLLECTIVE:
+        return _collective(where, line, cells, params, measured)
     if layer not in layers():
         raise InputError(
-            f"{where}: layer={layer!r} is unknown; layers: {', '.join(layers())}, {HOST_COPY}"
+            f"{where}: layer={layer!r} is unknown; layers: {', '.join(layers())}, "
+            f"{HOST_COPY}, {COLLECTIVE}"
         )
     layout = cells.get("layout") or "single"
     phase = cells.get("phase") or "prefill"
     return Measurement(line, layer, layout, phase, params, measured)
+
+
+def _collective(
+    where: str, line: int, cells: Mapping[str, str], params: tuple, measured: float
+) -> Measurement:
+    """A collective's row: its kind, group and payload (bytes), and its algorithm."""
+    from shardcost.symbolic import CollectiveKind
+
+    kind = cells.get("kind", "")
+    kinds = [k.value for k in CollectiveKind if k is not CollectiveKind.USER]
+    if kind not in kinds:
+        raise InputError(f"{where}: kind={kind!r}: give {', '.join(kinds)}")
+    group, text = cells.get("group", ""), cells.get("bytes", "")
+    if not group.isdigit() or not 2 <= int(group) <= 10**6:
+        raise InputError(f"{where}: group={group!r}: give the chips in the group, 2 or more")
+    if not text.isdigit() or int(text) < 1 or len(text) > 18:
+        raise InputError(f"{where}: bytes={text!r}: give the payload in whole bytes")
+    rest = dict(params)
+    algorithm = rest.pop("collective_algorithm", "ring")
+    if algorithm not in ("ring", "tree", "direct"):
+        raise InputError(f"{where}: collective_algorithm={algorithm!r}: give ring, tree or direct")
+    if rest:
+        raise InputError(
+            f"{where}: a collective reads kind, group, bytes and collective_algorithm only, "
+            f"not {next(iter(rest))}"
+        )
+    return Measurement(
+        line,
+        COLLECTIVE,
+        "",
+        "",
+        (),
+        measured,
+        bytes=int(text),
+        kind=kind,
+        group=int(group),
+        algorithm=algorithm,
+    )
 
 
 @dataclass(frozen=True)
@@ -188,11 +241,20 @@ def host_copy_us(hw: Hardware, nbytes: int, memory: str) -> float:
     return float(hw.copy_latency_us(memory) + nbytes / rate)
 
 
+def collective_us(hw: Hardware, m: Measurement) -> float:
+    """A collective timed by the layers' own rules (``communication``), in µs."""
+    from .communication import collective_time_ms
+
+    return 1e3 * collective_time_ms(m.kind, m.group, m.bytes, hw, algorithm=m.algorithm)
+
+
 def predict(m: Measurement, hardware: str) -> Prediction:
     """The model's time for one measured row on ``hardware`` (a catalog name or a
     hardware TOML; the row's own hardware columns override it)."""
     if m.layer == HOST_COPY:
         return Prediction(m, host_copy_us(hardware_entry(hardware), m.bytes, m.host_memory))
+    if m.layer == COLLECTIVE:
+        return Prediction(m, collective_us(hardware_entry(hardware), m))
     try:
         inputs = resolve_inputs(
             m.layout, m.phase, layer=m.layer, hardware=hardware, params=dict(m.params)

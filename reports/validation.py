@@ -90,6 +90,11 @@ def calibration_text(c: Calibration, fmt: str, *, written: str | None = None) ->
             "lrrrr",
         ).render(fmt)
     )
+    lines += [
+        item(f"{_class_words(r.coefficients.group)}: {r.coefficients.note}", fmt)
+        for r in c.classes
+        if r.coefficients.note
+    ]
     lines += ["", heading("Relative error (mean |error| / largest)", fmt, 2), ""]
     held = c.hold_out_half
     headers = ("class", "before", "fit", f"{c.folds}-fold cross-validated")

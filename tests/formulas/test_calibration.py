@@ -112,6 +112,12 @@ def test_seed_002_held_out_half_within_ten_percent() -> None:
     # the roofline misses these small kernels by far: 4.11 µs against 25.21 at 512 positions
     assert before.max > 0.9 and before.mean > 0.4
     assert held.rows == 8 and held.mean < 0.10
+    # every decode-attention row is memory-bound: the compute fraction is not measured, and
+    # stays at the chip's rather than slowing compute-bound attention elsewhere
+    attention = next(c for c in fitted.classes if c.coefficients.group == "attention")
+    assert attention.coefficients.compute_efficiency == 1.0
+    assert "not identified" in attention.coefficients.note
+    assert fitted.fitted.attention_compute_efficiency == 1
 
 
 def test_too_few_rows_to_fit_is_one_line(tmp_path: Path) -> None:
@@ -133,3 +139,21 @@ def test_the_command_writes_the_file_and_the_plot(
     assert svg.read_text().lstrip().startswith("<?xml")
     assert main([*args[:-1], str(tmp_path / "fit.json")]) == 2
     assert "the fitted hardware is a .toml file" in capsys.readouterr().err
+
+
+def test_collectives_fit_the_latency_per_step_and_the_link(tmp_path: Path) -> None:
+    # Measured as if each of a ring all-reduce's 2·(8 − 1) = 14 steps took 5 µs and the
+    # wire ran at 0.8 of a100-sxm-80gb's 300 GB/s: t = 14·5 + (2·7/8)·n / 240,000 µs
+    sizes = (1_048_576, 16_777_216, 268_435_456)
+    rows = "".join(f"collective,all-reduce,8,{n},{70 + 1.75 * n / 240_000}\n" for n in sizes)
+    path = tmp_path / "ar.csv"
+    path.write_text("layer,kind,group,bytes,measured_us\n" + rows)
+    fitted = calibrate(path, "a100-sxm-80gb")
+    (report,) = fitted.classes
+    assert report.coefficients.latency_us == pytest.approx(5, rel=1e-6)
+    assert report.coefficients.memory_efficiency == pytest.approx(0.8, rel=1e-6)
+    assert float(fitted.fitted.interconnect_latency_us) == pytest.approx(5, rel=1e-6)
+    assert float(fitted.fitted.link_efficiency) == pytest.approx(0.8, rel=1e-6)
+    # before: 14 µs of latency and the wire at the full 300 GB/s
+    (first, *_) = report.points
+    assert first[1] == pytest.approx(14 + 1.75 * 1_048_576 / 300_000)

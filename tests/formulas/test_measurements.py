@@ -81,6 +81,8 @@ def test_a_layer_row_is_predicted_as_metrics_gives_it(tmp_path: Path) -> None:
         (HEADER + "host_copy,,,cached,10,3\n", "host_memory='cached': give pinned or pageable"),
         (HEADER + "host_copy,,,pinned,1.5,3\n", "bytes='1.5': give a whole number"),
         ("layer,measured_us\nffn,3,4\n", ":2: more cells than the header"),
+        ("layer,kind,group,bytes,measured_us\ncollective,broadcast,8,10,3\n", "kind='broadcast'"),
+        ("layer,kind,group,bytes,measured_us\ncollective,all-reduce,1,10,3\n", "group='1'"),
     ],
 )
 def test_a_bad_file_is_one_line_naming_where(tmp_path: Path, text: str, message: str) -> None:
