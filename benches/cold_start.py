@@ -1,16 +1,20 @@
 """Cold-start wall time of the command line, against the floor of importing SymPy.
 
-Every shardcost command is a fresh Python process that imports SymPy; that import is
-the baseline, measured in the same run. Prints the median of N runs of each command
-and its ratio to the baseline. The first rows are imports: ``import shardcost`` loads
-no SymPy, so it sits far below the baseline; ``import shardcost.symbolic`` is the
-engine alone, no formulas.
+Every shardcost command is a fresh Python process. The baseline is a process that only
+imports SymPy, measured in the same run (round-robin with the commands, so load on the
+machine hits all alike); the floor is a process that does nothing. Prints min, median
+and spread (max/min) of N runs of each command and its ratios to the baseline.
+``metrics`` runs twice: from the program cache (``shardcost.numeric``, no SymPy: what a
+user sees from the second run on) and with the cache off (the engine every time). The
+first rows are imports: ``import shardcost`` loads no SymPy; ``import shardcost.symbolic``
+is the engine alone, no formulas.
 
     python benches/cold_start.py [N]
 """
 
 from __future__ import annotations
 
+import os
 import statistics
 import subprocess
 import sys
@@ -71,23 +75,51 @@ COMMANDS = {
 }
 
 
-def wall(argv: list[str]) -> float:
+NO_CACHE = {"SHARDCOST_NO_CACHE": "1"}
+# commands also timed with the program cache off: the engine (SymPy) every time
+ENGINE_ALSO = (
+    "shardcost metrics tp --format json",
+    "shardcost metrics tp-cp --phase decode --hardware seed-test",
+)
+
+
+def wall(argv: list[str], env: dict[str, str]) -> float:
     start = time.perf_counter()
-    subprocess.run(argv, cwd=ROOT, check=True, capture_output=True)
+    subprocess.run(argv, cwd=ROOT, check=True, capture_output=True, env=env)
     return time.perf_counter() - start
 
 
 def main(runs: int) -> None:
-    medians = {}
+    cache_dir = tempfile.mkdtemp(prefix="shardcost-bench-cache-")
+    env = {**os.environ, "SHARDCOST_CACHE_DIR": cache_dir}
+    rows: dict[str, tuple[list[str], dict[str, str]]] = {
+        "floor: python -c pass": ([PY, "-c", "pass"], env)
+    }
     for label, argv in COMMANDS.items():
-        wall(argv)  # warm the file cache; every timed run is still a fresh process
-        medians[label] = statistics.median(wall(argv) for _ in range(runs))
-    base = next(iter(medians.values()))
+        rows[label + (" (cached program)" if label in ENGINE_ALSO else "")] = (argv, env)
+        if label in ENGINE_ALSO:
+            rows[label + " (engine: SHARDCOST_NO_CACHE=1)"] = (argv, {**env, **NO_CACHE})
+    for argv, e in rows.values():
+        wall(argv, e)  # warm the file and program caches; every timed run is a fresh process
+    times: dict[str, list[float]] = {label: [] for label in rows}
+    for _ in range(runs):  # round-robin: a burst of load on the machine hits every row alike
+        for label, (argv, e) in rows.items():
+            times[label].append(wall(argv, e))
+    base = times["baseline: python -c 'import sympy'"]
+    base_min, base_med = min(base), statistics.median(base)
     if sys.flags.dont_write_bytecode:
         print("note: PYTHONDONTWRITEBYTECODE is set: every run compiles shardcost's sources")
-    print(f"{'command':62} {'median s':>9} {'x sympy import':>15}")
-    for label, seconds in medians.items():
-        print(f"{label:62} {seconds:9.3f} {seconds / base:15.2f}")
+    print(f"{runs} runs each, round-robin; ratios to the SymPy import measured in the same run")
+    print(
+        f"{'command':90} {'min s':>7} {'median s':>9} {'spread':>7} "
+        f"{'x sympy (min)':>14} {'x sympy (median)':>17}"
+    )
+    for label, values in times.items():
+        lo, med = min(values), statistics.median(values)
+        print(
+            f"{label:90} {lo:7.3f} {med:9.3f} {max(values) / lo:7.2f} "
+            f"{lo / base_min:14.2f} {med / base_med:17.2f}"
+        )
 
 
 if __name__ == "__main__":

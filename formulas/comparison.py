@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shardcost.errors import ImpossibleSplitError, InputError
+from shardcost.reports.text import chips_text  # one wording, also the light renderer's
 
 from .conventions import Phase
 from .evaluate import Result, evaluate
@@ -175,11 +176,6 @@ def _factors(n: int, parts: int) -> Iterator[tuple[int, ...]]:
         if n % first == 0:
             for rest in _factors(n // first, parts - 1):
                 yield (first, *rest)
-
-
-def chips_text(n: int) -> str:
-    """``1 chip``, ``4 chips``."""
-    return f"{n} chip{'s' * (n != 1)}"
 
 
 def by_chips(results: Sequence[Result]) -> list[tuple[int, list[Result]]]:

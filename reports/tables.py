@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
+from typing import Any
 
 from shardcost.formulas import Layout, Metrics, Result, Timing
 from shardcost.formulas.comparison import Comparison, chips_text
@@ -14,130 +14,49 @@ from shardcost.formulas.kv_tier import ASSUMPTIONS as KV_ASSUMPTIONS
 from shardcost.formulas.kv_tier import KVTier, RequestTransfer
 from shardcost.formulas.model import ModelResult
 
-FORMATS = ("table", "markdown")
-
-
-@dataclass(frozen=True)
-class Table:
-    """Headers, rows of text, and each column's alignment ('l' or 'r')."""
-
-    headers: tuple[str, ...]
-    rows: tuple[tuple[str, ...], ...]
-    align: str
-
-    def render(self, fmt: str) -> str:
-        """The table as aligned plain text (``table``) or as Markdown (``markdown``)."""
-        if fmt == "markdown":
-            rule = tuple("---:" if a == "r" else "---" for a in self.align)
-            lines = [self.headers, rule, *self.rows]
-            return "\n".join("| " + " | ".join(cells) + " |" for cells in lines)
-        widths = [
-            max(len(row[i]) for row in (self.headers, *self.rows)) for i in range(len(self.headers))
-        ]
-
-        def line(cells: Sequence[str]) -> str:
-            padded = (
-                cell.rjust(w) if a == "r" else cell.ljust(w)
-                for cell, w, a in zip(cells, widths, self.align, strict=True)
-            )
-            return "  ".join(padded).rstrip()
-
-        return "\n".join([line(self.headers), *(line(row) for row in self.rows)])
-
-
-def count(n: int) -> str:
-    """An exact count with thousands separators, as the seeds write them."""
-    return f"{n:,}"
-
-
-def milliseconds(x: float) -> str:
-    """A time in ms with four significant digits and no exponent."""
-    if x == 0:
-        return "0"
-    digits = max(0, 3 - math.floor(math.log10(abs(x))))
-    return f"{x:.{digits}f}"
-
-
-def value(v: object) -> str:
-    """A parameter value as the CLI takes it."""
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    return str(v)
-
-
-def heading(text: str, fmt: str, level: int = 2) -> str:
-    """A section heading: Markdown ``##`` or an underlined line."""
-    return f"{'#' * level} {text}" if fmt == "markdown" else text
-
-
-def item(text: str, fmt: str) -> str:
-    """A line of a list: a Markdown bullet, or the plain line."""
-    return f"- {text}" if fmt == "markdown" else text
-
-
-def note_line(text: str, fmt: str) -> str:
-    """A note: a Markdown quote, or a plain ``note:`` line."""
-    return f"> **Note:** {text}" if fmt == "markdown" else f"note: {text}"
-
-
-_PER_CHIP_ROWS = (
-    ("FLOPs", "flops"),
-    ("weight bytes", "weight_memory"),
-    ("activation bytes", "activation_memory"),
-    ("KV-cache bytes", "kv_cache"),
+from .text import (
+    Table,
+    chip_groups_text,
+    count,
+    heading,
+    item,
+    milliseconds,
+    note_line,
+    render_comparison,
+    render_result,
+    value,
 )
+
+
+def result_view(result: Result, fmt: str) -> dict[str, Any]:
+    """What ``render_result`` shows of one evaluated layout (``reports.text``)."""
+    inputs = result.inputs
+    lay = inputs.layout
+    params = inputs.params()
+    timed = result.timing is not None and inputs.hardware is not None
+    return {
+        "title": f"{lay.name} — {lay.layer}, {inputs.phase}: {lay.summary}",
+        "dims": [(k, v) for k, v in params.items() if k in inputs.dims],
+        "convs": [
+            (k, v) for k, v in params.items() if k in inputs.applicable and not static_default(k, v)
+        ],
+        "chips": result.chips,
+        "metrics": asdict(result.metrics),
+        "collectives": [
+            (c.name, str(c.kind), str(c.group), result.collectives[c.name])
+            for c in inputs.cost.collectives
+        ],
+        "timing": asdict(result.timing) if timed else None,  # type: ignore[arg-type]
+        "hardware": inputs.hardware.name if timed else None,  # type: ignore[union-attr]
+        "intensity": float(result.arithmetic_intensity) if timed else None,
+        "extra": _ragged_lines(result, fmt) if result.ragged is not None else [],
+        "notes": list(result.notes),
+    }
 
 
 def result_text(result: Result, fmt: str) -> str:
     """One evaluated layout: parameters, metrics, collectives, timing, notes."""
-    inputs = result.inputs
-    lay = inputs.layout
-    params = inputs.params()
-    dims = "  ".join(f"{k}={value(v)}" for k, v in params.items() if k in inputs.dims)
-    convs = "  ".join(
-        f"{k}={value(v)}"
-        for k, v in params.items()
-        if k in inputs.applicable and not static_default(k, v)
-    )
-    parts = [
-        heading(f"{lay.name} — {lay.layer}, {inputs.phase}: {lay.summary}", fmt, 1),
-        "",
-        item(f"parameters: {dims}", fmt),
-    ]
-    if convs:
-        parts.append(item(f"conventions: {convs}", fmt))
-    parts.append(item(f"chips: {result.chips}", fmt))
-    metrics = result.to_dict()["metrics"]
-    rows = tuple(
-        (label, count(metrics[f"{key}_per_chip"]), count(metrics[f"{key}_total"]))
-        for label, key in _PER_CHIP_ROWS
-    )
-    parts += ["", Table(("metric", "per chip", "total"), rows, "lrr").render(fmt)]
-    comm_rows = tuple(
-        (c.name, c.kind, str(c.group), count(result.collectives[c.name]))
-        for c in inputs.cost.collectives
-    )
-    comm_rows += (("communication bytes", "", "", count(metrics["communication_bytes"])),)
-    parts += [
-        "",
-        Table(("collective", "kind", "group", "bytes per chip"), comm_rows, "lllr").render(fmt),
-    ]
-    if result.timing is not None and inputs.hardware is not None:
-        t = result.to_dict()["timing"]
-        rows = tuple((name, milliseconds(ms)) for name, ms in t.items())
-        rows += (
-            ("arithmetic intensity (FLOPs/byte)", f"{float(result.arithmetic_intensity):.4g}"),
-        )
-        parts += [
-            "",
-            heading(f"timing on {inputs.hardware.name}", fmt, 3),
-            "",
-            Table(("timing", "ms"), rows, "lr").render(fmt),
-        ]
-    if result.ragged is not None:
-        parts += ["", *_ragged_lines(result, fmt)]
-    parts += [""] + [note_line(note, fmt) for note in result.notes]
-    return "\n".join(parts).rstrip() + "\n"
+    return render_result(result_view(result, fmt), fmt)
 
 
 def _ragged_lines(result: Result, fmt: str) -> list[str]:
@@ -205,15 +124,7 @@ def comparison_title(layer: str, names: Sequence[str], chips: int | None) -> str
 
 def chip_groups_line(results: Sequence[Result], fmt: str) -> str | None:
     """The sentence that says layouts on different numbers of chips are not ranked together."""
-    counts = sorted({r.chips for r in results})
-    if len(counts) < 2:
-        return None
-    shown = ", ".join(map(str, counts[:-1])) + f" and {counts[-1]}"
-    flag = "`--chips N`" if fmt == "markdown" else "--chips N"
-    return (
-        f"Layouts run on {shown} chips: columns are grouped by chip count and compared only "
-        f"within a group ({flag} puts every layout on N)"
-    )
+    return chip_groups_text([r.chips for r in results], fmt)
 
 
 def excluded(comparison: Comparison) -> list[tuple[str, str]]:
@@ -221,40 +132,31 @@ def excluded(comparison: Comparison) -> list[tuple[str, str]]:
     return [(layout_label(e.layout, dict(e.degrees)), e.reason) for e in comparison.excluded]
 
 
+def comparison_view(comparison: Comparison) -> dict[str, Any]:
+    """What ``render_comparison`` shows of one phase's comparison (``reports.text``)."""
+    results = comparison.results
+    first = results[0].inputs
+    budget = f" on {chips_text(comparison.chips)}" if comparison.chips else ""
+    return {
+        "heading": f"{first.layout.layer}, {first.phase}{budget}",
+        "columns": [
+            {
+                "label": result_label(r),
+                "chips": r.chips,
+                "metrics": asdict(r.metrics),
+                "timing": asdict(r.timing) if r.timing is not None else None,
+                "notes": list(r.notes),
+            }
+            for r in results
+        ],
+        "excluded": excluded(comparison),
+    }
+
+
 def comparison_text(comparison: Comparison, fmt: str) -> str:
     """Every layout side by side for one phase, grouped by chip count: chips, per-chip
     metrics, communication, time; then what cannot run on the budget, and notes."""
-    results = sorted(comparison.results, key=lambda r: r.chips)
-    first = results[0].inputs
-    headers = ("per chip", *(result_label(r) for r in results))
-    metric_rows = [("chips", *(count(r.chips) for r in results))]
-    for label, key in _PER_CHIP_ROWS:
-        metric_rows.append(
-            (label, *(count(r.to_dict()["metrics"][f"{key}_per_chip"]) for r in results))
-        )
-    metric_rows.append(
-        ("communication bytes", *(count(r.metrics.communication_bytes) for r in results))
-    )
-    if all(r.timing is not None for r in results):
-        for name in (
-            "compute_time_ms",
-            "load_time_ms",
-            "communication_time_ms",
-            "wall_clock_time_ms",
-        ):
-            metric_rows.append((name, *(milliseconds(getattr(r.timing, name)) for r in results)))
-    table = Table(headers, tuple(metric_rows), "l" + "r" * len(results))
-    budget = f" on {chips_text(comparison.chips)}" if comparison.chips else ""
-    parts = [heading(f"{first.layout.layer}, {first.phase}{budget}", fmt, 2), ""]
-    groups = chip_groups_line(results, fmt)
-    if groups:
-        parts += [item(groups, fmt), ""]
-    parts += [table.render(fmt), ""]
-    out = excluded(comparison)
-    if out:
-        parts += [f"excluded: {label} — {reason}" for label, reason in out] + [""]
-    notes = sorted({f"{result_label(r)}: {n}" for r in results for n in r.notes})
-    return "\n".join(parts + [note_line(n, fmt) for n in notes]).rstrip() + "\n"
+    return render_comparison(comparison_view(comparison), fmt)
 
 
 _MODEL_COLUMNS = (

@@ -1,6 +1,6 @@
 """``python -m shardcost``: the command line."""
 
 if __name__ == "__main__":
-    from shardcost.cli import main
+    from shardcost.entry import main
 
     raise SystemExit(main())

@@ -149,6 +149,12 @@ def _cmd_compare(args: argparse.Namespace) -> int:
             where = f"on {chips_text(args.chips)} " if args.chips else ""
             why = "; ".join(f"{e.layout.name}: {e.reason}" for e in table.excluded)
             raise InputError(f"{none_of} runs {where}in {table.phase}" + (why and f" ({why})"))
+    title = comparison_title(args.layer, names, args.chips)
+    if args.format in ("json", "table"):
+        from shardcost.numeric import store_compare
+
+        pairs = [(k, v) for k, v in params.items()]
+        store_compare(args, names, pairs, tables, title)  # the next run needs no SymPy
     if args.format == "json":
         _output(args, _json([entry for table in tables for entry in table.to_json()]))
         return 0
@@ -160,7 +166,6 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         degrees = {d.name for lay in chosen for d in lay.degrees}
         merged = {k: v for k, v in merged.items() if k not in degrees or k in params}
     shown = "  ".join(f"{k}={value(merged[k])}" for k in KEYS if k in merged)
-    title = comparison_title(args.layer, names, args.chips)
     if args.format == "markdown":
         from shardcost.reports.render import comparison_report
 
@@ -337,6 +342,10 @@ def _cmd_spec_render(args: argparse.Namespace) -> int:
 
 def _cmd_metrics(args: argparse.Namespace) -> int:
     result = _evaluate_one(args)
+    if not getattr(args, "file", None):
+        from shardcost.numeric import store_metrics
+
+        store_metrics(args.assignments, args, result)  # the next run needs no SymPy
     if args.format == "json":
         _emit(_json(result.to_dict()))
         for note in result.notes:

@@ -1,0 +1,324 @@
+"""Straight-line programs for the numeric commands, generated once and cached on disk.
+
+``shardcost metrics`` evaluated by the engine loads SymPy and every layout's formulas
+(about half a second). After one such run, this module writes a small Python module
+for the same layout, layer, phase, hardware and conventions: the derivation's steps,
+one line each, in exact Python integers and ``Fraction``s, with the inputs' defaults,
+relations and divisibility requirements, the uneven-split notes and the static text
+(title, conventions, hardware fields, collectives). ``shardcost.numeric`` runs it
+without importing SymPy, and renders with the same functions (``reports.text``).
+
+The program answers only what it is sure of: any input it does not expect, any check
+that fails, any count that is not a whole number returns None, and the command runs
+the engine instead, which gives the one-line error a user should read. So the fast
+answer is either the engine's answer, digit for digit, or no answer.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from fractions import Fraction
+from typing import Any
+
+import sympy
+
+from shardcost.formulas.dtypes import DEFAULT as DTYPE_DEFAULT
+from shardcost.formulas.dtypes import DTYPES
+from shardcost.formulas.evaluate import Result
+from shardcost.formulas.hardware import NUMERIC_FIELDS, PEAK_TFLOPS
+from shardcost.formulas.inputs import DEFAULT_FROM, describe
+from shardcost.formulas.registry import relations_for
+from shardcost.reports.tables import result_view
+from shardcost.symbolic.dimensions import DIMENSIONS
+from shardcost.symbolic.functions import CeilLog2
+
+FORMAT = 1  # bump when the generated module's interface changes
+
+
+class Unsupported(Exception):
+    """A node the exact printer does not know: no program is written (the engine answers)."""
+
+
+class _Exact:
+    """SymPy expressions as exact Python: ints stay ints, other rationals are Fractions."""
+
+    def __init__(self, names: Mapping[sympy.Symbol, str]) -> None:
+        self.names = names
+
+    def __call__(self, expr: sympy.Basic) -> str:
+        return self.print(expr)
+
+    def print(self, e: sympy.Basic) -> str:
+        if e.is_Symbol:
+            if e not in self.names:
+                raise Unsupported(f"symbol {e}")
+            return self.names[e]
+        if e.is_Integer:
+            return f"({int(e)})"
+        if e.is_Rational:
+            return f"_F({int(e.p)}, {int(e.q)})"
+        if e is sympy.true:
+            return "True"
+        if e is sympy.false:
+            return "False"
+        if isinstance(e, sympy.Add):
+            return "(" + " + ".join(self.print(a) for a in e.args) + ")"
+        if isinstance(e, sympy.Mul):
+            num, den = [], []
+            for a in e.args:
+                if a.is_Pow and a.exp.is_Integer and a.exp < 0:
+                    den.append(self.print(a.base) if a.exp == -1 else self._pow(a.base, -a.exp))
+                elif a.is_Rational and not a.is_Integer:
+                    num.append(str(int(a.p)))
+                    den.append(str(int(a.q)))
+                else:
+                    num.append(self.print(a))
+            top = " * ".join(num) or "1"
+            if not den:
+                return f"({top})"
+            return f"_div({top}, {' * '.join(den)})"
+        if isinstance(e, sympy.Pow):
+            if e.exp.is_Integer and e.exp > 0:
+                return self._pow(e.base, e.exp)
+            if e.exp.is_Integer:
+                return f"_div(1, {self._pow(e.base, -e.exp)})"
+            if e.exp.is_Rational:  # a root: not exact in Python numbers
+                raise Unsupported(f"power {e}")
+            return f"_pow({self.print(e.base)}, {self.print(e.exp)})"  # whole at run time
+        if isinstance(e, CeilLog2):
+            return f"_clog2({self.print(e.args[0])})"
+        if isinstance(e, sympy.ceiling):
+            return f"_ceil({self.print(e.args[0])})"
+        if isinstance(e, sympy.floor):
+            return f"_floor({self.print(e.args[0])})"
+        if isinstance(e, sympy.Max):
+            return f"max({', '.join(self.print(a) for a in e.args)})"
+        if isinstance(e, sympy.Min):
+            return f"min({', '.join(self.print(a) for a in e.args)})"
+        if isinstance(e, sympy.Piecewise):
+            out = "_nothing()"  # SymPy leaves such a Piecewise unevaluated: no number
+            for value, cond in reversed(e.args):
+                out = f"({self.print(value)} if {self.print(cond)} else {out})"
+            return out
+        if isinstance(e, sympy.core.relational.Relational):
+            ops = {"<": "<", "<=": "<=", ">": ">", ">=": ">=", "==": "==", "!=": "!="}
+            if e.rel_op not in ops:
+                raise Unsupported(f"relation {e}")
+            return f"({self.print(e.lhs)} {ops[e.rel_op]} {self.print(e.rhs)})"
+        if isinstance(e, sympy.And):
+            return "(" + " and ".join(self.print(a) for a in e.args) + ")"
+        if isinstance(e, sympy.Or):
+            return "(" + " or ".join(self.print(a) for a in e.args) + ")"
+        if isinstance(e, sympy.Not):
+            return f"(not {self.print(e.args[0])})"
+        raise Unsupported(f"{type(e).__name__}: {e}")
+
+    def _pow(self, base: sympy.Basic, exp: sympy.Integer) -> str:
+        return f"({self.print(base)} ** {int(exp)})"
+
+
+def _literal(value: object) -> str:
+    """A JSON-ready value as a Python literal (text through ``repr``: data, never code)."""
+    if isinstance(value, Fraction):
+        return repr(int(value) if value.denominator == 1 else float(value))
+    if isinstance(value, (bool, int, float, str)) or value is None:
+        return repr(value)
+    raise Unsupported(f"a parameter of type {type(value).__name__}")
+
+
+def _fraction(value: object) -> str:
+    """An exact number as a ``Fraction`` literal of the generated module."""
+    q = Fraction(value)  # type: ignore[arg-type]
+    return f"_F({q.numerator}, {q.denominator})"
+
+
+def _json_value(value: object) -> object:
+    return (
+        int(value)
+        if isinstance(value, Fraction) and value.denominator == 1
+        else (float(value) if isinstance(value, Fraction) else value)
+    )
+
+
+def metrics_source(result: Result) -> str:
+    """The program of ``result``'s layout, phase, conventions and hardware, as a module
+    with ``run(given)``: ``given`` maps dimension names to positive ints; the answer is
+    ``(view, json)`` for ``reports.text.render_result`` and ``--format json``, or None.
+
+    Raises Unsupported when the derivation holds something the exact printer does not
+    print (then no program is cached, and the engine keeps answering)."""
+    inputs = result.inputs
+    cost = inputs.cost
+    derivation = result.derivation  # with timing steps when hardware is given
+    used = tuple(dim for dim in DIMENSIONS if dim.name in inputs.dims)
+    if inputs.ragged is not None:
+        raise Unsupported("a ragged batch")
+    names: dict[sympy.Symbol, str] = {dim.symbol: f"d_{dim.name}" for dim in used}
+    lines = [
+        f"# Generated by shardcost {FORMAT}: {inputs.layout.layer} layout, {inputs.phase}.",
+        "# Exact: ints and Fractions; a failed check or an uncertain number returns None.",
+        "from fractions import Fraction as _F",
+        "from math import ceil as _ceil, floor as _floor",
+        "",
+        "from shardcost.numeric import div as _div, nothing as _nothing, power as _pow",
+        "from shardcost.numeric import ceil_log2 as _clog2, resolve as _resolve",
+        "from shardcost.reports.text import uneven_note as _uneven",
+        "",
+        f"USED = {tuple(d.name for d in used)!r}",
+        f"DEFAULTS = { ({d.name: d.default for d in DIMENSIONS})!r}",
+        f"BORROWED = {tuple((n, s) for n, s in DEFAULT_FROM.items())!r}",
+        "RELATIONS = "
+        + repr(
+            tuple(
+                tuple(d.name for d in r.dimensions)
+                for r in relations_for(inputs.layout, {d.symbol for d in used})
+            )
+        ),
+    ]
+    hw = inputs.hardware
+    body = [
+        "def run(given):",
+        "    d = _resolve(given, USED, DEFAULTS, RELATIONS, BORROWED)",
+        "    if d is None:",
+        "        return None",
+        *(f"    {names[dim.symbol]} = d[{dim.name!r}]" for dim in used),
+    ]
+    printer = _Exact(names)
+    # the layer's requirements: total % parts == 0 (or parts % total, ``either``)
+    base = cost.derivation  # requirements and splits are the cost's (timing adds none)
+    for i, req in enumerate(base.requirements):
+        total = printer(base.resolve(req.total))
+        parts = printer(base.resolve(req.parts))
+        body += [f"    _t{i}, _p{i} = int({total}), int({parts})"]
+        test = f"_t{i} % _p{i} == 0" + (f" or _p{i} % _t{i} == 0" if req.either else "")
+        body += [f"    if _p{i} == 0 or _t{i} == 0 or not ({test}):", "        return None"]
+    if hw is not None:
+        b = names.get(_symbol("bytes_per_elem"), "2")
+        sizes = []
+        for tensor in ("weight", "activation"):
+            dtype = getattr(inputs.conventions, f"{tensor}_dtype", DTYPE_DEFAULT)
+            bytes_ = DTYPES[dtype].bytes if dtype != DTYPE_DEFAULT else None
+            sizes.append(
+                f"_F({b})" if bytes_ is None else f"_F({bytes_.numerator}, {bytes_.denominator})"
+            )
+        for f in NUMERIC_FIELDS:
+            if f.symbol == PEAK_TFLOPS.symbol:
+                continue
+            names[f.symbol] = f"h_{f.name}"
+            body.append(f"    h_{f.name} = {_fraction(getattr(hw, f.name))}")
+        names[PEAK_TFLOPS.symbol] = "h_peak"
+        peak = Fraction(hw.peak_tflops)
+        fp8 = hw.peak_tflops_fp8
+        body.append(f"    _cb = max({', '.join(sizes)})")
+        fp8_text = (
+            "None" if fp8 is None else f"_F({Fraction(fp8).numerator}, {Fraction(fp8).denominator})"
+        )
+        body.append(f"    _fp8 = {fp8_text}")
+        body.append(f"    h_peak = _fp8 if _cb <= 1 and _fp8 is not None else {_fraction(peak)}")
+    for i, step in enumerate(derivation.steps):
+        names[step.symbol] = f"s{i}"
+    for i, step in enumerate(derivation.steps):
+        body.append(f"    s{i} = {printer(step.expr)}")
+    whole = [cost.flops, cost.weight_bytes, cost.activation_bytes, cost.kv_cache_bytes]
+    body.append(f"    _chips = {printer(cost.chips)}")
+    body.append("    per = (" + ", ".join(printer(s) for s in whole) + ",)")
+    body.append(f"    comm = {printer(cost.communication_bytes)}")
+    body.append("    coll = (" + "".join(f"{printer(c.symbol)}, " for c in cost.collectives) + ")")
+    body += [
+        "    for v in (_chips, *per, comm, *coll):",
+        "        if type(v) is not int or v < 0:",
+        "            return None",
+        "    metrics = {",
+    ]
+    keys = ("flops", "weight_memory", "activation_memory", "kv_cache")
+    body += [f"        {k + '_per_chip'!r}: per[{i}]," for i, k in enumerate(keys)]
+    body += [f"        {k + '_total'!r}: per[{i}] * _chips," for i, k in enumerate(keys)]
+    body += ["        'communication_bytes': comm,", "    }"]
+    # uneven splits: one note each, worded by reports.text.uneven_note
+    body.append("    notes = []")
+    for split in base.splits:
+        total_name = describe(split.total, base)
+        parts_name = describe(split.parts, base)
+        body += [
+            f"    _t, _p = {printer(split.total)}, {printer(split.parts)}",
+            "    if type(_t) is not int or type(_p) is not int or _t < 1 or _p < 1:",
+            "        return None",
+            f"    _n = _uneven({total_name!r}, _t, {parts_name!r}, _p, {split.what!r}, "
+            f"{bool(split.replicates)!r})",
+            "    if _n is not None:",
+            "        notes.append(_n)",
+        ]
+    timed = result.timing is not None and hw is not None
+    if timed:
+        assert result.model is not None
+        times = ", ".join(printer(s) for s in result.model.times.values())
+        body.append(f"    times = tuple(float(_F(t)) for t in ({times},))")
+        reads = cost.weight_reads
+        weights = "per[1]" if reads is None else f"int({printer(reads)})"  # as Result does
+        decode = str(inputs.phase) == "decode"
+        body.append(f"    _loaded = {weights}" + (" + per[3]" if decode else ""))
+        body += [
+            "    if type(_loaded) is not int or _loaded <= 0:",
+            "        return None",
+            "    intensity = float(_F(per[0], _loaded))",
+            f"    timing = dict(zip({tuple(result.model.times)!r}, times))",
+        ]
+    else:
+        body += ["    timing = None", "    intensity = None"]
+    view = result_view(result, "table")
+    params = inputs.params()
+    static_params = {k: _json_value(v) for k, v in params.items() if k not in inputs.dims}
+    collectives = [(c.name, str(c.kind), str(c.group)) for c in cost.collectives]
+    lines += [
+        f"TITLE = {view['title']!r}",
+        f"CONVS = {tuple((k, v) for k, v in view['convs'])!r}",
+        "STATIC_PARAMS = {"
+        + ", ".join(f"{k!r}: {_literal(v)}" for k, v in static_params.items())
+        + "}",
+        f"COLLECTIVES = {tuple(collectives)!r}",
+        f"HARDWARE = {view['hardware']!r}",
+        f"LAYOUT = {inputs.layout.name!r}",
+        f"PHASE = {str(inputs.phase)!r}",
+        "",
+        "",
+        *body,
+        "    dims = [(k, d[k]) for k in USED]",
+        "    view = {",
+        "        'title': TITLE,",
+        "        'dims': dims,",
+        "        'convs': list(CONVS),",
+        "        'chips': _chips,",
+        "        'metrics': metrics,",
+        "        'collectives': [(*c, n) for c, n in zip(COLLECTIVES, coll)],",
+        "        'timing': timing,",
+        "        'hardware': HARDWARE if timing is not None else None,",
+        "        'intensity': intensity,",
+        "        'extra': [],",
+        "        'notes': notes,",
+        "    }",
+        "    out = {'layout': LAYOUT, 'phase': PHASE, 'params': {**dict(dims), **STATIC_PARAMS},",
+        "           'metrics': metrics}",
+        "    if timing is not None:",
+        "        out['timing'] = timing",
+        "    return view, out",
+        "",
+    ]
+    source = "\n".join(lines)
+    compile(source, "<shardcost numeric program>", "exec")  # a syntax error is ours: fail here
+    json.dumps(static_params)
+    return source
+
+
+def _symbol(name: str) -> sympy.Symbol | None:
+    for dim in DIMENSIONS:
+        if dim.name == name:
+            return dim.symbol
+    return None
+
+
+def known_keys() -> dict[str, Any]:
+    """What the light command line must know to build a cache key (names only)."""
+    from shardcost.formulas.conventions import BY_NAME
+
+    return {"conventions": sorted(BY_NAME), "dimensions": [d.name for d in DIMENSIONS]}

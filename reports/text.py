@@ -1,0 +1,186 @@
+"""Text and Markdown building blocks, and one evaluated layout as text.
+
+Standard library only (not even dataclasses: they cost a cold start milliseconds): the
+numeric commands render with it without loading SymPy (``shardcost.numeric``), and
+``reports.tables`` renders the engine's results with the same functions, so the two can
+never disagree.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
+
+FORMATS = ("table", "markdown")
+
+_PER_CHIP_ROWS = (
+    ("FLOPs", "flops"),
+    ("weight bytes", "weight_memory"),
+    ("activation bytes", "activation_memory"),
+    ("KV-cache bytes", "kv_cache"),
+)
+
+
+class Table(NamedTuple):
+    """Headers, rows of text, and each column's alignment ('l' or 'r')."""
+
+    headers: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+    align: str
+
+    def render(self, fmt: str) -> str:
+        """The table as aligned plain text (``table``) or as Markdown (``markdown``)."""
+        if fmt == "markdown":
+            rule = tuple("---:" if a == "r" else "---" for a in self.align)
+            lines = [self.headers, rule, *self.rows]
+            return "\n".join("| " + " | ".join(cells) + " |" for cells in lines)
+        widths = [
+            max(len(row[i]) for row in (self.headers, *self.rows)) for i in range(len(self.headers))
+        ]
+
+        def line(cells: Sequence[str]) -> str:
+            padded = (
+                cell.rjust(w) if a == "r" else cell.ljust(w)
+                for cell, w, a in zip(cells, widths, self.align, strict=True)
+            )
+            return "  ".join(padded).rstrip()
+
+        return "\n".join([line(self.headers), *(line(row) for row in self.rows)])
+
+
+def count(n: int) -> str:
+    """An exact count with thousands separators, as the seeds write them."""
+    return f"{n:,}"
+
+
+def milliseconds(x: float) -> str:
+    """A time in ms with four significant digits and no exponent."""
+    if x == 0:
+        return "0"
+    digits = max(0, 3 - math.floor(math.log10(abs(x))))
+    return f"{x:.{digits}f}"
+
+
+def value(v: object) -> str:
+    """A parameter value as the CLI takes it."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return str(v)
+
+
+def heading(text: str, fmt: str, level: int = 2) -> str:
+    """A section heading: Markdown ``##`` or an underlined line."""
+    return f"{'#' * level} {text}" if fmt == "markdown" else text
+
+
+def item(text: str, fmt: str) -> str:
+    """A line of a list: a Markdown bullet, or the plain line."""
+    return f"- {text}" if fmt == "markdown" else text
+
+
+def note_line(text: str, fmt: str) -> str:
+    """A note: a Markdown quote, or a plain ``note:`` line."""
+    return f"> **Note:** {text}" if fmt == "markdown" else f"note: {text}"
+
+
+def uneven_note(
+    total_name: str, total: int, parts_name: str, parts: int, what: str, replicates: bool
+) -> str | None:
+    """The note for ``total`` shared over ``parts`` chips, or None when it splits evenly."""
+    if replicates and total < parts:
+        return (
+            f"{total_name}={total} is less than {parts_name}={parts}: each of the {total} "
+            f"{what} is replicated on {parts // total} ranks (one per chip)"
+        )
+    if total % parts:
+        return (
+            f"{total_name}={total} does not divide evenly by {parts_name}={parts}: per-chip "
+            f"metrics describe the busiest chip ({what}: ceil({total}/{parts}) = "
+            f"{-(-total // parts)})"
+        )
+    return None
+
+
+def render_result(view: Mapping[str, Any], fmt: str) -> str:
+    """One evaluated layout (``reports.tables.result_view``): parameters, metrics,
+    collectives, timing, notes."""
+    dims = "  ".join(f"{k}={value(v)}" for k, v in view["dims"])
+    convs = "  ".join(f"{k}={value(v)}" for k, v in view["convs"])
+    parts = [heading(view["title"], fmt, 1), "", item(f"parameters: {dims}", fmt)]
+    if convs:
+        parts.append(item(f"conventions: {convs}", fmt))
+    parts.append(item(f"chips: {view['chips']}", fmt))
+    metrics = view["metrics"]
+    rows = tuple(
+        (label, count(metrics[f"{key}_per_chip"]), count(metrics[f"{key}_total"]))
+        for label, key in _PER_CHIP_ROWS
+    )
+    parts += ["", Table(("metric", "per chip", "total"), rows, "lrr").render(fmt)]
+    comm_rows = tuple((name, kind, group, count(n)) for name, kind, group, n in view["collectives"])
+    comm_rows += (("communication bytes", "", "", count(metrics["communication_bytes"])),)
+    parts += [
+        "",
+        Table(("collective", "kind", "group", "bytes per chip"), comm_rows, "lllr").render(fmt),
+    ]
+    if view["timing"] is not None:
+        rows = tuple((name, milliseconds(ms)) for name, ms in view["timing"].items())
+        rows += (("arithmetic intensity (FLOPs/byte)", f"{view['intensity']:.4g}"),)
+        parts += [
+            "",
+            heading(f"timing on {view['hardware']}", fmt, 3),
+            "",
+            Table(("timing", "ms"), rows, "lr").render(fmt),
+        ]
+    if view["extra"]:
+        parts += ["", *view["extra"]]
+    parts += [""] + [note_line(note, fmt) for note in view["notes"]]
+    return "\n".join(parts).rstrip() + "\n"
+
+
+def chips_text(n: int) -> str:
+    """``1 chip``, ``4 chips``."""
+    return f"{n} chip{'s' * (n != 1)}"
+
+
+def chip_groups_text(chips: Sequence[int], fmt: str) -> str | None:
+    """The sentence that says layouts on different numbers of chips are not ranked together."""
+    counts = sorted(set(chips))
+    if len(counts) < 2:
+        return None
+    shown = ", ".join(map(str, counts[:-1])) + f" and {counts[-1]}"
+    flag = "`--chips N`" if fmt == "markdown" else "--chips N"
+    return (
+        f"Layouts run on {shown} chips: columns are grouped by chip count and compared only "
+        f"within a group ({flag} puts every layout on N)"
+    )
+
+
+_TIMES = ("compute_time_ms", "load_time_ms", "communication_time_ms", "wall_clock_time_ms")
+
+
+def render_comparison(view: Mapping[str, Any], fmt: str) -> str:
+    """One phase's layouts side by side (``reports.tables.comparison_view``), grouped by
+    chip count: chips, per-chip metrics, communication, time; then what cannot run on the
+    budget, and notes."""
+    columns = sorted(view["columns"], key=lambda c: c["chips"])
+    headers = ("per chip", *(c["label"] for c in columns))
+    rows = [("chips", *(count(c["chips"]) for c in columns))]
+    for label, key in _PER_CHIP_ROWS:
+        rows.append((label, *(count(c["metrics"][f"{key}_per_chip"]) for c in columns)))
+    rows.append(
+        ("communication bytes", *(count(c["metrics"]["communication_bytes"]) for c in columns))
+    )
+    if all(c["timing"] is not None for c in columns):
+        for name in _TIMES:
+            rows.append((name, *(milliseconds(c["timing"][name]) for c in columns)))
+    table = Table(headers, tuple(rows), "l" + "r" * len(columns))
+    parts = [heading(view["heading"], fmt, 2), ""]
+    groups = chip_groups_text([c["chips"] for c in columns], fmt)
+    if groups:
+        parts += [item(groups, fmt), ""]
+    parts += [table.render(fmt), ""]
+    if view["excluded"]:
+        parts += [f"excluded: {label} — {reason}" for label, reason in view["excluded"]] + [""]
+    notes = sorted({f"{c['label']}: {n}" for c in columns for n in c["notes"]})
+    return "\n".join(parts + [note_line(n, fmt) for n in notes]).rstrip() + "\n"
