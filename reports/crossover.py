@@ -19,6 +19,7 @@ from shardcost.symbolic.regimes import relation_text
 from shardcost.symbolic.text import one_line
 
 from .tables import Table, count, heading, item, note_line, value
+from .text import inline_math
 
 _HARDWARE = tuple(f.name for f in NUMERIC_FIELDS)
 _LONG = 160  # longer expressions are left to --format json
@@ -29,7 +30,7 @@ def _expr(expr: sympy.Basic, fmt: str) -> str:
     text = one_line(expr)
     if len(text) > _LONG:
         return f"({len(text):,} characters: see --format json)"
-    return f"${latex(expr)}$" if fmt == "markdown" else text
+    return inline_math(latex(expr)) if fmt == "markdown" else text
 
 
 def _number(v: int | Fraction | None) -> str:
@@ -47,8 +48,8 @@ def _side_line(side: Side, name: str, fmt: str) -> str:
 
 def _root_row(result: Crossover, root: Root, regimes: bool, fmt: str) -> tuple[str, ...]:
     closed = "—" if root.closed_form is None else _expr(root.closed_form, fmt)
-    if root.closed_form is not None and fmt == "markdown" and closed.startswith("$"):
-        closed = f"${result.key.latex} = {closed[1:]}"
+    if root.closed_form is not None and fmt == "markdown" and closed.startswith("$`"):
+        closed = inline_math(f"{result.key.latex} = {closed[2:-2]}")
     elif root.closed_form is not None:
         closed = f"{result.key.short} = {closed}"
     regime = (root.regime or "—",) if regimes else ()

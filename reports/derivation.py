@@ -24,6 +24,7 @@ from shardcost.symbolic.dimensions import BY_NAME as DIMENSIONS_BY_NAME
 from shardcost.symbolic.dimensions import B, S_past
 
 from .latex import formula, latex_names, significant, with_numbers
+from .text import inline_math
 
 SECTION_TITLES = {
     "derived": "Derived values",
@@ -221,11 +222,11 @@ def parameters(result: Result) -> tuple[tuple[str, str, str, str, str], ...]:
             if isinstance(value, tuple)
             else text_value(value)
         )
-        rows.append((name, f"${dim.latex}$", shown, dim.unit, dim.meaning))
+        rows.append((name, inline_math(dim.latex), shown, dim.unit, dim.meaning))
     hw = result.inputs.hardware
     if hw is not None:
         for field in (*NUMERIC_FIELDS, SUPPORTS_OVERLAP):
-            symbol = f"${field.latex}$" if field.latex else ""
+            symbol = inline_math(field.latex) if field.latex else ""
             rows.append(
                 (field.name, symbol, text_value(getattr(hw, field.name)), field.unit, field.meaning)
             )
@@ -235,18 +236,18 @@ def parameters(result: Result) -> tuple[tuple[str, str, str, str, str], ...]:
 def notation(result: Result) -> tuple[tuple[str, str, str, str], ...]:
     """(symbol, name, meaning, unit) for every dimension, derived value and hardware field used."""
     rows = [
-        (f"${DIMENSIONS_BY_NAME[name].latex}$", name, dim.meaning, dim.unit)
+        (inline_math(DIMENSIONS_BY_NAME[name].latex), name, dim.meaning, dim.unit)
         for name in result.inputs.dims
         if (dim := DIMENSIONS_BY_NAME[name])
     ]
     derivation = result.derivation
     rows += [
-        (f"${derivation.latex_names[s.symbol]}$", s.key, s.label, s.unit)
+        (inline_math(derivation.latex_names[s.symbol]), s.key, s.label, s.unit)
         for s in derivation.steps
         if s.section == "derived"
     ]
     if result.inputs.hardware is not None:
-        rows += [(f"${f.latex}$", f.name, f.meaning, f.unit) for f in NUMERIC_FIELDS]
+        rows += [(inline_math(f.latex), f.name, f.meaning, f.unit) for f in NUMERIC_FIELDS]
     return tuple(rows)
 
 

@@ -29,6 +29,7 @@ from .derivation import (
 )
 from .latex import significant
 from .tables import chip_groups_line, chips_text, excluded, result_label
+from .text import inline_math
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
@@ -41,6 +42,7 @@ _ENV = jinja2.Environment(
     keep_trailing_newline=True,
 )
 _ENV.filters["cell"] = cell
+_ENV.filters["math"] = inline_math
 
 
 def _render(template: str, **context: object) -> str:

@@ -184,3 +184,12 @@ def render_comparison(view: Mapping[str, Any], fmt: str) -> str:
         parts += [f"excluded: {label} — {reason}" for label, reason in view["excluded"]] + [""]
     notes = sorted({f"{c['label']}: {n}" for c in columns for n in c["notes"]})
     return "\n".join(parts + [note_line(n, fmt) for n in notes]).rstrip() + "\n"
+
+
+def inline_math(latex: str) -> str:
+    """Inline math as GitHub renders it: ``$`…`$``. Inside the code span the LaTeX reaches
+    the math renderer as written; in plain ``$…$`` Markdown first eats the escapes
+    (``\\_``, ``\\\\``, ``\\:``)."""
+    if "`" in latex:
+        raise ValueError(f"a backtick in LaTeX cannot sit in a code span: {latex!r}")
+    return f"$`{latex}`$"

@@ -56,7 +56,7 @@ def test_markdown(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, *SCORES, "--format", "markdown")
     assert code == 0
     assert out.startswith("# single:scores against single:q_proj")
-    assert "$2 \\cdot B \\cdot S \\cdot d_h \\cdot h \\cdot \\left(S - d\\right)$" in out
+    assert "$`2 \\cdot B \\cdot S \\cdot d_h \\cdot h \\cdot \\left(S - d\\right)`$" in out
     assert "| seq_len |" in out
 
 

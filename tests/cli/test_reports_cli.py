@@ -17,7 +17,7 @@ def test_report_to_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert code == 0
     doc = out.read_text()
     assert doc.startswith("# tp attention, decode")
-    assert "`tensor_parallel` | $\\mathit{tp}$ | 8 |" in doc
+    assert "`tensor_parallel` | $`\\mathit{tp}`$ | 8 |" in doc
     assert f"wrote {out}" in capsys.readouterr().err
 
 

@@ -59,8 +59,8 @@ def test_derivation_shows_formula_numbers_and_result() -> None:
     doc = spec_report(check_case(spec_case("MHA-1")))
     # seed 001 Test 1: 2 * 256 * 1024 * 1024 = 536,870,912 (h·dh = 16·64 = 1024)
     assert (
-        r"$F_{Q} = 2 \cdot M \cdot d \cdot d_h \cdot h = 2 \times 256 \times 1024 \times 64 "
-        r"\times 16$ = **536,870,912** FLOPs" in doc
+        r"$`F_{Q} = 2 \cdot M \cdot d \cdot d_h \cdot h = 2 \times 256 \times 1024 \times 64 "
+        r"\times 16`$ = **536,870,912** FLOPs" in doc
     )
     # the total is the steps' sum, in the order the steps were written
     assert r"F = F_{Q} + F_{K} + F_{V} + F_{QK} + F_{AV} + F_{O}" in doc
@@ -83,7 +83,7 @@ def test_report_for_every_layout_has_every_part(layout: str, phase: str, hardwar
         "## Takeaway",
     ):
         assert heading in doc
-    assert r"\times" in doc and "$F = " in doc
+    assert r"\times" in doc and "$`F = " in doc
     assert (hardware is not None) == ("**Timing (ms)**" in doc)
     assert doc == derivation_report(evaluate(resolve_inputs(layout, phase, hardware=hardware)))
     assert_valid_tables(doc)
@@ -137,7 +137,7 @@ def test_ragged_report_shows_the_sums_and_the_max_over_mean_ratio() -> None:
     # Steps with one value per request list them; summed steps say so.
     assert "**per request: 4097, 65, 65**" in doc
     assert r"\sum_{i=1}^{3} 2 \times {S_{kv}}^{(i)} \times 2 \times 128 \times 32" in doc
-    assert "| `past_seq_len` | $S_{\\mathrm{past}}$ | [4096, 64, 64] |" in doc
+    assert "| `past_seq_len` | $`S_{\\mathrm{past}}`$ | [4096, 64, 64] |" in doc
 
 
 def test_a_uniform_batch_has_no_ragged_section() -> None:
