@@ -21,8 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from shardcost.errors import InputError
+from shardcost.files import printable, read_text
 
 from .dtypes import DTYPES, quantized_dtype, torch_dtype
+
+MAX_CONFIG_BYTES = 4 * 2**20  # a config.json is a few KB; a larger file is refused, unread
 
 Params = tuple[tuple[str, object], ...]  # a layer's dimensions and conventions, by key
 
@@ -182,23 +185,22 @@ def load_config(source: str | Path | Mapping[str, Any]) -> ModelConfig:
     naming the problem for anything else."""
     if isinstance(source, Mapping):
         return parse_config(source, "config")
+    if not isinstance(source, (str, Path)):
+        raise InputError(
+            f"a model is a config.json path or a parsed dict, not {type(source).__name__}"
+        )
     path = Path(source)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file (give a local config.json)") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: cannot read it: {exc}") from None
+    text = read_text(path, "a local config.json", MAX_CONFIG_BYTES)
     try:
         raw = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InputError(
-            f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
+            f"{printable(path)}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
         ) from None
     except RecursionError:
-        raise InputError(f"{path}: nested too deeply to be a config.json") from None
+        raise InputError(f"{printable(path)}: nested too deeply to be a config.json") from None
     if not isinstance(raw, dict):
-        raise InputError(f"{path}: expected a JSON object, got {type(raw).__name__}")
+        raise InputError(f"{printable(path)}: expected a JSON object, got {type(raw).__name__}")
     name = path.parent.name if path.name == "config.json" and path.parent.name else path.stem
     return parse_config(raw, str(path), default_name=name)
 
@@ -898,11 +900,14 @@ def _family(raw: Mapping[str, Any], where: str) -> str:
     if isinstance(model_type, str) and model_type in _FAMILIES:
         return model_type
     architectures = raw.get("architectures")
-    if isinstance(architectures, list):
-        for arch in architectures:
-            if isinstance(arch, str) and arch in _ARCHITECTURES:
-                return _ARCHITECTURES[arch]
-    elif architectures is not None:
-        raise InputError(f"{where}: architectures={architectures!r} is not a list of names")
+    if architectures is not None and (
+        not isinstance(architectures, list) or not all(isinstance(a, str) for a in architectures)
+    ):
+        shown = printable(repr(architectures))
+        shown = shown if len(shown) <= 80 else shown[:77] + "..."
+        raise InputError(f"{where}: architectures={shown} is not a list of names")
+    for arch in architectures or ():
+        if arch in _ARCHITECTURES:
+            return _ARCHITECTURES[arch]
     shown = f"model_type={model_type!r}" if model_type is not None else "no model_type"
     raise InputError(f"{where}: {shown}; supported families: {', '.join(FAMILIES)}")

@@ -13,6 +13,7 @@ peaks as they are, which is what seed 000's figures assume.
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import MISSING, dataclass, replace
 from dataclasses import fields as dataclass_fields
@@ -23,6 +24,7 @@ from types import MappingProxyType
 import sympy
 
 from shardcost.errors import InputError, InvalidValueError, UnknownNameError
+from shardcost.files import printable
 
 CATALOG_FILE = Path(__file__).resolve().parent / "hardware.toml"
 
@@ -321,19 +323,42 @@ ZERO_ALLOWED = (  # the rest must be > 0
 )
 
 
+# A hardware figure: a plain decimal (no digit separators, no other scripts' digits), and
+# within a range where every time computed from it stays a finite, normal float.
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE](?P<exp>[+-]?[0-9]{1,12}))?")
+MAX_EXPONENT = 30
+NUMBER_RANGE = (Fraction(1, 10**15), Fraction(10**15))
+_RANGE_TEXT = "1e-15 and 1e15 (or 0 where zero is allowed)"
+
+
 def number(key: str, raw: object, *, allow_zero: bool | None = None) -> Fraction:
     """A finite number, exact: > 0 (>= 0 for the fields in ZERO_ALLOWED, or when
     ``allow_zero``), and at most 1 for an efficiency."""
     if allow_zero is None:
         allow_zero = key in ZERO_ALLOWED
-    try:
-        if isinstance(raw, bool):
-            raise ValueError
-        value = Fraction(raw.strip()) if isinstance(raw, str) else Fraction(str(raw))
-    except (ValueError, ZeroDivisionError, TypeError):
+    if isinstance(raw, Fraction):  # a figure already checked (the catalog's, a default)
+        value = raw
+    else:
+        text = raw.strip() if isinstance(raw, str) else None
+        if isinstance(raw, (int, float)) and not isinstance(raw, bool):
+            text = repr(raw)  # a float's shortest exact-round-trip decimal
+        match = _DECIMAL.fullmatch(text) if text is not None and len(text) <= 60 else None
+        if match is None:
+            shown = printable(repr(raw) if len(repr(raw)) <= 60 else repr(raw)[:57] + "...")
+            raise InvalidValueError(
+                f"{key}={shown} is not a number; {key} takes a decimal number such as 989.4 "
+                "or 1.5e3 (ASCII digits, no separators)"
+            )
+        if match.group("exp") and abs(int(match.group("exp"))) > MAX_EXPONENT:
+            raise InvalidValueError(
+                f"{key}={printable(text)} is out of range; {key} takes a number between "
+                f"{_RANGE_TEXT}"
+            )
+        value = Fraction(text)
+    if value != 0 and not NUMBER_RANGE[0] <= abs(value) <= NUMBER_RANGE[1]:
         raise InvalidValueError(
-            f"{key}={raw!r} is not a number; {key} takes a decimal number"
-        ) from None
+            f"{key}={printable(raw)} is out of range; {key} takes a number between {_RANGE_TEXT}"
+        )
     if value < 0 or (value == 0 and not allow_zero):
         bound = "zero or more" if allow_zero else "greater than zero"
         raise InvalidValueError(f"{key}={raw!r} is not allowed; {key} takes a number {bound}")
@@ -367,17 +392,21 @@ def build(name: str, values: dict[str, object], *, where: str = "") -> Hardware:
     return Hardware(name, **out)  # type: ignore[arg-type]
 
 
+MAX_HARDWARE_BYTES = 1 << 20  # a hardware file is a few KB; a larger one is refused, unread
+
+
 def _read(path: Path) -> dict:
     import tomllib
 
+    from shardcost.files import printable, read_text
+
+    text = read_text(path, "a hardware TOML file", MAX_HARDWARE_BYTES)
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such hardware file") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: malformed TOML: {exc}") from None
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read: {exc.strerror}") from None
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"{printable(path)}: malformed TOML: {exc}") from None
+    except RecursionError:
+        raise InputError(f"{printable(path)}: nested too deeply to be a hardware file") from None
 
 
 def load_hardware(path: str | Path) -> tuple[Hardware, ...]:

@@ -80,12 +80,22 @@ def unknown_key(key: str) -> UnknownNameError:
     return UnknownNameError(f"unknown key {key!r}{hint}; keys: {', '.join(KEYS)}")
 
 
+MAX_COUNT = 10**24  # far past any model (10^13 tokens, 10^13 parameters); digits bounded
+MAX_REQUESTS = 1_000_000  # requests in one ragged batch
+
+
 def parse_count(key: str, raw: object) -> int:
-    """A positive integer from an int or decimal text; InvalidValueError otherwise."""
+    """A positive integer from an int or decimal text, at most MAX_COUNT;
+    InvalidValueError otherwise."""
     if isinstance(raw, bool):
         value = None
     elif isinstance(raw, str):
         text = raw.strip()
+        if len(text) > 40:  # before int(): Python refuses 4,300 digits, and it takes time
+            raise InvalidValueError(
+                f"{key} is given {len(text):,} characters; {key} takes a positive integer of "
+                "at most 10^24"
+            )
         value = int(text) if _INTEGER.fullmatch(text) else None
         if value is None and re.fullmatch(r"-[0-9]+", text):
             value = int(text)
@@ -100,6 +110,11 @@ def parse_count(key: str, raw: object) -> int:
         )
     if value <= 0:
         raise InvalidValueError(f"{key}={value} is not allowed; {key} takes a positive integer")
+    if value > MAX_COUNT:
+        raise InvalidValueError(
+            f"{key}={value:.3e} is larger than any model's; {key} takes a positive integer of "
+            "at most 10^24"
+        )
     return value
 
 
@@ -343,7 +358,14 @@ def request_lengths(params: Mapping[str, object]) -> tuple[int, ...] | None:
     raw = params.get(PAST_SEQ_LEN.name)
     if raw is None or not _many(raw):
         return None
+    if isinstance(raw, str) and raw.count(",") >= MAX_REQUESTS:
+        raise InvalidValueError(f"past_seq_len gives more than {MAX_REQUESTS:,} requests")
     items = raw.split(",") if isinstance(raw, str) else list(raw)  # type: ignore[union-attr]
+    if len(items) > MAX_REQUESTS:
+        raise InvalidValueError(
+            f"past_seq_len gives {len(items):,} requests; a ragged batch has at most "
+            f"{MAX_REQUESTS:,}"
+        )
     if not items:
         raise InvalidValueError("past_seq_len=[] is empty; give one past length per request")
     return tuple(parse_count(PAST_SEQ_LEN.name, item) for item in items)

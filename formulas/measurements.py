@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from shardcost.errors import InputError
+from shardcost.files import read_text
 
 from .conventions import BY_NAME as CONVENTIONS_BY_NAME
 from .evaluate import evaluate
@@ -87,15 +88,7 @@ class Measurement:
 
 
 def _read_text(path: Path) -> str:
-    if not path.is_file():
-        what = "no such file" if not path.exists() else "not a regular file"
-        raise InputError(f"{path}: {what} (give a measurements CSV)")
-    if path.stat().st_size > MAX_BYTES:
-        raise InputError(f"{path}: larger than {MAX_BYTES // 2**20} MiB; split it")
-    try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: cannot read it: {exc}") from None
+    return read_text(path, "a measurements CSV", MAX_BYTES)
 
 
 def read_measurements(path: str | Path) -> tuple[Measurement, ...]:

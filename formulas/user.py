@@ -48,6 +48,7 @@ from typing import Any
 import sympy
 
 from shardcost.errors import InputError
+from shardcost.files import read_text
 from shardcost.symbolic import (
     PER_CHIP,
     Collective,
@@ -59,7 +60,7 @@ from shardcost.symbolic import (
     over_group,
 )
 from shardcost.symbolic.dimensions import BY_NAME, BY_SHORT, BY_SYMBOL, DIMENSIONS
-from shardcost.symbolic.parse import ExpressionError, parse_formula
+from shardcost.symbolic.parse import ExpressionError, check_expression, parse_formula
 from shardcost.symbolic.verify import Verdict
 
 from .conventions import Conventions, Phase
@@ -79,6 +80,7 @@ from .registry import (
 from .steps import ACTIVATION_BYTES, FLOPS, KV_CACHE_BYTES, WEIGHT_BYTES
 
 MAX_FILE_BYTES = 64 * 1024
+MAX_COLLECTIVES = 32  # a layout performs a handful; hundreds made compile recurse too deep
 NAMES: dict[str, sympy.Symbol] = {
     **{name: dim.symbol for name, dim in BY_NAME.items()},
     **{short: dim.symbol for short, dim in BY_SHORT.items()},
@@ -114,14 +116,30 @@ Formula = str | int | sympy.Expr
 
 
 def _formula(value: Formula, where: str) -> sympy.Expr:
-    if isinstance(value, sympy.Expr):
+    expr = _parsed(value, where)
+    for power in expr.atoms(sympy.Pow):
+        if power.exp.is_negative and power.base.is_positive is not True:
+            raise InputError(
+                f"{where}: divides by {power.base}, which is not positive at every valid "
+                "point; a formula divides only by dimensions and their products"
+            )
+    return expr
+
+
+def _parsed(value: Formula, where: str) -> sympy.Expr:
+    if isinstance(value, sympy.Basic):
         unknown = [s for s in value.free_symbols if s not in BY_SYMBOL]
         if unknown:
             raise InputError(f"{where}: {unknown[0]} is not a dimension symbol")
-        return value
+        try:  # the parser's limits, before SymPy evaluates anything of it
+            return check_expression(value, NAMES)
+        except ExpressionError as exc:
+            raise InputError(f"{where}: {exc.reason}") from None
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise InputError(f"{where}: expected formula text, got {type(value).__name__}")
     if isinstance(value, int):
+        if value.bit_length() > 333:  # about 100 digits, the parser's bound on a constant
+            raise InputError(f"{where}: constant too large (over 100 digits)")
         return sympy.Integer(value)
     try:
         return parse_formula(value, NAMES)
@@ -220,6 +238,8 @@ def _head(name: str, layer: str, phase: str, reference: str, at: str) -> Phase:
 
 def _per_chip(per_chip: Mapping[str, Formula], at: str) -> dict[str, sympy.Expr]:
     """The four per-chip formulas, exactly those, parsed."""
+    if not isinstance(per_chip, Mapping):
+        raise InputError(f"{at}[per_chip] is a table of quantity = formula")
     missing = [k for k in PER_CHIP_KEYS if k not in per_chip]
     extra = [k for k in per_chip if k not in PER_CHIP_KEYS]
     if missing or extra:
@@ -235,6 +255,12 @@ def _collectives(
     comm: Mapping[str, Formula], groups: Mapping[str, Formula], chips: sympy.Expr, at: str
 ) -> tuple[dict[str, sympy.Expr], dict[str, sympy.Expr]]:
     """Each collective's payload and group (default: every chip), parsed."""
+    if not isinstance(comm, Mapping) or not isinstance(groups, Mapping):
+        raise InputError(f"{at}[comm] and [groups] are tables of name = formula")
+    if len(comm) > MAX_COLLECTIVES:
+        raise InputError(
+            f"{at}[comm] has {len(comm):,} collectives; a layout has at most {MAX_COLLECTIVES}"
+        )
     for key in comm:
         if not isinstance(key, str) or not _IDENTIFIER.fullmatch(key):
             raise InputError(f"{at}[comm] {key!r}: use lowercase letters, digits, - and _")
@@ -392,14 +418,20 @@ def _shown(value: Formula) -> str:
 def load_layout(path: str | Path) -> Layout:
     """Read, check and register the layout in a TOML file (InputError, and nothing
     registered, when the file is not a layout that can be; see ``define_layout``)."""
-    return define_layout(**_read(Path(path)))
+    return define_layout(**_read(_path(path)))
+
+
+def _path(path: object) -> Path:
+    if not isinstance(path, (str, Path)):
+        raise InputError(f"a layout file is a path, not {type(path).__name__}")
+    return Path(path)
 
 
 def read_layout(path: str | Path) -> Layout:
     """The layout in a TOML file, built but neither registered nor refused when it cannot
     be (chips or a group not whole, a payload below zero): for verify, which reports each
     claim it fails with a counterexample. InputError when the file or a formula is bad."""
-    return _build(**_read(Path(path)))[0]
+    return _build(**_read(_path(path)))[0]
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -428,25 +460,13 @@ def _read(path: Path) -> dict[str, Any]:
 
 def _toml(path: Path, shown: str) -> dict[str, Any]:
     """The file's TOML, at most MAX_FILE_BYTES; InputError saying why it cannot be read."""
+    text = read_text(path, "a layout file", MAX_FILE_BYTES)
     try:
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise InputError(
-                f"{shown}: {size:,} bytes; a layout file is at most {MAX_FILE_BYTES:,}"
-            )
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"{shown}: no such file") from None
-    except IsADirectoryError:
-        raise InputError(f"{shown}: is a directory, not a layout file") from None
-    except UnicodeDecodeError:
-        raise InputError(f"{shown}: not UTF-8 text") from None
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"{shown}: malformed TOML: {exc}") from None
     except RecursionError:
         raise InputError(f"{shown}: nested too deeply to be a layout file") from None
-    except OSError as exc:
-        raise InputError(f"{shown}: cannot read: {exc.strerror}") from None
 
 
 def _check_tables(data: Mapping[str, Any], shown: str) -> None:

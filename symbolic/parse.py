@@ -201,6 +201,56 @@ class _Parser:
         return function(*args)
 
 
+MAX_NODES = 20_000  # nodes of an expression given as a SymPy object
+_ALLOWED = (sympy.Add, sympy.Mul, sympy.Pow, sympy.ceiling, sympy.floor, sympy.Max, sympy.Min)
+
+
+def check_expression(expr: sympy.Basic, names: Mapping[str, sympy.Symbol]) -> sympy.Expr:
+    """``expr`` (a SymPy object a caller built, or the parser's result) held to the
+    parser's limits: the notation's symbols, arithmetic and ceil/floor/max/min only,
+    constants of at most MAX_CONSTANT_DIGITS digits, whole powers up to MAX_POWER, at
+    most MAX_NODES nodes and MAX_DEPTH × 4 levels; ExpressionError otherwise. Checked
+    before anything else touches it: ``S**(10**6)`` is refused, not expanded."""
+    symbols = frozenset(names.values())
+    stack: list[tuple[sympy.Basic, int]] = [(expr, 1)]
+    nodes = 0
+    while stack:
+        node, depth = stack.pop()
+        nodes += 1
+        if nodes > MAX_NODES or depth > MAX_DEPTH * 4:
+            raise ExpressionError(
+                f"expression too large (over {MAX_NODES:,} terms or {MAX_DEPTH * 4} levels)", 1
+            )
+        if node.is_Symbol:
+            if node not in symbols:
+                raise ExpressionError(_unknown(str(node), names), 1)
+            continue
+        if node.is_Number:
+            if not node.is_Rational:
+                raise ExpressionError(f"{type(node).__name__} {node}: only exact numbers", 1)
+            if _bits(node) > MAX_CONSTANT_DIGITS * 3.33:
+                raise ExpressionError(f"constant too large (over {MAX_CONSTANT_DIGITS} digits)", 1)
+            continue
+        if not isinstance(node, _ALLOWED):
+            raise ExpressionError(
+                f"{type(node).__name__} is not allowed; formulas take + - * / **, "
+                "ceil, floor, max and min",
+                1,
+            )
+        if isinstance(node, sympy.Pow) and not (
+            node.exp.is_Integer and abs(int(node.exp)) <= MAX_POWER
+        ):
+            raise ExpressionError(f"a power must be a whole number up to {MAX_POWER}", 1)
+        stack.extend((arg, depth + 1) for arg in node.args)
+    return expr  # type: ignore[return-value]
+
+
+def _bits(number: sympy.Rational) -> int:
+    """Bits of the larger of a rational's numerator and denominator (no decimal
+    conversion: Python refuses to print an int of 4,300 digits)."""
+    return max(abs(int(number.p)).bit_length(), abs(int(number.q)).bit_length())
+
+
 def _digits(number: sympy.Expr) -> int:
     p, q = sympy.fraction(number)
     return max(len(str(abs(int(p)))), len(str(abs(int(q)))))
@@ -226,4 +276,4 @@ def parse_formula(text: str, names: Mapping[str, sympy.Symbol]) -> sympy.Expr:
         raise ExpressionError(f"unexpected {parser.token.text!r}", parser.token.column)
     if value.has(sympy.zoo, sympy.nan, sympy.oo):
         raise ExpressionError("the formula divides by zero", 1)
-    return value
+    return check_expression(value, names)

@@ -1,0 +1,59 @@
+"""Reading the files users name, and quoting what they type, safely.
+
+Standard library only. A path may name anything: a FIFO (``open`` would block until a
+writer comes), ``/dev/zero`` (endless), a directory, a file of gigabytes. Only regular
+files are read, checked with ``stat`` (which never blocks), and at most ``limit`` bytes
+of them, so a file that grows while it is read is still bounded. Text a user typed goes
+into messages with its control characters escaped, so an error stays one line and an
+escape sequence never reaches the terminal.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import unicodedata
+from pathlib import Path
+
+from shardcost.errors import InputError
+
+# Unicode categories that cannot be shown on one line: controls, format characters,
+# line and paragraph separators, surrogates, private use, unassigned.
+_UNPRINTABLE = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"})
+
+
+def printable(text: object) -> str:
+    """``text`` with every character that cannot be shown on one line escaped
+    (``\\n``, ``\\x1b``, ``\\u2028`` ...)."""
+    return "".join(
+        ascii(ch)[1:-1] if unicodedata.category(ch) in _UNPRINTABLE else ch for ch in str(text)
+    )
+
+
+def read_text(path: str | os.PathLike[str], what: str, limit: int) -> str:
+    """The UTF-8 text of the regular file ``path`` (``what`` it should be, for messages),
+    at most ``limit`` bytes; one-line InputError otherwise."""
+    shown = printable(os.fspath(path))
+    try:
+        info = Path(path).stat()
+    except FileNotFoundError:
+        raise InputError(f"{shown}: no such file (give {what})") from None
+    except OSError as exc:
+        raise InputError(f"{shown}: cannot read it: {exc.strerror}") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise InputError(f"{shown}: not a regular file (a directory); give {what}")
+    if not stat.S_ISREG(info.st_mode):
+        raise InputError(f"{shown}: not a regular file (a device, pipe or socket); give {what}")
+    if info.st_size > limit:
+        raise InputError(f"{shown}: {info.st_size:,} bytes; {what} is at most {limit:,}")
+    try:
+        with Path(path).open("rb") as f:
+            data = f.read(limit + 1)
+    except OSError as exc:
+        raise InputError(f"{shown}: cannot read it: {exc.strerror}") from None
+    if len(data) > limit:
+        raise InputError(f"{shown}: more than {limit:,} bytes; {what} is at most {limit:,}")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InputError(f"{shown}: not UTF-8 text; give {what}") from None
