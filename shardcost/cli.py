@@ -20,8 +20,10 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, NoReturn
 
+from shardcost import fastverify
 from shardcost.codegen.printers import PRINTERS
 from shardcost.errors import InputError, InternalError
+from shardcost.files import printable
 from shardcost.formulas import (
     CATALOG,
     CONVENTIONS,
@@ -55,7 +57,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (and exit 2), not a usage dump."""
 
     def error(self, message: str) -> NoReturn:
-        print(f"{PROG}: error: {message} (see '{self.prog} --help')", file=sys.stderr)
+        print(f"{PROG}: error: {printable(message)} (see '{self.prog} --help')", file=sys.stderr)
         raise SystemExit(2)
 
 
@@ -255,7 +257,8 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
     # LAYOUT and CONVENTION=VALUE arguments may come in any order
     names = [x for x in args.layouts if "=" not in x]
-    params = _assignments([*(x for x in args.layouts if "=" in x), *args.assignments])
+    assigned = [*(x for x in args.layouts if "=" in x), *args.assignments]
+    params = _assignments(assigned)
     start = time.perf_counter()
     chosen = [get_layout(name, args.layer or "attention") for name in names]
     # built, not registered: a layout that cannot be fails its claims with counterexamples
@@ -269,16 +272,32 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     )
     seconds = time.perf_counter() - start
     if args.format == "json":
-        _emit(_json(verification_json(results)))
+        text = _json(verification_json(results))
     else:
-        _emit(verification_text(results, seconds))
-    return 0 if all(r.ok for r in results) else 1
+        text = verification_text(results, seconds)
+    status = 0 if all(r.ok for r in results) else 1
+    out = text if text.endswith("\n") else text + "\n"
+    request = fastverify.Request(
+        tuple(names),
+        tuple(assigned),
+        tuple(str(path) for path in args.file),
+        args.phase,
+        args.layer,
+        args.all_conventions,
+        args.format,
+    )
+    fastverify.remember(request, out, status)  # the same command again needs no SymPy
+    _emit(out)
+    return status
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from shardcost.codegen.sweep import parse_values, sweep
+    import warnings
+    from contextlib import suppress
 
-    given: dict[str, list[Any]] = {}
+    from shardcost.codegen.sweep import WideCountWarning, output_format, parse_values, sweep
+
+    given: dict[str, Sequence[Any]] = {}
     for item in args.assignments:
         if not _ASSIGNMENT.fullmatch(item):
             raise InputError(f"expected KEY=VALUES, got {item!r}")
@@ -1080,6 +1099,8 @@ def _parser() -> _Parser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if (cached := fastverify.try_cached(argv)) is not None:
+        return cached
     if not argv or (argv[0] not in ("-h", "--help") and (argv[0][0] == "-" or "=" in argv[0])):
         argv = ["compare", *argv]  # the main job: options and KEY=VALUE go to compare
     parser = _parser()
@@ -1093,10 +1114,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return run(args)
     except InputError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        print(f"{PROG}: error: {printable(exc)}", file=sys.stderr)
         return 2
     except InternalError as exc:
-        print(f"{PROG}: internal error: {exc} (please report this)", file=sys.stderr)
+        print(f"{PROG}: internal error: {printable(exc)} (please report this)", file=sys.stderr)
         return 3
     except BrokenPipeError:
         sys.stderr.close()  # the reader went away (e.g. `| head`); nothing left to say
@@ -1107,7 +1128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if os.environ.get("SHARDCOST_DEBUG"):
             raise
         print(
-            f"{PROG}: internal error: {type(exc).__name__}: {exc} "
+            f"{PROG}: internal error: {type(exc).__name__}: {printable(exc)} "
             "(please report this; SHARDCOST_DEBUG=1 shows the traceback)",
             file=sys.stderr,
         )

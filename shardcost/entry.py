@@ -1,7 +1,8 @@
 """The ``shardcost`` command's entry point: answers from the cache first, then the engine.
 
-A numeric command whose program is cached (``shardcost.numeric``) is answered without
-importing SymPy or the formulas; anything else goes to ``shardcost.cli``.
+A numeric command whose program is cached (``shardcost.numeric``) and a ``verify`` whose
+verdicts are (``shardcost.fastverify``) are answered without importing SymPy or the
+formulas; anything else goes to ``shardcost.cli``.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from collections.abc import Sequence
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     args = list(sys.argv[1:] if argv is None else argv)
+    from shardcost.fastverify import try_cached
     from shardcost.numeric import try_compare, try_metrics
 
-    for fast in (try_metrics, try_compare):
+    for fast in (try_metrics, try_compare, try_cached):
         done = fast(args)
         if done is not None:
             return done

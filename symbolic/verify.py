@@ -10,24 +10,34 @@ left over) is checked with exact rational arithmetic at points spread on a log s
 that satisfy the domain's divisibility requirements: such a verdict says "checked at
 N points", never "proved". A failing claim carries its simplified, factored residual
 and the smallest concrete counterexample found.
+
+Points are evaluated by a small exact evaluator built once per expression (Python ints
+and Fractions, the same values SymPy's substitution gives); an expression it does not
+know, or a value it cannot give (a division by zero, a symbol without a value), is
+evaluated by SymPy instead.
 """
 
 from __future__ import annotations
 
 import heapq
 import itertools
+import math
+import operator
 import random
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from fractions import Fraction
+from functools import lru_cache
 
 import sympy
+from sympy.logic.boolalg import BooleanAtom
 
 from shardcost.errors import InternalError
 
 from .divides import Divides
+from .functions import CeilLog2
 
 LADDER = (1, 2, 3, 4, 7, 8, 16, 31, 64, 100, 128, 257, 1000, 1024, 4096, 10007, 65536)
 DEGREE_LADDER = (1, 2, 3, 4, 8, 16)
@@ -199,10 +209,133 @@ def _undecidable(expr: sympy.Expr) -> bool:
 
 
 def _exact(expr: sympy.Expr, point: Mapping[sympy.Symbol, int]) -> Fraction:
+    fast = _evaluator(sympy.sympify(expr))
+    if fast is not None:
+        try:
+            return Fraction(fast(point))
+        except (ValueError, KeyError, ZeroDivisionError):
+            pass  # SymPy says what is wrong (or gives the value)
     value = sympy.sympify(expr).xreplace({s: sympy.Integer(v) for s, v in point.items()})
     if not value.is_Rational:
         raise InternalError(f"{expr} is not a number at {point}: a symbol has no value")
     return Fraction(int(value.p), int(value.q))
+
+
+# ---------------------------------------------------------------- exact values at points
+
+Evaluator = Callable[[Mapping[sympy.Symbol, int]], object]
+
+
+_RELATIONS: dict[type, Callable[[object, object], bool]] = {
+    sympy.StrictGreaterThan: operator.gt,
+    sympy.GreaterThan: operator.ge,
+    sympy.StrictLessThan: operator.lt,
+    sympy.LessThan: operator.le,
+    sympy.Equality: operator.eq,
+    sympy.Unequality: operator.ne,
+}
+_ROUNDING: dict[type, Callable[[Fraction], int]] = {
+    sympy.ceiling: math.ceil,
+    sympy.floor: math.floor,
+}
+_EXTREMES: dict[type, Callable[..., object]] = {sympy.Max: max, sympy.Min: min}
+_CONNECTIVES: dict[type, Callable[..., bool]] = {sympy.And: all, sympy.Or: any}
+
+
+@lru_cache(maxsize=8192)
+def _evaluator(expr: sympy.Basic) -> Evaluator | None:
+    """``expr`` as a function of a point giving its exact value (an int or a Fraction, as
+    SymPy's substitution would), built once; None when ``expr`` holds a node it does not
+    know. At a point it raises ValueError, KeyError or ZeroDivisionError where SymPy
+    would give no rational number (or a value this evaluator does not model)."""
+    try:
+        return _build(expr)
+    except (TypeError, ValueError):  # a node it does not know (or of an unexpected shape)
+        return None
+
+
+def _build(expr: sympy.Basic) -> Evaluator:
+    """The evaluator of one node, from its arguments'; TypeError for an unknown node."""
+    if expr.is_Integer:
+        whole = int(expr)
+        return lambda _: whole
+    if expr.is_Rational:
+        fraction = Fraction(int(expr.p), int(expr.q))
+        return lambda _: fraction
+    if expr.is_Symbol:
+        return operator.itemgetter(expr)
+    if isinstance(expr, BooleanAtom):
+        truth = bool(expr)
+        return lambda _: truth
+    kind = type(expr)
+    parts = [_build(a) for a in expr.args] if kind is not sympy.Piecewise else []
+    if kind is sympy.Add:
+        return lambda p: sum(f(p) for f in parts)
+    if kind is sympy.Mul:
+        return lambda p: math.prod(f(p) for f in parts)
+    if kind is sympy.Pow:
+        return _power(*parts)
+    if kind in _ROUNDING:
+        (inner,), rounding = parts, _ROUNDING[kind]
+        return lambda p: rounding(inner(p))
+    if kind in _EXTREMES:
+        pick = _EXTREMES[kind]
+        return lambda p: pick(f(p) for f in parts)
+    if kind in _RELATIONS:
+        (lhs, rhs), compare = parts, _RELATIONS[kind]
+        return lambda p: compare(lhs(p), rhs(p))
+    if kind in _CONNECTIVES:
+        join = _CONNECTIVES[kind]
+        return lambda p: join(f(p) for f in parts)
+    if kind is sympy.Not:
+        (inner,) = parts
+        return lambda p: not inner(p)
+    if kind is CeilLog2:
+        (inner,) = parts
+        return lambda p: _ceil_log2(inner(p))
+    if kind is sympy.Piecewise:
+        return _piecewise([(_build(e), _build(c)) for e, c in expr.args])
+    raise TypeError(f"no exact evaluator for {kind.__name__}")
+
+
+def _power(base: Evaluator, exponent: Evaluator) -> Evaluator:
+    """base ** n where n is whole at the point: exact, a Fraction when n < 0
+    (ZeroDivisionError at 0); any other exponent is left to SymPy."""
+
+    def value(p: Mapping[sympy.Symbol, int]) -> object:
+        n = _integer(exponent(p))
+        return base(p) ** n if n >= 0 else Fraction(1) / base(p) ** -n
+
+    return value
+
+
+def _ceil_log2(value: object) -> int:
+    """CeilLog2 where it evaluates: at a whole number of at least 1."""
+    n = _integer(value)
+    if n < 1:
+        raise ValueError("ceil_log2 below 1")
+    return (n - 1).bit_length()
+
+
+def _integer(value: object) -> int:
+    """``value`` as an int when it is a whole number; ValueError otherwise."""
+    if isinstance(value, Fraction) and value.denominator == 1:
+        return value.numerator
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise ValueError("not a whole number")
+
+
+def _piecewise(pieces: list[tuple[Evaluator, Evaluator]]) -> Evaluator:
+    """The value of the first piece whose condition holds."""
+
+    def value(p: Mapping[sympy.Symbol, int]) -> object:
+        for piece, condition in pieces:
+            if condition(p):
+                return piece(p)
+        raise ValueError("no piece applies")
+
+    return value
 
 
 def _zero(expr: sympy.Expr) -> bool | None:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+from fractions import Fraction
 
 import pytest
 import sympy
 
+from shardcost.errors import InternalError
 from shardcost.symbolic.dimensions import B, S, cp, tp
+from shardcost.symbolic.functions import CeilLog2
 from shardcost.symbolic.verify import (
     Claim,
     ClaimKind,
@@ -15,6 +19,8 @@ from shardcost.symbolic.verify import (
     Domain,
     Term,
     VerdictStatus,
+    _evaluator,
+    _exact,
     decide,
     verdict_counts,
 )
@@ -136,3 +142,47 @@ def test_kinds_and_statuses_are_enums_that_read_as_their_words() -> None:
     assert verdict_counts([verdict]) == {"proved": 1, "checked": 0, "failed": 0}
     with pytest.raises(ValueError, match="'equals' is not a valid ClaimKind"):
         Claim("c", "", "equals", ())
+
+
+# Every node the exact evaluator knows, alone and nested: at each point it must give what
+# SymPy's substitution gives.
+EVALUATED = [
+    B * S / cp + sympy.Rational(3, 2),  # sums, products, a division, a fraction
+    cp * sympy.ceiling(S / cp) - S,
+    sympy.floor(S / cp) - sympy.floor(-S / 3),  # rounding of negatives
+    sympy.Max(B, S / 2) - sympy.Min(cp, 3),
+    sympy.Piecewise((S / cp, sympy.Gt(cp, 1)), (0, True)),
+    sympy.Piecewise(
+        (B, sympy.And(sympy.Ge(S, 4), sympy.Ne(cp, 2))),
+        (S, sympy.Or(sympy.Lt(B, 2), sympy.Eq(cp, 3))),
+        (2, sympy.Not(sympy.Le(S, B))),
+        (1, True),
+    ),
+    CeilLog2(cp * B),
+    (1 - sympy.Min(B, cp) / S) ** sympy.Min(4, B * S),  # an exponent whole only at points
+    (S - 2 * B) ** 2 - 1,
+    cp**-2,
+]
+
+
+@pytest.mark.parametrize("expr", EVALUATED, ids=[str(e) for e in EVALUATED])
+def test_points_are_evaluated_as_sympy_substitutes(expr: sympy.Expr) -> None:
+    assert _evaluator(expr) is not None  # no fallback: the evaluator itself is checked
+    points = [*itertools.islice(DOMAIN.smallest(()), 40), *DOMAIN.sample(20, (), "values")]
+    for point in points:
+        value = expr.xreplace({s: sympy.Integer(v) for s, v in point.items()})
+        assert _exact(expr, point) == Fraction(int(value.p), int(value.q)), point
+
+
+def test_what_the_evaluator_cannot_give_sympy_gives_or_refuses() -> None:
+    # sqrt(S): the exponent 1/2 is left to SymPy, which gives 2 at S = 4 and no rational
+    # number at S = 2; B/(S - 1) at S = 1 divides by zero; Abs is not a node it knows
+    assert _exact(sympy.sqrt(S), {S: 4}) == 2
+    with pytest.raises(InternalError, match="is not a number"):
+        _exact(sympy.sqrt(S), {S: 2})
+    with pytest.raises(InternalError, match="is not a number"):
+        _exact(B / (S - 1), {B: 1, S: 1})
+    with pytest.raises(InternalError, match="a symbol has no value"):
+        _exact(B + S, {B: 1})
+    assert _evaluator(sympy.Abs(B - S)) is None
+    assert _exact(sympy.Abs(B - S), {B: 1, S: 3}) == 2
