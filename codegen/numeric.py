@@ -36,8 +36,9 @@ from shardcost.symbolic.functions import CeilLog2
 FORMAT = 1  # bump when the generated module's interface changes
 
 
-class Unsupported(Exception):
-    """A node the exact printer does not know: no program is written (the engine answers)."""
+# A node the exact printer does not know raises NotImplementedError: no program is written,
+# and the engine keeps answering. (Not an error of ours: every one of those is in errors.py.)
+Unsupported = NotImplementedError
 
 
 class _Exact:

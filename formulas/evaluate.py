@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from fractions import Fraction
 from functools import cached_property
@@ -14,6 +14,7 @@ from shardcost.errors import InputError
 from shardcost.symbolic import METRICS, Derivation
 from shardcost.symbolic.dimensions import PAST_SEQ_LEN
 from shardcost.symbolic.numbers import count, ratio
+from shardcost.symbolic.trace import Split
 
 from . import ragged
 from .conventions import Phase
@@ -21,7 +22,7 @@ from .inputs import Inputs, describe
 from .timing import TIMINGS, TimingModel, timing_model
 
 Values = Mapping[sympy.Symbol, sympy.Expr | None]  # each step's; None: one per request
-Requests = tuple[Mapping[sympy.Symbol, sympy.Expr], ...]  # each request's, as a batch of one
+Requests = Sequence[Mapping[sympy.Symbol, sympy.Expr]]  # each request's, as a batch of one
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,8 @@ class RaggedBatch:
 
     lengths: tuple[int, ...]
     kinds: Mapping[sympy.Symbol, ragged.StepKind]  # how each step adds up over the requests
-    requests: tuple[Mapping[sympy.Symbol, sympy.Expr], ...]  # each request as a batch of one
+    # each request as a batch of one: a ragged.Requests computes them when first read
+    requests: Sequence[Mapping[sympy.Symbol, sympy.Expr]]
     at_longest: Metrics  # every request charged the longest past length
     at_longest_timing: Timing | None
 
@@ -82,6 +84,8 @@ class RaggedBatch:
     def request_values(self, key: str, derivation: Derivation) -> tuple[int | Fraction, ...]:
         """One step's exact value for each request on its own."""
         symbol = derivation.step(key).symbol
+        if isinstance(self.requests, ragged.Requests):
+            return self.requests.column(symbol)
         return tuple(_exact(r[symbol]) for r in self.requests)
 
     def to_dict(self) -> dict[str, Any]:
@@ -159,11 +163,14 @@ class Result:
         return out
 
 
-def evaluate(inputs: Inputs) -> Result:
+def evaluate(inputs: Inputs, *, each_request: bool = False) -> Result:
     """Evaluate ``inputs.cost`` exactly at ``inputs``, one derivation step at a time.
 
     A ragged decode batch (one past length per request) is charged per request: every
-    step that grows with the batch is the sum of its value for each request alone.
+    step that grows with the batch is the sum of its value for each request alone,
+    computed once per distinct length on exact integer arrays (``ragged.evaluate``).
+    ``each_request``: evaluate every request alone with SymPy instead, the definition
+    (slow; the reference the tests and benches/model.py hold the array path to).
     """
     cost, subs, hw = inputs.cost, inputs.substitution(), inputs.hardware
     model = (
@@ -178,7 +185,8 @@ def evaluate(inputs: Inputs) -> Result:
     if lengths is None:
         values = derivation.values(subs)
     else:
-        batch = ragged.evaluate(derivation, subs, lengths)
+        ragged_values = ragged.evaluate_each if each_request else ragged.evaluate
+        batch = ragged_values(derivation, subs, lengths)
         values, requests = batch.values, batch.requests
     chips = count(cost.chips, subs)
     metrics, collectives = _metrics(inputs, values, chips)
@@ -227,10 +235,40 @@ def _whole(inputs: Inputs, values: Values, symbol: sympy.Symbol) -> int:
 
 def _ragged_notes(derivation: Derivation, values: Values, requests: Requests) -> tuple[str, ...]:
     """The uneven splits of a ragged batch: a split of a per-request length is reported
-    once for each distinct length."""
+    once for each distinct length (in the order of their first requests)."""
     known = {k: v for k, v in values.items() if v is not None}
+    if isinstance(requests, ragged.Requests):
+        try:
+            return _distinct_notes(derivation, known, requests)
+        except NotImplementedError:
+            pass  # request by request below
     notes = (note for r in requests for note in _uneven_notes(derivation, {**r, **known}))
     return tuple(dict.fromkeys(notes))
+
+
+def _distinct_notes(
+    derivation: Derivation, known: Mapping[sympy.Symbol, sympy.Expr], requests: ragged.Requests
+) -> tuple[str, ...]:
+    """``_ragged_notes`` with each split's two sides evaluated over the distinct lengths at
+    once: the notes of the first request of each length, in request order."""
+    import numpy as np
+
+    rank = requests.distinct.rank
+    found: list[tuple[int, int, str]] = []  # (its first request's place, split, note)
+    for k, split in enumerate(derivation.splits):
+        total, parts = (requests.counts(side, known) for side in (split.total, split.parts))
+        same = not (np.ndim(total) or np.ndim(parts))  # one value for every request
+        total, parts = np.broadcast_arrays(np.atleast_1d(total), np.atleast_1d(parts))
+        flagged = np.asarray(total % parts != 0, dtype=bool)
+        if split.replicates:
+            flagged |= np.asarray(total < parts, dtype=bool)
+        names = _names(split, derivation)
+        for row in np.flatnonzero(flagged).tolist():
+            note = _split_note(split, names, int(total[row]), int(parts[row]))
+            if note is not None:
+                found.append((0 if same else int(rank[row]), k, note))
+    found.sort(key=lambda f: f[:2])
+    return tuple(dict.fromkeys(note for _, _, note in found))
 
 
 def _ragged_batch(
@@ -247,18 +285,30 @@ def _uneven_notes(
 ) -> tuple[str, ...]:
     notes = []
     for split in derivation.splits:
-        total = count(split.total, values)
-        parts = count(split.parts, values)
-        if split.replicates and total < parts:
-            notes.append(
-                f"{describe(split.total, derivation)}={total} is less than "
-                f"{describe(split.parts, derivation)}={parts}: each of the {total} "
-                f"{split.what} is replicated on {parts // total} ranks (one per chip)"
-            )
-        elif total % parts:
-            notes.append(
-                f"{describe(split.total, derivation)}={total} does not divide evenly by "
-                f"{describe(split.parts, derivation)}={parts}: per-chip metrics describe the "
-                f"busiest chip ({split.what}: ceil({total}/{parts}) = {-(-total // parts)})"
-            )
+        total, parts = count(split.total, values), count(split.parts, values)
+        if (split.replicates and total < parts) or total % parts:
+            notes.append(_split_note(split, _names(split, derivation), total, parts))
     return tuple(notes)
+
+
+def _names(split: Split, derivation: Derivation) -> tuple[str, str]:
+    """How a note names a split's two sides."""
+    return describe(split.total, derivation), describe(split.parts, derivation)
+
+
+def _split_note(split: Split, names: tuple[str, str], total: int, parts: int) -> str | None:
+    """What a note says of ``split`` at these numbers (``names``: its two sides'), or None
+    when it divides evenly."""
+    total_name, parts_name = names
+    if split.replicates and total < parts:
+        return (
+            f"{total_name}={total} is less than {parts_name}={parts}: each of the {total} "
+            f"{split.what} is replicated on {parts // total} ranks (one per chip)"
+        )
+    if total % parts:
+        return (
+            f"{total_name}={total} does not divide evenly by {parts_name}={parts}: per-chip "
+            f"metrics describe the busiest chip ({split.what}: ceil({total}/{parts}) = "
+            f"{-(-total // parts)})"
+        )
+    return None

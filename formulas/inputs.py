@@ -377,15 +377,24 @@ def _check_requirements(cost: Cost, dims: Mapping[str, object]) -> None:
         for name, value in dims.items()
         if not isinstance(value, tuple)
     }
-    lengths = dims.get(PAST_SEQ_LEN.name)
-    cases = [fixed]
-    if isinstance(lengths, tuple):  # a ragged batch: every request's length must split
-        cases = [fixed | {PAST_SEQ_LEN.symbol: n} for n in dict.fromkeys(lengths)]
     derivation = cost.derivation
-    for subs in cases:
-        for req in derivation.requirements:
-            total = int(derivation.resolve(req.total).xreplace(subs))
-            parts = int(derivation.resolve(req.parts).xreplace(subs))
+    checks = [
+        (req, derivation.resolve(req.total), derivation.resolve(req.parts))
+        for req in derivation.requirements
+    ]
+    # the requirements a ragged batch checks for every distinct length, the others once
+    per_length = [c for c in checks if PAST_SEQ_LEN.symbol in c[1].free_symbols | c[2].free_symbols]
+    lengths = dims.get(PAST_SEQ_LEN.name)
+    cases = [(fixed, checks)]
+    if isinstance(lengths, tuple):  # a ragged batch: every request's length must split
+        distinct = list(dict.fromkeys(lengths))
+        cases = [(fixed | {PAST_SEQ_LEN.symbol: distinct[0]}, checks)]
+        if per_length:
+            cases += [(fixed | {PAST_SEQ_LEN.symbol: n}, per_length) for n in distinct[1:]]
+    for subs, required in cases:
+        for req, total_expr, parts_expr in required:
+            total = int(total_expr.xreplace(subs))
+            parts = int(parts_expr.xreplace(subs))
             if req.holds(total, parts):
                 continue
             total_name = describe(req.total, derivation)

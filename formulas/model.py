@@ -19,14 +19,21 @@ Parameters are the layers' own weights, counted by their derivations (each layer
 ``single`` layout at one byte per element), plus the vectors: what
 ``sum(p.numel() for p in model.parameters())`` gives, a tied LM head counted once.
 Everything is read from a local file: nothing is fetched.
+
+The components come from one walk of the model (``walk``), which the planner takes
+stage by stage too. ``model_metrics`` evaluates each with SymPy (derivations, notes,
+exact times); ``compile_model`` builds the same sums from the layers' compiled functions
+(``layer_call``, as the planner calls them) once, to evaluate in microseconds a call.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+import operator
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import asdict, astuple, dataclass, field
+from enum import StrEnum
 from fractions import Fraction
-from functools import cache
+from functools import cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -42,24 +49,38 @@ from shardcost.symbolic.dimensions import BY_NAME as DIMENSIONS_BY_NAME
 
 from .conventions import BY_NAME as CONVENTIONS_BY_NAME
 from .conventions import Phase, phase, static_default
+from .dtypes import compute_bytes
 from .evaluate import Metrics, Result, Timing, evaluate
-from .families import FAMILIES, Block, ModelConfig, Part, Vector, load_config, parse_config
+from .families import FAMILIES, ModelConfig, Part, Vector, load_config, parse_config
 from .hardware import FIELDS_BY_NAME as HARDWARE_BY_NAME
-from .hardware import Hardware
-from .inputs import applicable_params, check_keys, request_lengths, resolve_inputs
+from .hardware import NUMERIC_FIELDS, Hardware, kernel_class
+from .inputs import (
+    applicable_params,
+    check_keys,
+    parse_count,
+    request_lengths,
+    resolve_inputs,
+)
 from .registry import Layer, Layout, Role, all_layers, all_layouts, get_layer, get_layout
 
 __all__ = [
     "FAMILIES",
+    "CompiledModel",
     "Component",
+    "LayerCall",
     "ModelConfig",
     "ModelResult",
+    "Piece",
+    "Slot",
     "companion",
+    "compile_model",
+    "layer_call",
     "layer_of",
     "load_config",
     "model_keys",
     "model_metrics",
     "parse_config",
+    "walk",
 ]
 
 # Keys a block's layers take from the config; a user may not override them.
@@ -265,10 +286,6 @@ class _Stack:
         self.notes: list[str] = list(config.notes)
         self._done: dict[tuple[str, str, tuple], Result] = {}
 
-    def mixer(self, block: Block) -> Layout:
-        """The user's layout, for this block's mixer."""
-        return get_layout(self.layout, block.mixer.layer)
-
     def evaluate(self, lay: Layout, part: Part, *, user: bool = True) -> Result:
         """``lay`` at the config's shapes for ``part`` and the user's parameters (each
         distinct evaluation done once)."""
@@ -299,56 +316,31 @@ class _Stack:
         return result
 
     def components(self) -> list[Component]:
-        """One row per component, in the model's order: the embedding, each block's mixer,
-        channel mixer and vectors, the final norm, the LM head (a tied one without
-        weights)."""
-        config, blocks = self.config, self.config.blocks
-        mixer0 = self.mixer(blocks[0])
+        """One row per component, in the model's order (``walk``): the embedding, each
+        block's mixer, channel mixer and vectors, the final norm, the LM head (a tied one
+        without weights)."""
         rows: list[Component] = []
-        embedding = companion(mixer0, Role.EMBEDDING)
-        result = self.evaluate(embedding, Part(embedding.layer))
-        rows.append(_row("embedding", 1, embedding, result, -1))
-        if config.positions:
+        evaluated: dict[Slot, Result] = {}  # the latest layer of each slot, for vectors
+        for piece in walk(self.config):
+            if piece.part is None:
+                like = evaluated[piece.like]
+                rows += [
+                    self._vectors(name, piece.count, vectors, like, piece.block)
+                    for name, vectors in piece_rows(piece)
+                ]
+                continue
+            lay = piece_layout(self.config, self.layout, piece)
+            res = evaluated[piece.slot] = self.evaluate(lay, piece.part)
+            metrics = res.metrics
+            if piece.slot is Slot.HEAD and self.config.tie_word_embeddings:
+                metrics = _without_weights(metrics)
+                self.notes.append(TIED_NOTE)
+            name = piece_name(piece, lay)
             rows.append(
-                self._vectors(
-                    "positions",
-                    1,
-                    [Vector("positions", config.positions * config.hidden_size)],
-                    result,
-                    -1,
+                Component(
+                    name, piece.count, lay.layer, lay.name, metrics, res.timing, res, piece.block
                 )
             )
-        many = len(blocks) > 1
-        for i, block in enumerate(blocks):
-            mixer = self.mixer(block)
-            channel = companion(mixer, get_layer(block.channel.layer))
-            suffix = f" [{block.kind}]" if many else ""
-            for lay, part in ((mixer, block.mixer), (channel, block.channel)):
-                res = self.evaluate(lay, part)
-                rows.append(_row(lay.layer + suffix, block.count, lay, res, i))
-            for group in _VECTOR_GROUPS:
-                vectors = [v for v in block.vectors if v.group == group]
-                if vectors:
-                    rows.append(self._vectors(group + suffix, block.count, vectors, res, i))
-        rows.append(
-            self._vectors(
-                "final_norm", 1, [v for v in config.final if v.group == "norms"], result, -1
-            )
-        )
-        head = companion(mixer0, Role.HEAD)
-        res = self.evaluate(head, Part(head.layer))
-        metrics = res.metrics
-        if config.tie_word_embeddings:
-            metrics = _without_weights(metrics)
-            self.notes.append(
-                "tie_word_embeddings: the LM head uses the embedding's matrix; its weight "
-                "bytes are counted once, with the embedding (the LM head still reads all "
-                "of it, the embedding only the rows it gathers)"
-            )
-        rows.append(Component(head.layer, 1, head.layer, head.name, metrics, res.timing, res, -1))
-        head_bias = [v for v in config.final if v.group != "norms"]
-        if head_bias:
-            rows.append(self._vectors("lm_head bias", 1, head_bias, res, -1))
         return rows
 
     def _vectors(
@@ -403,12 +395,6 @@ def _per_chip(vector: Vector, tp: int, shape: Mapping[str, object]) -> int:
         per_head = vector.size // h_kv
         return per_head * -(-h_kv // tp)
     return -(-vector.size // tp)
-
-
-def _row(name: str, number: int, lay: Layout, result: Result, block: int) -> Component:
-    return Component(
-        name, number, lay.layer, lay.name, result.metrics, result.timing, result, block
-    )
 
 
 @cache
@@ -542,3 +528,426 @@ def model_keys() -> tuple[str, ...]:
     dims = [k for k in DIMENSIONS_BY_NAME if k not in FROM_CONFIG]
     conventions = [k for k in CONVENTIONS_BY_NAME if k not in FROM_CONFIG]
     return (*dims, *conventions, *HARDWARE_BY_NAME)
+
+
+# -- a model's walk: its components in order ---------------------------------------------------
+
+TIED_NOTE = (
+    "tie_word_embeddings: the LM head uses the embedding's matrix; its weight bytes are "
+    "counted once, with the embedding (the LM head still reads all of it, the embedding "
+    "only the rows it gathers)"
+)
+
+
+class Slot(StrEnum):
+    """What a piece of a model's walk is."""
+
+    EMBEDDING = "embedding"
+    POSITIONS = "positions"  # a learned position table (GPT-2)
+    MIXER = "mixer"
+    CHANNEL = "channel"
+    VECTORS = "vectors"  # a decoder block's norms, biases and sinks
+    FINAL_NORM = "final_norm"
+    HEAD = "lm_head"
+    HEAD_BIAS = "lm_head bias"
+
+
+@dataclass(frozen=True)
+class Piece:
+    """One piece of a model's walk: a layer at ``part``'s shapes, or (``part`` None)
+    weight vectors on the chips of the latest layer of slot ``like``."""
+
+    slot: Slot
+    count: int  # layers alike
+    block: int  # the decoder block it belongs to; -1 outside the decoder layers
+    part: Part | None = None
+    vectors: tuple[Vector, ...] = ()
+    like: Slot = Slot.EMBEDDING
+    suffix: str = ""  # " [kind]" where the model has several kinds of block
+
+
+def walk(
+    config: ModelConfig,
+    layers: Iterable[tuple[int, int]] | None = None,
+    *,
+    first: bool = True,
+    last: bool = True,
+) -> Iterator[Piece]:
+    """The model's pieces in order: the embedding (and a position table), each decoder
+    block's mixer, channel mixer and vectors, the final norm, the LM head (and its bias).
+
+    ``layers``: (block index, count) pairs, every block by default; a pipeline stage gives
+    its own, ``first`` and ``last`` saying whether it holds the embedding and the head."""
+    blocks = config.blocks
+    suffix = len(blocks) > 1
+    if first:
+        yield Piece(Slot.EMBEDDING, 1, -1, Part(layer_of(Role.EMBEDDING).name))
+        if config.positions:
+            table = Vector("positions", config.positions * config.hidden_size)
+            yield Piece(Slot.POSITIONS, 1, -1, vectors=(table,))
+    for i, count in ((i, b.count) for i, b in enumerate(blocks)) if layers is None else layers:
+        block = blocks[i]
+        kind = f" [{block.kind}]" if suffix else ""
+        yield Piece(Slot.MIXER, count, i, block.mixer, suffix=kind)
+        yield Piece(Slot.CHANNEL, count, i, block.channel, suffix=kind)
+        yield Piece(Slot.VECTORS, count, i, vectors=block.vectors, like=Slot.CHANNEL, suffix=kind)
+    if last:
+        norms = tuple(v for v in config.final if v.group == "norms")
+        yield Piece(Slot.FINAL_NORM, 1, -1, vectors=norms)
+        yield Piece(Slot.HEAD, 1, -1, Part(layer_of(Role.HEAD).name))
+        bias = tuple(v for v in config.final if v.group != "norms")
+        if bias:
+            yield Piece(Slot.HEAD_BIAS, 1, -1, vectors=bias, like=Slot.HEAD)
+
+
+def piece_layout(config: ModelConfig, layout: str, piece: Piece) -> Layout:
+    """The layout of a layer piece when the mixers take ``layout``: each other layer's
+    the one that goes with its mixer (``companion``)."""
+    assert piece.part is not None
+    if piece.slot is Slot.MIXER:
+        return get_layout(layout, piece.part.layer)
+    if piece.slot is Slot.CHANNEL:
+        mixer = get_layout(layout, config.blocks[piece.block].mixer.layer)
+        return companion(mixer, get_layer(piece.part.layer))
+    first = get_layout(layout, config.blocks[0].mixer.layer)
+    return companion(first, Role.EMBEDDING if piece.slot is Slot.EMBEDDING else Role.HEAD)
+
+
+def piece_name(piece: Piece, lay: Layout) -> str:
+    """A layer piece's row name: ``embedding``, ``attention [full]``, ``lm_head`` ..."""
+    if piece.slot is Slot.EMBEDDING:
+        return "embedding"
+    return lay.layer + piece.suffix
+
+
+def piece_rows(piece: Piece) -> list[tuple[str, list[Vector]]]:
+    """A vector piece's rows: a block's norms, biases and sinks each a row of its own."""
+    if piece.slot is not Slot.VECTORS:
+        return [(str(piece.slot), list(piece.vectors))]
+    grouped = ((g, [v for v in piece.vectors if v.group == g]) for g in _VECTOR_GROUPS)
+    return [(group + piece.suffix, vectors) for group, vectors in grouped if vectors]
+
+
+# -- whole models through the compiled functions ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LayerCall:
+    """One layer of a model as a call of its layout's compiled function (``shardcost.compile``
+    with its static conventions fixed and its switches pinned, one variant): the keywords
+    it takes, and what it reads of the parameters it was offered."""
+
+    function: Callable[..., dict[str, Any]]
+    kwargs: dict[str, Any]  # dimensions, switches and (timed) hardware fields
+    dimensions: frozenset[str]  # the dimensions it reads
+    reads: frozenset[str]  # the offered keys it reads: dimensions and conventions
+    peak: Callable[[int], float] | None = None  # timed: peak TFLOP/s at bytes_per_elem
+
+
+def layer_call(
+    config: ModelConfig,
+    lay: Layout,
+    ph: Phase,
+    offered: Mapping[str, object],
+    hw: Hardware | None,
+) -> LayerCall:
+    """``lay`` in ``ph`` called with what it reads of ``offered`` (the config's shapes for
+    the part and the user's parameters), timed on ``hw`` (the chip as ``lay``'s kernel
+    class sees it) when given. Relations are neither derived nor checked: a config gives
+    hidden_size, num_heads and head_dim each, and they need not agree."""
+    from shardcost.codegen.compiled import compile_layout
+
+    timed = hw is not None
+    conventions = set(lay.conventions_for(ph, timed=timed))
+    static = tuple(
+        (k, CONVENTIONS_BY_NAME[k].parse(v))
+        for k, v in offered.items()
+        if k in conventions and _static(k)
+    )
+    used = _used(lay, ph, static)
+    dims = {k: v for k, v in offered.items() if k in used}
+    switches = [n for n in lay.conventions_for(ph) if not _static(n)]
+    pinned: tuple[tuple[str, Any], ...] = tuple((n, _convention(n, offered)) for n in switches)
+    reads = frozenset(dims) | {k for k in offered if k in conventions}
+    if hw is None:
+        function = compile_layout(lay, ph, False, static, True, pinned)
+        return LayerCall(function, dims | dict(pinned), used, reads)
+    pinned += (("supports_overlap", hw.supports_overlap),)
+    b = int(dims.get(BYTES_PER_ELEM.name, config.bytes_per_elem))  # type: ignore[call-overload]
+    kwargs = dims | _fields(hw, lay.layer) | {"peak_tflops": _peak(hw, static, b)} | dict(pinned)
+    function = compile_layout(lay, ph, True, static, True, pinned)
+    return LayerCall(function, kwargs, used, reads, partial(_peak, hw, static))
+
+
+@cache
+def _fields(hw: Hardware, layer: str) -> dict[str, float]:
+    """The hardware fields a compiled call takes, as ``layer``'s kernel class sees the chip
+    (its fitted figures folded in)."""
+    chip = hw.for_class(kernel_class(layer))
+    return {f.name: float(getattr(chip, f.name)) for f in NUMERIC_FIELDS}
+
+
+@cache
+def _peak(hw: Hardware, static: tuple[tuple[str, Any], ...], b: int) -> float:
+    """The chip's peak TFLOP/s for the compute type of these conventions at ``b`` bytes."""
+    return float(hw.peak_for(compute_bytes(_Conv(dict(static)), b)))  # type: ignore[arg-type]
+
+
+@cache
+def _used(lay: Layout, ph: Phase, static: tuple[tuple[str, Any], ...]) -> frozenset[str]:
+    """The dimensions ``lay`` reads in ``ph`` under the static conventions given."""
+    from shardcost.symbolic.dimensions import BY_SYMBOL
+
+    from .inputs import choose_conventions
+
+    chosen = choose_conventions(lay, ph, dict(static), timed=True)
+    return frozenset(BY_SYMBOL[s].name for s in lay.cost(ph, chosen).dimensions if s in BY_SYMBOL)
+
+
+def _convention(name: str, given: Mapping[str, object]) -> Any:
+    """A switch's value: given (parsed), else its default."""
+    convention = CONVENTIONS_BY_NAME[name]
+    return convention.parse(given[name]) if name in given else convention.default
+
+
+def _static(name: str) -> bool:
+    convention = CONVENTIONS_BY_NAME.get(name)
+    return convention is not None and convention.static
+
+
+class _Conv:
+    """Attribute access to a dict of conventions (what ``compute_bytes`` reads)."""
+
+    def __init__(self, values: Mapping[str, Any]) -> None:
+        self.__dict__.update(values)
+
+
+class CompiledModel:
+    """A whole model in one phase, its layers' compiled functions built once
+    (``compile_model``); call it with the dimensions that vary.
+
+        f = compile_model("llama-3.1-8b.json", "decode", hardware="h100-sxm")
+        f(batch_size=8, past_seq_len=4096)["timing"]["wall_clock_time_ms"]
+
+    A call returns what ``model_metrics(...).to_dict()`` holds under ``chips``,
+    ``metrics``, ``per_layer``, ``memory`` and (with hardware) ``timing``, for Python ints
+    in. Metrics are exact ints, equal to the SymPy path's; timings are float64 (the
+    compiled functions' arithmetic), within a few ulps of its exactly rounded ones. Each
+    distinct layer is one compiled call, weighted by how many layers it stands for; the
+    vectors (norms, biases) are plain arithmetic, kept per sharding.
+    """
+
+    def __init__(
+        self,
+        config: ModelConfig,
+        ph: Phase,
+        layout: str,
+        hardware: str | None,
+        params: Mapping[str, object],
+    ) -> None:
+        if ph is Phase.DECODE and request_lengths(params) is not None:
+            raise InputError(
+                "compile_model takes one past_seq_len per call; a ragged batch (one length "
+                "per request) goes through model_metrics"
+            )
+        self.config, self.phase, self.layout = config, ph, layout
+        given = {
+            k: parse_count(k, v) if k in DIMENSIONS_BY_NAME else v
+            for k, v in _given(config, ph, dict(params)).items()
+        }
+        self.hardware = _chip(hardware, given)
+        self._bytes = int(given[BYTES_PER_ELEM.name])  # type: ignore[call-overload]
+        self._calls: list[tuple[LayerCall, Layout]] = []
+        # per call: the layers it stands for (all, weights, in the first block)
+        self._weights: list[list[int]] = []
+        self._vector_pieces: list[tuple[Piece, int]] = []  # and the call they shard like
+        found: dict[tuple[Any, ...], int] = {}
+        read: set[str] = set()
+        latest: dict[Slot, int] = {}
+        for piece in walk(config):
+            if piece.part is None:
+                self._vector_pieces.append((piece, latest[piece.like]))
+                continue
+            lay = piece_layout(config, layout, piece)
+            offered = part_params(config, lay.layer, piece.part, given)
+            call = layer_call(config, lay, ph, offered, self.hardware)
+            read |= call.reads
+            key = (call.function, tuple(sorted(call.kwargs.items(), key=lambda kv: kv[0])))
+            if key not in found:
+                found[key] = len(self._calls)
+                self._calls.append((call, lay))
+                self._weights.append([0, 0, 0])
+            index = latest[piece.slot] = found[key]
+            tied = piece.slot is Slot.HEAD and config.tie_word_embeddings
+            weights = self._weights[index]
+            weights[0] += piece.count
+            weights[1] += 0 if tied else piece.count  # a tied head's matrix is the embedding's
+            weights[2] += piece.block == 0
+        unused = [
+            k for k in params if k not in read and not (k in HARDWARE_BY_NAME and self.hardware)
+        ]
+        if unused:
+            raise InputError(
+                f"{', '.join(unused)} is read by no component of the model with layout "
+                f"{layout!r} in {ph}"
+            )
+        self.dimensions = frozenset().union(*(c.dimensions for c, _ in self._calls)) - FROM_CONFIG
+        self._layers, weights, self._first = (tuple(w[k] for w in self._weights) for k in range(3))
+        self._counts = tuple(weights if n in _WEIGHTS else self._layers for n in METRIC_NAMES)
+        self._likes = tuple(sorted({index for _, index in self._vector_pieces}))
+        self._shared: dict[tuple[Any, ...], tuple[tuple[int, ...], ...]] = {}
+
+    def __call__(self, **dims: int) -> dict[str, Any]:
+        """The model at these dimensions (the others as fixed when built, or defaults)."""
+        if not dims.keys() <= self.dimensions:
+            unknown = ", ".join(sorted(dims.keys() - self.dimensions))
+            raise InputError(
+                f"{unknown}: a compiled model takes the dimensions its layers read: "
+                f"{', '.join(sorted(self.dimensions))}"
+            )
+        if not all(type(v) is int for v in dims.values()):
+            dims = {k: _whole_number(k, v) for k, v in dims.items()}
+        outs = [self._run(call, dims) for call, _ in self._calls]
+        extra_metrics, extra_first, extra_timing = self._vectors(outs, dims)
+        columns = list(zip(*map(_METRICS_OF, outs), strict=True))
+        metrics = {
+            name: sum(map(operator.mul, column, weights)) + extra
+            for name, column, weights, extra in zip(
+                METRIC_NAMES, columns, self._counts, extra_metrics, strict=True
+            )
+        }
+        per_layer = {
+            name: sum(map(operator.mul, column, self._first)) + extra
+            for name, column, extra in zip(METRIC_NAMES, columns, extra_first, strict=True)
+        }
+        timing = None
+        if self.hardware is not None:
+            times = zip(*map(_TIMING_OF, outs), strict=True)
+            timing = {
+                name: sum(map(operator.mul, column, self._layers)) + extra
+                for name, column, extra in zip(TIMING_NAMES, times, extra_timing, strict=True)
+            }
+        peak = max(o["activation_memory_per_chip"] for o in outs)
+        return self._result(_chips(outs[0]), metrics, per_layer, peak, timing)
+
+    def _run(self, call: LayerCall, dims: Mapping[str, int]) -> dict[str, Any]:
+        mine = {k: v for k, v in dims.items() if k in call.dimensions}
+        if not mine:
+            return call.function(**call.kwargs)
+        if call.peak is not None and BYTES_PER_ELEM.name in mine:
+            mine["peak_tflops"] = call.peak(mine[BYTES_PER_ELEM.name])  # type: ignore[assignment]
+        return call.function(**(call.kwargs | mine))
+
+    def _vectors(
+        self, outs: list[dict[str, Any]], dims: Mapping[str, int]
+    ) -> tuple[tuple[int, ...], ...]:
+        """What the vectors (norms, biases, a position table) add: metrics, metrics of the
+        first block's, timings; each on the chips of the layer it follows, as
+        ``model_metrics`` counts them (``_Stack._vectors``), kept per sharding."""
+        b = dims.get(BYTES_PER_ELEM.name, self._bytes)
+        key = (b, *((self._tp(i, dims), _chips(outs[i])) for i in self._likes))
+        found = self._shared.get(key)
+        if found is None:
+            shards = dict(zip(self._likes, key[1:], strict=True))
+            found = self._shared[key] = self._vector_sums(b, shards)
+        return found
+
+    def _vector_sums(
+        self, b: int, shards: Mapping[int, tuple[int, int]]
+    ) -> tuple[tuple[int, ...], ...]:
+        heads = dict(self.config.shape)
+        metrics, first, timing = [0] * 9, [0] * 9, [0.0] * 4
+        for piece, index in self._vector_pieces:
+            tp, chips = shards[index]
+            lay = self._calls[index][1]
+            hw = self.hardware.for_class(kernel_class(lay.layer)) if self.hardware else None
+            for _, vectors in piece_rows(piece):
+                elements = sum(_per_chip(v, tp, heads) for v in vectors)
+                kernels = sum(v.kernels for v in vectors)
+                row = _vector_component("", 1, elements * b, kernels, chips, hw, -1)
+                values = astuple(row.metrics)
+                metrics = [m + v * piece.count for m, v in zip(metrics, values, strict=True)]
+                if piece.block == 0:
+                    first = [m + v for m, v in zip(first, values, strict=True)]
+                if row.timing is not None:
+                    times = astuple(row.timing)
+                    timing = [t + v * piece.count for t, v in zip(timing, times, strict=True)]
+        return tuple(metrics), tuple(first), tuple(timing)  # type: ignore[return-value]
+
+    def _tp(self, index: int, dims: Mapping[str, int]) -> int:
+        """The tensor-parallel degree of call ``index``'s layout (1 when it has none)."""
+        call, lay = self._calls[index]
+        if TENSOR_PARALLEL not in lay.degrees:
+            return 1
+        name = TENSOR_PARALLEL.name
+        if name in dims:
+            return dims[name]
+        return int(call.kwargs.get(name, TENSOR_PARALLEL.default))  # type: ignore[call-overload]
+
+    def _result(
+        self,
+        chips: int,
+        metrics: dict[str, int],
+        per_layer: dict[str, int],
+        peak_activation: int,
+        timing: dict[str, float] | None,
+    ) -> dict[str, Any]:
+        used = metrics["weight_memory_per_chip"] + metrics["kv_cache_per_chip"] + peak_activation
+        hw = self.hardware
+        capacity = None
+        if hw is not None and hw.memory_capacity_gb is not None:
+            capacity = int(hw.memory_capacity_gb * 10**9)
+        out: dict[str, Any] = {
+            "chips": chips,
+            "metrics": metrics,
+            "per_layer": per_layer,
+            "memory": {
+                "weights_per_chip": metrics["weight_memory_per_chip"],
+                "kv_cache_per_chip": metrics["kv_cache_per_chip"],
+                "peak_activation_per_chip": peak_activation,
+                "total_per_chip": used,
+                "capacity_per_chip": capacity,
+                "fits": None if capacity is None else used <= capacity,
+            },
+        }
+        if timing is not None:
+            out["timing"] = timing
+        return out
+
+
+METRIC_NAMES = tuple(Metrics.__dataclass_fields__)
+TIMING_NAMES = tuple(Timing.__dataclass_fields__)
+_WEIGHTS = frozenset({"weight_memory_per_chip", "weight_memory_total"})
+_METRICS_OF = operator.itemgetter(*METRIC_NAMES)
+_TIMING_OF = operator.itemgetter(*TIMING_NAMES)
+
+
+def _whole_number(key: str, value: object) -> int:
+    """A call's dimension as a Python int (numpy's integers too); InputError otherwise."""
+    if isinstance(value, bool) or not hasattr(value, "__index__"):
+        raise InputError(f"{key}={value!r}: a compiled model takes one whole number per key")
+    return operator.index(value)  # type: ignore[arg-type]
+
+
+def _chips(out: Mapping[str, Any]) -> int:
+    """The chips a layer runs on, from its compiled output: a total over its per-chip
+    value (weights, else FLOPs: a layer without either runs nowhere to speak of)."""
+    for name in ("weight_memory", "flops"):
+        if out[f"{name}_per_chip"]:
+            return int(out[f"{name}_total"] // out[f"{name}_per_chip"])
+    return 1
+
+
+def compile_model(
+    source: str | Path | Mapping[str, Any] | ModelConfig,
+    phase_name: str = "prefill",
+    *,
+    layout: str = "single",
+    hardware: str | None = None,
+    params: Mapping[str, object] | None = None,
+) -> CompiledModel:
+    """The model in ``source`` in one phase under ``layout``, compiled once: a
+    ``CompiledModel`` to call with the dimensions that vary. ``params`` fix the rest
+    (dimensions, conventions, hardware fields), as ``model_metrics`` takes them."""
+    config = source if isinstance(source, ModelConfig) else load_config(source)
+    return CompiledModel(config, phase(phase_name), layout, hardware, params or {})

@@ -13,9 +13,10 @@ attention feeding expert-parallel MoE), each expert's columns over the rest:
 ``moe_tp = tp · dp / ep``. Stages hold contiguous layers, the first the embedding, the
 last the final norm and the LM head.
 
-Every component is evaluated through its layer's compiled function (``shardcost.compile``
-with timing), once per distinct input; a stage's time is the sum of its components'
-(the layers run one after another), as ``shardcost model`` sums them.
+A stage's components are its part of the model's walk (``model.walk``), each evaluated
+through its layer's compiled function (``model.layer_call``: ``shardcost.compile`` with
+timing), once per distinct input; a stage's time is the sum of its components' (the
+layers run one after another), as ``shardcost model`` sums them.
 
 Serving figures for a workload of ``concurrency`` requests, each a prompt of S_in tokens
 and S_out output tokens, split evenly over the data-parallel replicas (⌈C/dp⌉ each, the
@@ -42,7 +43,6 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, replace
 from fractions import Fraction
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -50,13 +50,11 @@ import numpy as np
 
 from shardcost.errors import InputError, ShardcostError
 
-from .conventions import BY_NAME as CONVENTIONS_BY_NAME
 from .conventions import Phase
-from .dtypes import compute_bytes
-from .families import Block, ModelConfig, Part, load_config
+from .families import ModelConfig, Part, load_config
 from .hardware import FIELDS_BY_NAME as HARDWARE_BY_NAME
-from .hardware import NUMERIC_FIELDS, Hardware, kernel_class
-from .model import FROM_CONFIG, _given, _per_chip, part_params
+from .hardware import Hardware
+from .model import FROM_CONFIG, Slot, _given, _per_chip, layer_call, part_params, walk
 from .registry import Layout, Role, get_layer, get_layout
 
 CP_LAYOUTS = {
@@ -389,52 +387,9 @@ def _moe_tp(plan: Plan) -> int:
     return plan.tp * plan.dp // plan.ep if plan.ep > 1 else plan.tp
 
 
-def _compiled(
-    layout: Layout,
-    ph: Phase,
-    fixed: tuple[tuple[str, Any], ...],
-    pinned: tuple[tuple[str, Any], ...],
-) -> Any:
-    """The layout's compiled, timed function with its conventions fixed (one variant),
-    its relations left out: a config gives hidden_size, num_heads and head_dim each (they
-    need not agree). Compiled once per process."""
-    from shardcost.codegen.compiled import compile_layout
-
-    return compile_layout(layout, ph, True, fixed, True, pinned)
-
-
-@cache
-def _used(lay: Layout, ph: Phase, static: tuple[tuple[str, Any], ...]) -> frozenset[str]:
-    """The dimensions ``lay`` reads in ``ph`` under the static conventions given."""
-    from shardcost.symbolic.dimensions import BY_SYMBOL
-
-    from .inputs import choose_conventions
-
-    chosen = choose_conventions(lay, ph, dict(static), timed=True)
-    return frozenset(BY_SYMBOL[s].name for s in lay.cost(ph, chosen).dimensions if s in BY_SYMBOL)
-
-
-def _convention(name: str, given: Mapping[str, object]) -> Any:
-    """A switch's value: given (parsed), else its default."""
-    convention = CONVENTIONS_BY_NAME[name]
-    return convention.parse(given[name]) if name in given else convention.default
-
-
-def _static(name: str) -> bool:
-    convention = CONVENTIONS_BY_NAME.get(name)
-    return convention is not None and convention.static
-
-
-class _Conv:
-    """Attribute access to a dict of conventions (what ``compute_bytes`` reads)."""
-
-    def __init__(self, values: Mapping[str, Any]) -> None:
-        self.__dict__.update(values)
-
-
 class _Evaluator:
     """Calls of the layers' compiled functions for one model, hardware and user
-    parameters; each distinct call made once."""
+    parameters (``model.layer_call``); each distinct call made once."""
 
     def __init__(self, config: ModelConfig, hw: Hardware, given: Mapping[str, object]) -> None:
         self.config, self.hw = config, hw
@@ -442,44 +397,19 @@ class _Evaluator:
         self.calls: dict[tuple, dict[str, Any]] = {}
         self.read: set[str] = set()
 
-    def hardware_kwargs(self, layer: str) -> dict[str, Any]:
-        """The hardware fields a compiled call takes, as ``layer``'s kernel class sees
-        the chip (its fitted figures folded in)."""
-        hw = self.hw.for_class(kernel_class(layer))
-        out: dict[str, Any] = {f.name: float(getattr(hw, f.name)) for f in NUMERIC_FIELDS}
-        return out | {"supports_overlap": hw.supports_overlap}
-
     def __call__(
         self, lay: Layout, part: Part, ph: Phase, extra: Mapping[str, object]
     ) -> dict[str, Any]:
         """The nine metrics and four timings of ``lay`` for ``part`` with ``extra``
         (degrees, batch, lengths; an array of past lengths gives arrays)."""
-        candidates = part_params(self.config, lay.layer, part, self.given) | dict(extra)
-        conventions = set(lay.conventions_for(ph, timed=True))
-        static = tuple(
-            (k, CONVENTIONS_BY_NAME[k].parse(v))
-            for k, v in candidates.items()
-            if k in conventions and _static(k)
-        )
-        used = _used(lay, ph, static)
-        params = {k: v for k, v in candidates.items() if k in used}
-        switches = [n for n in lay.conventions_for(ph) if not _static(n)]
-        pinned = (
-            *((n, _convention(n, candidates)) for n in switches),
-            ("supports_overlap", self.hw.supports_overlap),
-        )
-        self.read |= {k for k in params if k in self.given}
-        self.read |= {k for k in candidates if k in self.given and k in conventions}
-        key = (lay, ph, static, pinned, tuple(sorted((k, _hashable(v)) for k, v in params.items())))
+        offered = part_params(self.config, lay.layer, part, self.given) | dict(extra)
+        call = layer_call(self.config, lay, ph, offered, self.hw)
+        self.read |= call.reads & self.given.keys()
+        key = (call.function, tuple(sorted((k, _hashable(v)) for k, v in call.kwargs.items())))
         found = self.calls.get(key)
-        if found is not None:
-            return found
-        b = params.get("bytes_per_elem", self.config.bytes_per_elem)
-        peak = self.hw.peak_for(compute_bytes(_Conv(dict(static)), b))  # type: ignore[arg-type]
-        kwargs = params | self.hardware_kwargs(lay.layer) | {"peak_tflops": float(peak)}
-        out = _compiled(lay, ph, static, pinned)(**(kwargs | dict(pinned)))
-        self.calls[key] = out
-        return out
+        if found is None:
+            found = self.calls[key] = call.function(**call.kwargs)
+        return found
 
 
 def _hashable(value: object) -> object:
@@ -553,42 +483,21 @@ class _Placement:
         return out
 
     def cost(self, stage: Stage, ph: Phase, batch: int, length: Any) -> _StageCost:
-        """Stage ``stage``'s sums for ``batch`` requests at ``length``."""
+        """Stage ``stage``'s sums for ``batch`` requests at ``length``: its pieces of the
+        model's walk, vectors sharded over the mixer's tensor-parallel ranks."""
         config, ev, found = self.config, self.ev, _StageCost()
-        mixer_tp = self.plan.tp
-
-        def run(lay: Layout, part: Part, count: int) -> None:
-            out = ev(lay, part, ph, self._extra(lay.layer, ph, batch, length))
-            found.add(out, count)
-
-        if stage.first:
-            run(self.layouts["embedding"], Part("embedding"), 1)
-            if config.positions:
-                found.add_bytes(config.positions * config.hidden_size * self.b, 0, ev.hw, 1)
-        for index, count in stage.layers:
-            block: Block = config.blocks[index]
-            run(self.layouts[block.mixer.layer], block.mixer, count)
-            run(self.layouts[block.channel.layer], block.channel, count)
-            shape = dict(config.shape)
-            elements = sum(_per_chip(v, mixer_tp, shape) for v in block.vectors)
-            kernels = sum(v.kernels for v in block.vectors)
-            found.add_bytes(elements * self.b, kernels, ev.hw, count)
-        if stage.last:
-            norms = [v for v in config.final if v.group == "norms"]
-            found.add_bytes(sum(v.size for v in norms) * self.b, len(norms), ev.hw, 1)
-            head = ev(
-                self.layouts["lm_head"],
-                Part("lm_head"),
-                ph,
-                self._extra("lm_head", ph, batch, length),
-            )
-            if config.tie_word_embeddings and self.plan.pp == 1:
-                head = dict(head) | {"weight_memory_per_chip": 0}  # counted with the embedding
-            found.add(head, 1)
-            bias = [v for v in config.final if v.group != "norms"]
-            if bias:
-                elements = sum(_per_chip(v, mixer_tp, dict(config.shape)) for v in bias)
-                found.add_bytes(elements * self.b, len(bias), ev.hw, 1)
+        shape = dict(config.shape)
+        for piece in walk(config, stage.layers, first=stage.first, last=stage.last):
+            if piece.part is None:
+                elements = sum(_per_chip(v, self.plan.tp, shape) for v in piece.vectors)
+                kernels = sum(v.kernels for v in piece.vectors)
+                found.add_bytes(elements * self.b, kernels, ev.hw, piece.count)
+                continue
+            lay = self.layouts[piece.part.layer]
+            out = ev(lay, piece.part, ph, self._extra(lay.layer, ph, batch, length))
+            if piece.slot is Slot.HEAD and config.tie_word_embeddings and self.plan.pp == 1:
+                out = dict(out) | {"weight_memory_per_chip": 0}  # counted with the embedding
+            found.add(out, piece.count)
         return found
 
 

@@ -65,6 +65,7 @@ __all__ = [
     "UnsupportedNode",
     "__version__",
     "compile",
+    "compile_model",
     "cost",
     "crossover",
     "define_layout",
@@ -174,6 +175,34 @@ def model_metrics(
 
     result = _model_metrics(config, phase, layout=layout, hardware=hardware, params=params)
     return result.to_dict()
+
+
+def compile_model(
+    config: str | Path | Mapping[str, Any],
+    phase: str = "prefill",
+    *,
+    layout: str = "single",
+    hardware: str | None = None,
+    **params: Any,
+) -> Any:
+    """A whole model compiled once, to call with the dimensions that vary.
+
+        f = shardcost.compile_model("llama-3.1-8b.json", "decode", layout="tp",
+                                    hardware="h100-sxm", tensor_parallel=8)
+        f(batch_size=16, past_seq_len=4096)["timing"]["wall_clock_time_ms"]
+
+    Takes what ``model_metrics`` takes; ``params`` (dimensions, conventions, hardware
+    fields) are fixed when built. The callable takes dimensions as Python ints (those
+    its layers read: ``f.dimensions``) and returns ``chips``, ``metrics``,
+    ``per_layer``, ``memory`` and, with hardware, ``timing``: what ``model_metrics``
+    gives under those keys. Metrics are exact and equal; timings are float64 sums within a
+    few ulps of its exactly rounded ones. Each layer runs through its layout's compiled
+    function (``shardcost.compile``), a few microseconds a call. One past_seq_len per
+    call: a ragged batch goes through ``model_metrics``.
+    """
+    from .formulas.model import compile_model as _compile_model
+
+    return _compile_model(config, phase, layout=layout, hardware=hardware, params=params)
 
 
 def plan(

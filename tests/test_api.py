@@ -7,6 +7,7 @@ import importlib.metadata
 import pkgutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -150,3 +151,15 @@ def test_layouts_are_listed() -> None:
         "tp-cp",
     ]
     assert attention == tuple(lay for lay in shardcost.layouts() if lay.layer == "attention")
+
+
+def test_a_compiled_model_is_model_metrics() -> None:
+    config = Path(__file__).resolve().parents[1] / "examples" / "configs" / "llama-3.2-1b.json"
+    f = shardcost.compile_model(config, "decode", layout="tp", tensor_parallel=2)
+    assert {"batch_size", "past_seq_len", "tensor_parallel"} <= f.dimensions
+    got = f(batch_size=4, past_seq_len=300)
+    want = shardcost.model_metrics(
+        config, "decode", layout="tp", tensor_parallel=2, batch_size=4, past_seq_len=300
+    )
+    assert got["metrics"] == want["metrics"]
+    assert all(type(v) is int for v in got["metrics"].values())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import warnings
 from fractions import Fraction
 
@@ -10,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import shardcost
-from shardcost.formulas import all_layouts, evaluate, resolve_inputs
+from shardcost.formulas import Result, all_layouts, evaluate, resolve_inputs
 from shardcost.formulas.ragged import StepKind
 from tests.formulas.reference import reference
 from tests.formulas.strategies import configs, conventions, for_layout
@@ -183,3 +184,155 @@ def test_each_step_says_how_it_adds_up_over_the_requests() -> None:
     assert kinds["key_len"] is StepKind.PER_REQUEST  # S_past + T: one per request
     assert kinds["kv_cache_bytes"] is StepKind.AFFINE  # B · (one request's cache)
     assert kinds["key_len"] == "per request"  # a StrEnum reads as its words
+
+
+# -- the array path (one evaluation per distinct length) against the definition ---------------
+
+WINDOWS = st.one_of(
+    st.just({}),
+    st.fixed_dictionaries(
+        {
+            "attention_window": st.sampled_from(["sliding", "chunked"]),
+            "sliding_window": st.integers(1, 600),
+            "sliding_window_kv": st.sampled_from(["window", "rolling"]),
+        }
+    ),
+)
+
+
+def same_result(fast: Result, slow: Result) -> None:
+    """Every field the CLI, the JSON and the reports read is the same."""
+    assert fast.to_dict() == slow.to_dict()
+    assert fast.notes == slow.notes
+    assert fast.collectives == slow.collectives
+    assert dict(fast.values) == dict(slow.values)
+    assert fast.ragged is not None and slow.ragged is not None
+    for step in fast.derivation.steps:
+        if fast.values[step.symbol] is None:
+            mine = fast.ragged.request_values(step.key, fast.derivation)
+            assert mine == slow.ragged.request_values(step.key, slow.derivation)
+
+
+def both_paths(
+    layout: str, layer: str = "attention", hardware: str | None = None, **params: object
+) -> tuple[Result, Result]:
+    inputs = resolve_inputs(layout, "decode", layer=layer, hardware=hardware, params=params)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", shardcost.UnevenSplitWarning)
+        return evaluate(inputs), evaluate(inputs, each_request=True)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@settings(max_examples=8, deadline=None)
+@given(data=st.data())
+def test_the_array_path_is_the_per_request_path(layout: str, data: st.DataObject) -> None:
+    p = data.draw(configs("decode"))
+    conv = data.draw(conventions("decode")) | data.draw(WINDOWS)
+    lengths = data.draw(st.lists(st.integers(1, 5000), min_size=1, max_size=8))
+    lengths += lengths[:2]  # repeated lengths: one evaluation each, weighted by its count
+    p |= {"past_seq_len": lengths, "batch_size": len(lengths)}
+    params = for_layout(layout, p, conv)
+    hardware = None
+    if data.draw(st.booleans()):  # timed: the summed times and the wall clock's max
+        hardware = "h100-sxm"
+        params["supports_overlap"] = data.draw(st.booleans())
+    same_result(*both_paths(layout, hardware=hardware, **params))
+
+
+@pytest.mark.parametrize(
+    ("layer", "layout", "params"),
+    [
+        ("mla", "single", {"mla_decode": "decompressed"}),
+        ("mla", "tp", {"mla_kv_cache": "decompressed", "tensor_parallel": 4}),
+        ("attention_core", "tp", {"tensor_parallel": 2, "attention_flops": "exact"}),
+        ("attention", "ring", {"context_parallel": 3, "kv_cache_dtype": "int4"}),
+        ("attention", "tp-cp", {"context_parallel": 3, "kv_cache_dtype": "nvfp4"}),
+    ],
+)
+@pytest.mark.parametrize("hardware", [None, "h100-sxm"])
+def test_every_layer_with_a_cache_takes_the_array_path(
+    layer: str, layout: str, params: dict, hardware: str | None
+) -> None:
+    lengths = [4096, 63, 1, 300, 63, 2049, 4096]
+    fast, slow = both_paths(layout, layer, hardware, past_seq_len=lengths, **params)
+    same_result(fast, slow)
+
+
+def test_lengths_past_int64_stay_exact() -> None:
+    # 2^62-long caches: every count passes 2^63, so the arrays hold Python ints
+    lengths = [2**62 + 5, 3, 2**62 + 5, 2**61]
+    fast, slow = both_paths("cp-kv-sharded", past_seq_len=lengths, hardware="h100-sxm")
+    same_result(fast, slow)
+    # KV per chip: 16,384 B per position (2·32·128·2) · ⌈S_past / 4⌉ per request
+    # (cp-kv-sharded defaults to context_parallel = 4)
+    per_rank = 2 * -(-(2**62 + 5) // 4) + 1 + 2**59
+    assert fast.metrics.kv_cache_per_chip == 16_384 * per_rank
+
+
+def test_a_step_the_arrays_cannot_take_falls_back_to_each_request() -> None:
+    # 1/S_past inside a ceiling: no whole-number array form, so SymPy evaluates each
+    # request; the sums are the same either way.
+    lay = shardcost.define_layout(
+        "ragged-reciprocal",
+        phase="decode",
+        chips="1",
+        per_chip={
+            "flops": "B*ceil(d/S_past)",
+            "weight_bytes": "2*d*d*b",
+            "activation_bytes": "B*d*b",
+            "kv_cache_bytes": "2*B*S_past*d*b",
+        },
+    )
+    fast, slow = both_paths(lay.name, past_seq_len=[3, 4096, 5000])
+    same_result(fast, slow)
+    # ⌈4096/3⌉ + ⌈4096/4096⌉ + ⌈4096/5000⌉ = 1366 + 1 + 1
+    assert fast.metrics.flops_per_chip == 1_368
+
+
+LONG, SHORT, ONE = 4096, 64, 1
+
+
+def test_ten_thousand_requests_by_hand() -> None:
+    # 5,000 requests at 4096, 3,000 at 64, 2,000 at 1; defaults as in the first test:
+    # d = 4096, h = h_kv = 32, dh = 128, b = 2, T = 1, keys include the new token.
+    lengths = [LONG] * 5_000 + [SHORT] * 3_000 + [ONE] * 2_000
+    random.Random(0).shuffle(lengths)
+    got = run("single", past_seq_len=lengths, hardware="h100-sxm")
+    m = got["metrics"]
+    # projections 8·d²·B = 8·16,777,216·10,000 = 1,342,177,280,000; attention
+    # 16,384 · Σ(S_past + 1) = 16,384 · (5000·4097 + 3000·65 + 2000·2) = 16,384 · 20,684,000
+    # = 338,886,656,000
+    assert m["flops_per_chip"] == 1_342_177_280_000 + 338_886_656_000
+    # KV: 16,384 · Σ S_past = 16,384 · (5000·4096 + 3000·64 + 2000·1) = 338,722,816,000
+    assert m["kv_cache_per_chip"] == 338_722_816_000
+    # load: weights 4·d²·b = 134,217,728 B plus the KV bytes, at 3350 GB/s
+    assert got["timing"]["load_time_ms"] == pytest.approx((134_217_728 + 338_722_816_000) / 3.35e9)
+    assert got["ragged"]["max"] == LONG
+    assert got["ragged"]["mean"] == (5_000 * LONG + 3_000 * SHORT + 2_000 * ONE) / 10_000
+
+
+def test_a_large_batch_is_its_requests_added_up() -> None:
+    # 100,000 requests of three lengths: counts × each length alone (batch_size = 1), the
+    # weights once; every per-chip metric here is B × a per-request amount.
+    counts = {LONG: 50_000, SHORT: 30_000, ONE: 20_000}
+    lengths = [n for n, c in counts.items() for _ in range(c)]
+    random.Random(1).shuffle(lengths)
+    params = {"tensor_parallel": 4, "num_kv_heads": 8}
+    got = run("tp", past_seq_len=lengths, **params)["metrics"]
+    alone = {n: run("tp", past_seq_len=n, batch_size=1, **params)["metrics"] for n in counts}
+    for key in ("flops_per_chip", "activation_memory_per_chip", "kv_cache_per_chip"):
+        assert got[key] == sum(c * alone[n][key] for n, c in counts.items())
+    assert got["communication_bytes"] == sum(
+        c * alone[n]["communication_bytes"] for n, c in counts.items()
+    )
+    assert got["weight_memory_per_chip"] == alone[LONG]["weight_memory_per_chip"]
+
+
+def test_requests_are_computed_when_read() -> None:
+    result = evaluate(resolve_inputs("single", "decode", params={"past_seq_len": [64, 8, 64]}))
+    assert result.ragged is not None
+    requests = result.ragged.requests
+    assert len(requests) == 3
+    key_len = result.derivation.step("key_len").symbol
+    assert [r[key_len] for r in requests] == [65, 9, 65]  # S_past + 1 each
+    assert requests[0] is requests[2]  # one length, one evaluation
