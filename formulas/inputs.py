@@ -47,6 +47,9 @@ from .hardware import (
 from .registry import Layout, get_layout, relations_for
 
 KEYS: tuple[str, ...] = (*DIMENSIONS_BY_NAME, *CONVENTIONS_BY_NAME, *HARDWARE_BY_NAME)
+# Parallel degrees: a layout that does not shard over one takes it at 1 (one dictionary of
+# settings fits every layout), and refuses it above 1.
+PARALLEL_DEGREES = frozenset({"tensor_parallel", "context_parallel", "expert_parallel"})
 # Each dimension that takes another's value when not given, as the notation declares it.
 DEFAULT_FROM: dict[str, str] = {d.name: d.default_from for d in DIMENSIONS if d.default_from}
 _INTEGER = re.compile(r"[+]?[0-9]+(_[0-9]+)*")
@@ -316,6 +319,8 @@ def _dimensions(
         if key not in DIMENSIONS_BY_NAME:
             continue
         if key not in used:
+            if idle_degree(key, raw):
+                continue  # one rank of a dimension a layout does not shard: what it does
             hint = _hint(layout, ph, key)
             names = ", ".join(d.name for d in DIMENSIONS if d.name in used)
             raise InputError(
@@ -345,6 +350,17 @@ def _dimensions(
     if lengths is not None:
         values[PAST_SEQ_LEN.name] = lengths
     return {dim.name: values[dim.name] for dim in DIMENSIONS if dim.name in used}
+
+
+def idle_degree(key: str, raw: object) -> bool:
+    """Whether ``key=raw`` is a parallel degree of 1: what a layout that does not shard
+    over that dimension is, so it accepts it (and ignores it)."""
+    if key not in PARALLEL_DEGREES:
+        return False
+    try:
+        return parse_count(key, raw) == 1
+    except InputError:
+        return False
 
 
 def _many(raw: object) -> bool:

@@ -57,6 +57,7 @@ from .hardware import NUMERIC_FIELDS, Hardware, kernel_class
 from .inputs import (
     applicable_params,
     check_keys,
+    idle_degree,
     parse_count,
     request_lengths,
     resolve_inputs,
@@ -224,7 +225,7 @@ def model_metrics(
     given = _given(config, ph, params)
     stack = _Stack(config, ph, layout, hardware, given)
     components = stack.components()
-    unused = [k for k in params if k not in stack.read]
+    unused = [k for k in params if k not in stack.read and not idle_degree(k, params[k])]
     if unused:
         raise InputError(
             f"{', '.join(unused)} is read by no component of the model with layout "
@@ -784,7 +785,11 @@ class CompiledModel:
             weights[1] += 0 if tied else piece.count  # a tied head's matrix is the embedding's
             weights[2] += piece.block == 0
         unused = [
-            k for k in params if k not in read and not (k in HARDWARE_BY_NAME and self.hardware)
+            k
+            for k in params
+            if k not in read
+            and not (k in HARDWARE_BY_NAME and self.hardware)
+            and not idle_degree(k, params[k])
         ]
         if unused:
             raise InputError(

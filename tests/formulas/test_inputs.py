@@ -229,3 +229,29 @@ def test_a_new_layers_relation_is_checked_and_names_its_values() -> None:
     params = {**two, "tensor_parallel": 3}
     with pytest.raises(ImpossibleSplitError, match="intermediate_size=32 is not divisible by"):
         resolve_inputs("tp", layer="toy", params=params)
+
+
+def test_a_degree_of_one_is_accepted_where_it_is_not_sharded() -> None:
+    """One settings dictionary fits every layout: a degree a layout does not shard over
+    is 1 there, so 1 is accepted (and changes nothing); above 1 it stays an error."""
+    import shardcost
+
+    base = shardcost.metrics("cp-kv-sharded", context_parallel=4)
+    same = shardcost.metrics("cp-kv-sharded", context_parallel=4, tensor_parallel=1)
+    assert same["metrics"] == base["metrics"]
+    assert "tensor_parallel" not in same["params"]
+    one = shardcost.metrics("single", tensor_parallel=1, context_parallel="1", expert_parallel=1)
+    assert one["metrics"] == shardcost.metrics("single")["metrics"]
+    with pytest.raises(InputError, match="tensor_parallel is not a parameter"):
+        shardcost.metrics("cp-kv-sharded", tensor_parallel=2)
+    with pytest.raises(InputError, match="seq_len is not a parameter"):
+        shardcost.metrics("single", phase="decode", seq_len=1)  # only degrees are exempt
+
+
+def test_a_model_takes_a_degree_of_one_it_does_not_use() -> None:
+    from shardcost.formulas.model import model_metrics
+
+    config = "examples/configs/llama-3.2-1b.json"
+    base = model_metrics(config, "decode")
+    same = model_metrics(config, "decode", params={"tensor_parallel": 1, "context_parallel": 1})
+    assert same.metrics == base.metrics
