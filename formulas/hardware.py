@@ -106,7 +106,16 @@ PEAK_TFLOPS_FP8 = HardwareField(
     "TFLOP/s",
 )
 MEMORY_CAPACITY = HardwareField(
-    "memory_capacity_gb", None, "", "memory (HBM) capacity per chip", "GB"
+    "memory_capacity_gb", None, "", "memory capacity per chip, decimal (10^9 bytes)", "GB"
+)
+# HBM is sold in binary units: a stack is 16 or 24 GiB, so a datasheet's "80GB" is
+# 5 × 16 GiB = 85,899,345,920 bytes. The catalog gives capacities this way.
+MEMORY_CAPACITY_GIB = HardwareField(
+    "memory_capacity_gib",
+    None,
+    "",
+    "memory (HBM) capacity per chip, binary (2^30 bytes), as HBM datasheets mean 'GB'",
+    "GiB",
 )
 HOST_LINK_BANDWIDTH = HardwareField(
     "host_link_bandwidth_gb_s",
@@ -206,6 +215,7 @@ FIELDS: tuple[HardwareField, ...] = (
     *NUMERIC_FIELDS,
     SUPPORTS_OVERLAP,
     PEAK_TFLOPS_FP8,
+    MEMORY_CAPACITY_GIB,
     MEMORY_CAPACITY,
     HOST_LINK_BANDWIDTH,
     PINNED_EFFICIENCY,
@@ -239,6 +249,7 @@ class Hardware:
     fixed_latency_us: Fraction = Fraction(0)
     supports_overlap: bool = False
     peak_tflops_fp8: Fraction | None = None
+    memory_capacity_gib: Fraction | None = None
     memory_capacity_gb: Fraction | None = None
     host_link_bandwidth_gb_s: Fraction | None = None
     # Not vendor figures: pinned copies run at the link's rate; pageable ones are staged
@@ -259,6 +270,16 @@ class Hardware:
     pageable_latency_us: Fraction = Fraction(0)
     description: str = ""
     source: str = ""
+
+    @property
+    def capacity_bytes(self) -> int | None:
+        """The memory capacity per chip in bytes: ``memory_capacity_gib`` × 2^30, or
+        ``memory_capacity_gb`` × 10^9; None when neither is given (nothing is checked)."""
+        if self.memory_capacity_gib is not None:
+            return int(self.memory_capacity_gib * 2**30)
+        if self.memory_capacity_gb is not None:
+            return int(self.memory_capacity_gb * 10**9)
+        return None
 
     def peak_for(self, bytes_per_elem: int | Fraction) -> Fraction:
         """The compute peak the timing model uses: FP8's when the operands take one byte
@@ -378,6 +399,11 @@ def build(name: str, values: dict[str, object], *, where: str = "") -> Hardware:
     missing = [k for k in REQUIRED if k not in values]
     if missing:
         raise InputError(f"{at}hardware needs {', '.join(missing)}")
+    if "memory_capacity_gb" in values and "memory_capacity_gib" in values:
+        raise InputError(
+            f"{at}give memory_capacity_gib (binary, as HBM datasheets mean GB) or "
+            "memory_capacity_gb (decimal), not both"
+        )
     out: dict[str, object] = dict(DEFAULTS)
     try:
         for key, raw in values.items():

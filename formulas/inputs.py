@@ -445,6 +445,12 @@ def _hardware(name: str | None, params: Mapping[str, object]) -> Hardware | None
     merged: dict[str, object] = {k: v for k, v in base.fields().items() if v is not None}
     if "peak_tflops" in overrides and "peak_tflops_fp8" not in overrides:
         merged.pop("peak_tflops_fp8", None)  # a new peak replaces the catalog's FP8 figure too
+    for given, other in (
+        ("memory_capacity_gb", "memory_capacity_gib"),
+        ("memory_capacity_gib", "memory_capacity_gb"),
+    ):
+        if given in overrides:
+            merged.pop(other, None)  # a capacity given replaces the catalog's, in either unit
     merged |= overrides
     changed = build(f"{base.name} (modified)", merged)
     return replace(changed, description=base.description, source=base.source)

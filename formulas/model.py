@@ -172,11 +172,10 @@ class ModelResult:
 
     @property
     def capacity_bytes(self) -> int | None:
-        """The chip's memory capacity in bytes (decimal GB), when the hardware gives it."""
+        """The chip's memory capacity in bytes (``Hardware.capacity_bytes``), when the
+        hardware gives it."""
         hw = self.hardware
-        if hw is None or hw.memory_capacity_gb is None:
-            return None
-        return int(hw.memory_capacity_gb * 10**9)
+        return None if hw is None else hw.capacity_bytes
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON object of ``shardcost model``."""
@@ -900,8 +899,8 @@ class CompiledModel:
         used = metrics["weight_memory_per_chip"] + metrics["kv_cache_per_chip"] + peak_activation
         hw = self.hardware
         capacity = None
-        if hw is not None and hw.memory_capacity_gb is not None:
-            capacity = int(hw.memory_capacity_gb * 10**9)
+        if hw is not None and hw.capacity_bytes is not None:
+            capacity = hw.capacity_bytes
         out: dict[str, Any] = {
             "chips": chips,
             "metrics": metrics,

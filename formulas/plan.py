@@ -581,7 +581,7 @@ def _memory(costs: _Costs, hw: Hardware, reserve: Fraction, dp: int) -> tuple[Me
         range(len(mem)),
         key=lambda s: mem[s].weights + mem[s].kv_cache + costs.activations(s),
     )
-    capacity = None if hw.memory_capacity_gb is None else int(hw.memory_capacity_gb * 10**9)
+    capacity = hw.capacity_bytes
     memory = Memory(
         mem[busiest].weights, mem[busiest].kv_cache, costs.activations(busiest), capacity, reserve
     )
@@ -899,7 +899,8 @@ def _too_big(result: PlanResult) -> str:
         if m.weights > (m.usable or 0)
         else "weights, KV cache and activations exceed"
     )
-    return f"{what} the {m.usable / 1e9:.1f} GB usable per chip"  # type: ignore[operator]
+    usable = m.usable or 0
+    return f"{what} the {usable / 1e9:.1f} GB ({usable / 2**30:.1f} GiB) usable per chip"
 
 
 def _over_limits(result: PlanResult, limits: Limits) -> str:

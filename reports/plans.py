@@ -38,9 +38,9 @@ def _size(n: int) -> str:
 
 
 def _capacity(hw: Hardware) -> str:
-    if hw.memory_capacity_gb is None:
+    if hw.capacity_bytes is None:
         return "capacity (not given: nothing is checked)"
-    return _size(int(hw.memory_capacity_gb * 10**9))
+    return _size(hw.capacity_bytes)
 
 
 def _ms(x: float) -> str:
@@ -205,7 +205,7 @@ def planned_text(planned: PlannedModel, fmt: str) -> str:
         verdict = "fits" if m.fits else "does NOT fit"
         lines.append(
             f"{verdict}: {m.used / 1e9:,.2f} GB of {m.usable / 1e9:,.2f} GB usable "  # type: ignore[operator]
-            f"({float(m.reserve):.0%} of {m.capacity / 1e9:,.0f} GB reserved for the runtime)"
+            f"({float(m.reserve):.0%} of {_size(m.capacity)} reserved for the runtime)"  # type: ignore[arg-type]
         )  # type: ignore[operator]
         lines.append("")
     lines += [heading(f"Serving: {_workload(w)}", fmt, 2), ""]

@@ -24,6 +24,7 @@ from .text import (
     note_line,
     render_comparison,
     render_result,
+    size,
     value,
 )
 
@@ -259,12 +260,15 @@ def _model_totals(result: ModelResult, fmt: str) -> list[str]:
     memory = (
         f"memory per chip: weights {count(m.weight_memory_per_chip)} + KV cache "
         f"{count(m.kv_cache_per_chip)} + peak activation "
-        f"{count(result.peak_activation_per_chip)} = {count(result.memory_per_chip)} bytes"
+        f"{count(result.peak_activation_per_chip)} = {size(result.memory_per_chip)}"
     )
     capacity = result.capacity_bytes
     if capacity is not None:
-        verdict = "fits" if result.memory_per_chip <= capacity else "does NOT fit"
-        memory += f"; {verdict} in {count(capacity)} bytes"
+        spare = capacity - result.memory_per_chip
+        if spare >= 0:
+            memory += f"; fits in {size(capacity)}, {size(spare)} to spare"
+        else:
+            memory += f"; does NOT fit in {size(capacity)}: {size(-spare)} short"
     return [
         item(
             "Each row is one instance of a component on one chip; the model row adds "

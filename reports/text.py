@@ -54,6 +54,15 @@ def count(n: int) -> str:
     return f"{n:,}"
 
 
+GIB = 2**30
+
+
+def size(n: int) -> str:
+    """Exact bytes, then decimal GB and binary GiB, both named: what a reader compares
+    with a datasheet (HBM "80GB" is 80 GiB) and with a tool that prints either."""
+    return f"{n:,} bytes ({n / 1e9:,.2f} GB, {n / GIB:,.2f} GiB)"
+
+
 def milliseconds(x: float) -> str:
     """A time in ms with four significant digits and no exponent."""
     if x == 0:

@@ -224,7 +224,8 @@ def test_model_table_names_parameters_components_and_memory(
     assert "tied embeddings" in out
     for component in ("embedding", "attention", "ffn", "norms", "final_norm", "lm_head"):
         assert f"\n{component} " in out
-    assert "fits in 80,000,000,000 bytes" in out
+    # h100-sxm: "80GB" of HBM3 is 5 stacks x 16 GiB = 80 x 2^30 = 85,899,345,920 bytes
+    assert "fits in 85,899,345,920 bytes (85.90 GB, 80.00 GiB)" in out
     assert "wall_clock_time_ms" in out
     code, out, _ = run(capsys, "model", config, "--format", "markdown")
     assert code == 0 and "| component | count |" in out

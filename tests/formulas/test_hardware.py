@@ -41,7 +41,7 @@ def test_at_least_six_sourced_accelerators() -> None:
         hw = CATALOG[name]
         assert hw.source and ("datasheet" in hw.source.lower() or "documentation" in hw.source)
         assert hw.peak_tflops > 0 and hw.memory_bandwidth_gb_s > 0
-        assert hw.memory_capacity_gb and hw.interconnect_bandwidth_gb_s > 0
+        assert hw.capacity_bytes and hw.interconnect_bandwidth_gb_s > 0
     # spot checks against the datasheets' figures, converted to dense and per direction
     assert CATALOG["h100-sxm"].peak_tflops == Fraction("989.4")
     assert CATALOG["h100-sxm"].interconnect_bandwidth_gb_s == 450  # NVLink 900 GB/s both ways
@@ -144,3 +144,16 @@ def test_defaults_are_the_dataclass_defaults() -> None:
     assert DEFAULTS["pageable_efficiency"] == Fraction(1, 2)
     # a hardware built from the required keys alone takes the dataclass defaults
     assert build("x", dict.fromkeys(REQUIRED, 1)) == Hardware("x", *[Fraction(1)] * 3)
+
+
+def test_hbm_capacity_is_binary_as_vendors_mean_it() -> None:
+    """A datasheet's "80GB" of HBM is 5 stacks of 16 GiB: 80 × 2^30 bytes, not 80 × 10^9."""
+    from shardcost.formulas.hardware import build, hardware
+
+    assert hardware("h100-sxm").capacity_bytes == 80 * 2**30 == 85_899_345_920
+    assert hardware("mi300x").capacity_bytes == 192 * 2**30
+    base = {"peak_tflops": 1, "memory_bandwidth_gb_s": 1, "interconnect_bandwidth_gb_s": 1}
+    assert build("x", {**base, "memory_capacity_gb": 80}).capacity_bytes == 80 * 10**9
+    assert build("x", base).capacity_bytes is None
+    with pytest.raises(InputError, match="not both"):
+        build("x", {**base, "memory_capacity_gb": 80, "memory_capacity_gib": 80})

@@ -195,7 +195,7 @@ def test_memory_fits_or_not() -> None:
     got = shardcost.model_metrics(seventy, hardware="h100-sxm")
     assert got["parameters"]["total"] == 70_553_706_496
     assert got["memory"]["fits"] is False
-    assert got["memory"]["capacity_per_chip"] == 80_000_000_000
+    assert got["memory"]["capacity_per_chip"] == 80 * 2**30  # "80GB" of HBM3 is binary
     split = shardcost.model_metrics(seventy, layout="tp", tensor_parallel=8, hardware="h100-sxm")
     assert split["memory"]["fits"] is True
     assert shardcost.model_metrics(seventy)["memory"]["fits"] is None  # no hardware, no verdict
