@@ -19,13 +19,12 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from fractions import Fraction
-from typing import Any
 
 import sympy
 
 from shardcost.formulas.dtypes import DEFAULT as DTYPE_DEFAULT
 from shardcost.formulas.dtypes import DTYPES
-from shardcost.formulas.evaluate import Result
+from shardcost.formulas.evaluate import UNITS, Result
 from shardcost.formulas.hardware import NUMERIC_FIELDS, PEAK_TFLOPS
 from shardcost.formulas.inputs import DEFAULT_FROM, describe
 from shardcost.formulas.registry import relations_for
@@ -33,7 +32,7 @@ from shardcost.reports.tables import result_view
 from shardcost.symbolic.dimensions import DIMENSIONS
 from shardcost.symbolic.functions import CeilLog2
 
-FORMAT = 1  # bump when the generated module's interface changes
+FORMAT = 2  # bump when the generated module's interface changes
 
 
 # A node the exact printer does not know raises NotImplementedError: no program is written,
@@ -280,6 +279,8 @@ def metrics_source(result: Result) -> str:
         f"COLLECTIVES = {tuple(collectives)!r}",
         f"HARDWARE = {view['hardware']!r}",
         f"LAYOUT = {inputs.layout.name!r}",
+        f"LAYER = {inputs.layout.layer!r}",
+        f"UNITS = {UNITS!r}",
         f"PHASE = {str(inputs.phase)!r}",
         "",
         "",
@@ -298,10 +299,15 @@ def metrics_source(result: Result) -> str:
         "        'extra': [],",
         "        'notes': notes,",
         "    }",
-        "    out = {'layout': LAYOUT, 'phase': PHASE, 'params': {**dict(dims), **STATIC_PARAMS},",
-        "           'metrics': metrics}",
+        "    out = {'layout': LAYOUT, 'layer': LAYER, 'phase': PHASE,",
+        "           'params': {**dict(dims), **STATIC_PARAMS}, 'chips': _chips,",
+        "           'metrics': metrics,",
+        "           'collectives': [{'name': c[0], 'kind': c[1], 'group': c[2],",
+        "                            'bytes_per_chip': n} for c, n in zip(COLLECTIVES, coll)],",
+        "           'notes': list(notes)}",
         "    if timing is not None:",
         "        out['timing'] = timing",
+        "    out['units'] = UNITS",
         "    return view, out",
         "",
     ]
@@ -316,10 +322,3 @@ def _symbol(name: str) -> sympy.Symbol | None:
         if dim.name == name:
             return dim.symbol
     return None
-
-
-def known_keys() -> dict[str, Any]:
-    """What the light command line must know to build a cache key (names only)."""
-    from shardcost.formulas.conventions import BY_NAME
-
-    return {"conventions": sorted(BY_NAME), "dimensions": [d.name for d in DIMENSIONS]}

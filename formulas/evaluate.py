@@ -25,6 +25,15 @@ Values = Mapping[sympy.Symbol, sympy.Expr | None]  # each step's; None: one per 
 Requests = Sequence[Mapping[sympy.Symbol, sympy.Expr]]  # each request's, as a batch of one
 
 
+# What the numbers of ``Result.to_dict`` count (stated in every JSON object).
+UNITS = {
+    "flops": "floating-point operations (a multiply-add is 2)",
+    "memory": "bytes",
+    "communication": "payload bytes per chip",
+    "timing": "milliseconds",
+}
+
+
 @dataclass(frozen=True)
 class Metrics:
     """The nine metrics of DESIGN.md, exact integers."""
@@ -152,14 +161,27 @@ class Result:
         and, for a ragged batch, ``ragged``."""
         out: dict[str, Any] = {
             "layout": self.inputs.layout.name,
+            "layer": self.inputs.layout.layer,
             "phase": str(self.inputs.phase),
             "params": self.inputs.params(),
+            "chips": self.chips,
             "metrics": asdict(self.metrics),
+            "collectives": [
+                {
+                    "name": c.name,
+                    "kind": str(c.kind),
+                    "group": str(c.group),
+                    "bytes_per_chip": self.collectives[c.name],
+                }
+                for c in self.inputs.cost.collectives
+            ],
+            "notes": list(self.notes),
         }
         if self.timing is not None:
             out["timing"] = asdict(self.timing)
         if self.ragged is not None:
             out["ragged"] = self.ragged.to_dict()
+        out["units"] = UNITS
         return out
 
 

@@ -378,7 +378,7 @@ def run_compare(argv: Sequence[str]) -> tuple[str, list[str]] | None:
             )
             entries.append(
                 {"layout": out["layout"], "phase": out["phase"], "chips": view["chips"]}
-                | {k: v for k, v in out.items() if k not in ("layout", "phase")}
+                | {k: v for k, v in out.items() if k not in ("layout", "phase", "chips")}
             )
             merged |= out["params"]
         tables.append({"heading": table["heading"], "columns": columns, "excluded": []})

@@ -84,7 +84,22 @@ def test_every_error_class_is_in_the_tree() -> None:
 def test_design_example() -> None:
     # DESIGN.md's example is seed 001 Test 3 (MHA-3).
     out = shardcost.metrics("tp", phase="decode", **MHA3, kv_includes_new_token=True)
-    assert set(out) == {"layout", "phase", "params", "metrics"}
+    assert list(out) == [  # DESIGN.md's object, in its order, and the units it counts in
+        "layout",
+        "layer",
+        "phase",
+        "params",
+        "chips",
+        "metrics",
+        "collectives",
+        "notes",
+        "units",
+    ]
+    assert out["chips"] == 4 and out["layer"] == "attention" and out["notes"] == []
+    # MHA-3's all-reduce of the decode token's output: B·d·b = 2·1024·2 = 4,096 bytes
+    assert out["collectives"] == [
+        {"name": "output_allreduce", "kind": "all-reduce", "group": "tp", "bytes_per_chip": 4096}
+    ]
     assert out["metrics"] == spec_case("MHA-3").metrics
     assert list(out["metrics"]) == list(shardcost.symbolic.METRICS)
 
