@@ -307,21 +307,37 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         given[key] = parse_values(key, text)
     layout = get_layout(args.layout, args.layer)
     target = args.output
+    dask = args.engine == "dask"
+    if args.scheduler is not None and not dask:
+        raise InputError("--scheduler is for --engine dask")
+    if dask and (target is None or args.format not in (None, "parquet")):
+        raise InputError("the dask engine writes partitioned Parquet: give -o DIR, no --format")
+    fmt = "parquet" if dask else output_format(args.format, target)
+    options = {"hardware_name": args.hardware, "progress": args.progress}
     try:
         with (
-            target.open("w", encoding="utf-8", newline="") if target else nullcontext(sys.stdout)
-        ) as out:
-            result = sweep(
-                layout,
-                args.phase,
-                given,
-                out,
-                hardware_name=args.hardware,
-                fmt=args.format,
-                progress=args.progress,
-            )
+            nullcontext(target or sys.stdout) as out,
+            warnings.catch_warnings(record=True) as caught,
+        ):
+            warnings.simplefilter("always", WideCountWarning)
+            if dask:
+                from shardcost.codegen.distributed import sweep_dask
+
+                result = sweep_dask(
+                    layout, args.phase, given, out, **options, scheduler=args.scheduler
+                )
+            else:
+                result = sweep(layout, args.phase, given, out, fmt=fmt, **options)
+    except BrokenPipeError:  # the reader went away (`| head`): stop quietly, as Unix tools do,
+        devnull = os.open(os.devnull, os.O_WRONLY)  # and let Python's last flush go nowhere
+        with suppress(OSError, ValueError):
+            os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 0
     except OSError as exc:
-        raise InputError(f"cannot write {target}: {exc.strerror}") from None
+        raise InputError(f"cannot write {target}: {exc.strerror or exc}") from None
+    for warning in caught:
+        print(f"{PROG}: warning: {warning.message}", file=sys.stderr)
     dropped = "; ".join(f"{reason}: {n:,}" for reason, n in result.dropped.items())
     where = f" to {target}" if target else ""
     print(
@@ -829,21 +845,40 @@ def _parser() -> _Parser:
 
     p = keyed(
         "sweep",
-        "evaluate the product of parameter lists; CSV or JSON lines",
+        "evaluate the product of parameter lists; CSV, JSON lines or Parquet",
         epilog="VALUES: a list (seq_len=1024,2048), an inclusive range (seq_len=1024:8192:1024) "
-        "or a geometric range (batch_size=1:64:*2).\n\n" + keys_help(),
+        "or a geometric range (batch_size=1:64:*2).\n\n"
+        "Parquet (-o FILE.parquet, or --engine dask -o DIR) needs pyarrow: "
+        "pip install 'shardcost[parquet]' or 'shardcost[dask]'.\n\n" + keys_help(),
     )
     p.add_argument("layout", help="a layout name (see 'shardcost layouts')")
     p.add_argument("--phase", choices=[ph.value for ph in Phase], default="prefill")
     p.add_argument("--layer", default="attention")
     p.add_argument("--hardware", metavar="NAME", help="adds the four timings")
-    p.add_argument("--format", choices=("csv", "jsonl"), default="csv")
+    p.add_argument(
+        "--format",
+        choices=("csv", "jsonl", "parquet"),
+        default=None,
+        help="default: by the -o file's suffix (.parquet, .jsonl), else csv",
+    )
     _add_output_file(p)
     p.add_argument(
         "--progress",
         action=argparse.BooleanOptionalAction,
         default=None,
         help="a progress bar on stderr (default: when stderr is a terminal)",
+    )
+    p.add_argument(
+        "--engine",
+        choices=("local", "dask"),
+        default="local",
+        help="dask: evaluate partitions on a Dask cluster and write partitioned Parquet "
+        "into -o DIR",
+    )
+    p.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="the Dask scheduler to use (default: a local cluster in this process)",
     )
     p.add_argument("assignments", nargs="*", metavar="KEY=VALUES")
     p.set_defaults(run=_cmd_sweep)

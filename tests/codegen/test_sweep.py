@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -111,12 +112,13 @@ def test_progress_bar_when_asked() -> None:
         {"seq_len": list(range(1, 3001))},
         io.StringIO(),
         progress=True,
-        chunk=1000,
+        chunk_bytes=1,  # 256 rows a chunk: 12 chunks, the bar redrawn at most every 0.1 s
         stream=stream,
     )
     bars = stream.getvalue().split("\r")[1:]
-    assert len(bars) == 3  # one per chunk of 1,000
-    assert bars[-1].startswith("sweep [##############################] 3,000/3,000 configurations")
+    assert 2 <= len(bars) <= 13  # the first chunk, the last state, throttled between
+    assert re.match(r"sweep 100% \[#+\] 3,000/3,000 combinations, ", bars[-1])
+    assert bars[-1].endswith("\n")
     quiet = io.StringIO()  # not a terminal, not asked: no bar
     sweep(get_layout("tp"), "prefill", {"seq_len": [1, 2]}, io.StringIO(), stream=quiet)
     assert quiet.getvalue() == ""
