@@ -23,7 +23,7 @@ from typing import Any, NoReturn
 from shardcost import fastverify
 from shardcost.codegen.printers import PRINTERS
 from shardcost.errors import InputError, InternalError
-from shardcost.files import printable
+from shardcost.files import printable, silence_stdout
 from shardcost.formulas import (
     CATALOG,
     CONVENTIONS,
@@ -37,7 +37,7 @@ from shardcost.formulas import (
 from shardcost.formulas.cases import SPEC_CASES, check_all, spec_case
 from shardcost.formulas.conventions import Conventions, convention
 from shardcost.formulas.hardware import FIELDS as HARDWARE_FIELDS
-from shardcost.formulas.inputs import applicable_params, check_keys
+from shardcost.formulas.inputs import applicable_params, check_keys, idle_degree
 from shardcost.formulas.registry import Layout, get_layout, layers
 from shardcost.reports.tables import (
     Table,
@@ -121,6 +121,10 @@ def _json(obj: Any) -> str:
 def _cmd_compare(args: argparse.Namespace) -> int:
     from shardcost.formulas.comparison import chips_text, compare
 
+    if args.plot and args.format != "markdown":
+        raise InputError(
+            "--plot draws a roofline into the Markdown report: add --format markdown -o FILE.md"
+        )
     # LAYOUT and KEY=VALUE arguments may come in any order
     names = [x for x in args.layouts if "=" not in x]
     params = _assignments([*(x for x in args.layouts if "=" in x), *args.assignments])
@@ -137,7 +141,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         if ph in lay.phases
         for k in applicable_params(lay, ph, params)
     }
-    unused = [k for k in params if k not in used]
+    unused = [k for k in params if k not in used and not idle_degree(k, params[k])]
     if unused:
         raise InputError(
             f"{', '.join(unused)} applies to {none_of} in {' or '.join(str(p) for p in phases)}"
@@ -196,17 +200,66 @@ def _chip_budget(text: str) -> int:
 
 
 def _output(args: argparse.Namespace, text: str) -> None:
-    """Print ``text``, or write it to ``-o FILE`` when given."""
+    """Print ``text``, or write it to ``-o FILE`` when given: into a temporary file beside
+    it, renamed over it only once it is whole (a failure leaves what was there)."""
     target = getattr(args, "output", None)
     if target is None:
         _emit(text)
         return
+    _check_target(args, target)
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
+        write_atomically(target, text if text.endswith("\n") else text + "\n")
+    except InputError:
+        picture = getattr(args, "_picture", None)  # drawn for this report: not left behind
+        if picture is not None:
+            picture.unlink(missing_ok=True)
+        raise
+    print(f"wrote {printable(target)}", file=sys.stderr)
+
+
+def _inputs_of(args: argparse.Namespace) -> list[Path]:
+    """The files the command reads (a config, measurements, layout and hardware files)."""
+    found: list[Path] = []
+    for name in ("config", "measurements", "layout_file", "hardware"):
+        value = getattr(args, name, None)
+        if isinstance(value, Path):
+            found.append(value)
+        elif isinstance(value, str) and value.endswith(".toml"):
+            found.append(Path(value))
+    found += [p for p in getattr(args, "file", None) or [] if isinstance(p, Path)]
+    return found
+
+
+def _check_target(args: argparse.Namespace, target: Path) -> None:
+    """Refuse an -o that names one of the command's inputs, or a folder that is not there
+    (it is never created: a typo would otherwise scatter files)."""
+    for source in _inputs_of(args):
+        try:
+            same = source.exists() and target.exists() and source.samefile(target)
+        except OSError:
+            same = False
+        if same:
+            raise InputError(f"-o {printable(target)} is the command's own input; write elsewhere")
+    folder = target.parent
+    if not folder.is_dir():
+        raise InputError(f"cannot write {printable(target)}: no folder {printable(folder)}")
+
+
+def write_atomically(target: Path, text: str) -> None:
+    """``text`` into ``target`` through a temporary file in the same folder, renamed."""
+    import tempfile
+
+    try:
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     except OSError as exc:
-        raise InputError(f"cannot write {target}: {exc.strerror}") from None
-    print(f"wrote {target}", file=sys.stderr)
+        raise InputError(f"cannot write {printable(target)}: {exc.strerror}") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        Path(tmp).replace(target)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise InputError(f"cannot write {printable(target)}: {exc.strerror}") from None
 
 
 def _evaluate_one(args: argparse.Namespace) -> Result:
@@ -235,10 +288,11 @@ def _plot(args: argparse.Namespace, results: list[Result]) -> str | None:
         raise InputError("--plot writes an SVG beside the Markdown: give -o FILE.md as well")
     from shardcost.reports.roofline import write_roofline
 
-    svg = args.output.with_name(args.output.stem + ".roofline.svg")
-    svg.parent.mkdir(parents=True, exist_ok=True)
+    _check_target(args, args.output)  # before drawing: a report that cannot be written
+    svg = args.output.with_name(args.output.stem + ".roofline.svg")  # leaves no picture
     write_roofline(results, svg)
-    print(f"wrote {svg}", file=sys.stderr)
+    args._picture = svg
+    print(f"wrote {printable(svg)}", file=sys.stderr)
     return svg.name
 
 
@@ -293,7 +347,6 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
     import warnings
-    from contextlib import suppress
 
     from shardcost.codegen.sweep import WideCountWarning, output_format, parse_values, sweep
 
@@ -328,11 +381,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
                 )
             else:
                 result = sweep(layout, args.phase, given, out, fmt=fmt, **options)
-    except BrokenPipeError:  # the reader went away (`| head`): stop quietly, as Unix tools do,
-        devnull = os.open(os.devnull, os.O_WRONLY)  # and let Python's last flush go nowhere
-        with suppress(OSError, ValueError):
-            os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
+    except BrokenPipeError:  # the reader went away (`| head`): stop quietly, as Unix tools do
+        silence_stdout()
         return 0
     except OSError as exc:
         raise InputError(f"cannot write {target}: {exc.strerror or exc}") from None
@@ -597,7 +647,7 @@ def _cmd_hardware(args: argparse.Namespace) -> int:
             number(hw.peak_tflops),
             number(hw.peak_tflops_fp8),
             number(hw.memory_bandwidth_gb_s),
-            number(hw.memory_capacity_gb),
+            number(None if hw.capacity_bytes is None else hw.capacity_bytes / 2**30),
             number(hw.interconnect_bandwidth_gb_s),
             number(hw.host_link_bandwidth_gb_s),
             hw.description,
@@ -609,7 +659,7 @@ def _cmd_hardware(args: argparse.Namespace) -> int:
         "BF16 TFLOP/s",
         "FP8 TFLOP/s",
         "HBM GB/s",
-        "HBM GB",
+        "HBM GiB",
         "link GB/s",
         "host GB/s",
         "description",
@@ -617,7 +667,8 @@ def _cmd_hardware(args: argparse.Namespace) -> int:
     _emit(Table(headers, rows, "lrrrrrrl").render(args.format))
     if args.format == "table":
         _emit(
-            "\ndense figures; decimal units; link and host (PCIe) bandwidth per direction. "
+            "\ndense figures; decimal units but HBM capacity (binary, as vendors mean it); "
+            "link and host (PCIe) bandwidth per direction. "
             "Sources: shardcost hardware --format json"
         )
     return 0
@@ -772,6 +823,12 @@ def _add_layout_options(
     )
 
 
+def _version() -> str:
+    import shardcost
+
+    return shardcost.__version__
+
+
 def _parser() -> _Parser:
     formatter = argparse.RawDescriptionHelpFormatter
     parser = _Parser(
@@ -781,6 +838,7 @@ def _parser() -> _Parser:
         formatter_class=formatter,
         epilog=keys_help(),
     )
+    parser.add_argument("--version", action="version", version=f"{PROG} {_version()}")
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
 
     def keyed(name: str, summary: str, **kwargs: Any) -> argparse.ArgumentParser:
@@ -832,7 +890,12 @@ def _parser() -> _Parser:
         metavar="LAYOUT.toml",
         help="a user layout to load and verify (repeatable)",
     )
-    p.add_argument("--phase", choices=("prefill", "decode", "both"), default="both")
+    p.add_argument(
+        "--phase",
+        choices=("prefill", "decode", "both"),
+        default="both",
+        help="inference phase (default: %(default)s)",
+    )
     p.add_argument("--layer", default=None, help="only this layer's layouts (default: all)")
     p.add_argument(
         "--all-conventions",
@@ -852,7 +915,12 @@ def _parser() -> _Parser:
         "pip install 'shardcost[parquet]' or 'shardcost[dask]'.\n\n" + keys_help(),
     )
     p.add_argument("layout", help="a layout name (see 'shardcost layouts')")
-    p.add_argument("--phase", choices=[ph.value for ph in Phase], default="prefill")
+    p.add_argument(
+        "--phase",
+        choices=[ph.value for ph in Phase],
+        default="prefill",
+        help="inference phase (default: %(default)s)",
+    )
     p.add_argument("--layer", default="attention")
     p.add_argument("--hardware", metavar="NAME", help="adds the four timings")
     p.add_argument(
@@ -908,11 +976,17 @@ def _parser() -> _Parser:
         "model",
         "a whole model from a local Hugging Face config.json",
         description="Parameters (exact), per-component and total metrics, memory and (with "
-        "--hardware) timing of a Llama-, Mistral- or Qwen2-family model. The config is read "
-        "from disk; nothing is downloaded.",
+        "--hardware) timing of a model of any of the 23 families (Llama, Mistral, Mixtral, "
+        "Qwen, DeepSeek, gpt-oss, Gemma ...). The config is read from disk; nothing is "
+        "downloaded.",
     )
     p.add_argument("config", type=Path, metavar="CONFIG.json", help="the model's config.json")
-    p.add_argument("--phase", choices=[ph.value for ph in Phase], default="prefill")
+    p.add_argument(
+        "--phase",
+        choices=[ph.value for ph in Phase],
+        default="prefill",
+        help="inference phase (default: %(default)s)",
+    )
     p.add_argument(
         "--layout",
         default="single",
@@ -1136,7 +1210,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if (cached := fastverify.try_cached(argv)) is not None:
         return cached
-    if not argv or (argv[0] not in ("-h", "--help") and (argv[0][0] == "-" or "=" in argv[0])):
+    own = ("-h", "--help", "--version")  # the program's own options; others are compare's
+    if not argv or (argv[0] not in own and (argv[0][:1] == "-" or "=" in argv[0])):
         argv = ["compare", *argv]  # the main job: options and KEY=VALUE go to compare
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
@@ -1147,16 +1222,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.assignments = [*args.assignments, *extra]
     run: Callable[[argparse.Namespace], int] = args.run
     try:
-        return run(args)
+        status = run(args)
+        sys.stdout.flush()  # a full disk or a closed pipe shows here, not at exit
+        return status
+    except BrokenPipeError:
+        silence_stdout()
+        return 0
+    except OSError as exc:
+        if exc.filename is not None:  # a file the command read or wrote
+            raise_line = f"{printable(exc.filename)}: {exc.strerror}"
+        else:  # our own standard output
+            silence_stdout()
+            raise_line = f"cannot write the output: {exc.strerror}"
+        print(f"{PROG}: error: {raise_line}", file=sys.stderr)
+        return 2
     except InputError as exc:
         print(f"{PROG}: error: {printable(exc)}", file=sys.stderr)
         return 2
     except InternalError as exc:
         print(f"{PROG}: internal error: {printable(exc)} (please report this)", file=sys.stderr)
         return 3
-    except BrokenPipeError:
-        sys.stderr.close()  # the reader went away (e.g. `| head`); nothing left to say
-        return 0
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # a bug: one line for users, the traceback on request

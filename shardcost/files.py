@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import os
 import stat
+import sys
 import unicodedata
+from contextlib import suppress
 from pathlib import Path
 
 from shardcost.errors import InputError
@@ -57,3 +59,13 @@ def read_text(path: str | os.PathLike[str], what: str, limit: int) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError:
         raise InputError(f"{shown}: not UTF-8 text; give {what}") from None
+
+
+def silence_stdout() -> None:
+    """Point standard output at /dev/null: the reader went away (``| head``) or the disk
+    is full, and Python's last flush at exit must not fail again (the Python docs'
+    recipe for SIGPIPE)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    with suppress(OSError, ValueError):  # a stdout without a file descriptor (tests)
+        os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)

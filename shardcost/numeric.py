@@ -227,14 +227,11 @@ def try_metrics(argv: Sequence[str]) -> int | None:
     if done is None:
         return None
     text, notes = done
-    try:
-        sys.stdout.write(text)
-        sys.stdout.flush()
-    except BrokenPipeError:
-        return 0
-    for line in notes:
-        print(line, file=sys.stderr)
-    return 0
+    status = _write(text)
+    if status == 0:
+        for line in notes:
+            print(line, file=sys.stderr)
+    return status
 
 
 def store_metrics(argv_assignments: Sequence[str], args: Any, result: Any) -> None:
@@ -279,7 +276,8 @@ def _parse_compare(argv: Sequence[str]) -> dict[str, Any] | None:
     """``[compare] [LAYOUT...] [--phase P|both] [--layer L] [--hardware H] [--format F]
     KEY=VALUE...`` (table or JSON, no --chips, no files), or None."""
     args = list(argv)
-    if not args or (args[0] not in ("-h", "--help") and (args[0][0] == "-" or "=" in args[0])):
+    own = ("-h", "--help", "--version")
+    if not args or (args[0] not in own and (args[0][:1] == "-" or "=" in args[0])):
         args = ["compare", *args]
     if args[0] != "compare":
         return None
@@ -400,11 +398,23 @@ def try_compare(argv: Sequence[str]) -> int | None:
         return None
     if done is None:
         return None
+    return _write(done[0])
+
+
+def _write(text: str) -> int:
+    """Print ``text``: 0, or 2 with one line when standard output cannot take it (a full
+    disk); a reader that went away (``| head``) is not an error."""
     try:
-        sys.stdout.write(done[0])
+        sys.stdout.write(text)
         sys.stdout.flush()
-    except BrokenPipeError:
-        return 0
+    except OSError as exc:
+        from shardcost.files import silence_stdout
+
+        silence_stdout()
+        if isinstance(exc, BrokenPipeError):
+            return 0
+        print(f"shardcost: error: cannot write the output: {exc.strerror}", file=sys.stderr)
+        return 2
     return 0
 
 

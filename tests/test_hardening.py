@@ -185,3 +185,115 @@ def test_architectures_must_be_a_list_of_names(architectures: object) -> None:
 
     with pytest.raises(InputError, match=r"architectures=.* is not a list of names"):
         parse_config({"architectures": architectures, "hidden_size": 64})
+
+
+# ---------------------------------------------------------------- the command line's files
+
+
+def _cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    from shardcost.cli import main
+
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse's usage errors
+        code = exc.code  # type: ignore[assignment]
+    return code, capsys.readouterr().err
+
+
+def test_an_output_never_overwrites_the_input(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "config.json"
+    config.write_text(Path("examples/configs/llama-3.2-1b.json").read_text())
+    before = config.read_text()
+    code, err = _cli(["model", str(config), "-o", str(config)], capsys)
+    assert code == 2 and "own input" in err
+    assert config.read_text() == before
+
+
+def test_an_output_folder_is_never_created(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = tmp_path / "typo" / "r.md"
+    code, err = _cli(["report", "tp", "-o", str(target)], capsys)
+    assert code == 2 and "no folder" in err
+    assert not target.parent.exists()
+
+
+def test_a_failed_report_leaves_no_picture(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("matplotlib")
+    import shardcost.cli as cli
+
+    def full(target: Path, text: str) -> None:
+        raise InputError(f"cannot write {target}: No space left on device")
+
+    monkeypatch.setattr(cli, "write_atomically", full)
+    report = tmp_path / "r.md"
+    code, err = _cli(
+        ["report", "tp", "--hardware", "h100-sxm", "--plot", "-o", str(report)], capsys
+    )
+    assert code == 2 and "No space left" in err
+    assert list(tmp_path.iterdir()) == []  # neither the report nor its roofline
+
+
+def test_a_rewritten_output_is_whole_or_untouched(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = tmp_path / "r.json"
+    target.write_text("what was there\n")
+    code, _ = _cli(["validate", "nope.csv", "--hardware", "h100-sxm", "-o", str(target)], capsys)
+    assert code == 2 and target.read_text() == "what was there\n"  # bad input: untouched
+    code, _ = _cli(["report", "tp", "-o", str(target)], capsys)
+    assert code == 0 and target.read_text().startswith("# tp attention")
+    assert [p.name for p in tmp_path.iterdir()] == ["r.json"]  # no temporary left
+
+
+def test_a_full_disk_is_one_line_not_an_internal_error(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    if not Path("/dev/full").exists():
+        pytest.skip("no /dev/full on this system")
+    env = {**os.environ, "SHARDCOST_CACHE_DIR": str(tmp_path)}
+    for _ in range(2):  # the engine, then the cached program
+        with Path("/dev/full").open("w") as full:
+            done = subprocess.run(
+                [sys.executable, "-m", "shardcost", "metrics", "tp"],
+                stdout=full,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=env,
+            )
+        assert done.returncode == 2
+        assert (
+            done.stderr.strip()
+            == "shardcost: error: cannot write the output: No space left on device"
+        )
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["compare", "--plot"], "--format markdown"),
+        (["metrics", "tp", "seq_len=1\n2"], "seq_len="),
+        (["metrics", "tp\x1b[31m"], "tp\\x1b[31m"),
+        ([""], "invalid choice"),
+    ],
+)
+def test_small_ones_are_one_clear_line(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, err = _cli(argv, capsys)
+    assert code == 2 and message in err
+    assert err.count("\n") == 1 and "\x1b" not in err
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    from shardcost.cli import main
+
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0
+    assert capsys.readouterr().out.startswith("shardcost ")

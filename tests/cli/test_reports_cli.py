@@ -12,8 +12,12 @@ from tests.reports.markdown import assert_valid_tables
 
 
 def test_report_to_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    out = tmp_path / "deep" / "tp.md"
-    code = main(["report", "tp", "--phase", "decode", "tensor_parallel=8", "-o", str(out)])
+    missing = tmp_path / "deep" / "tp.md"  # a folder that is not there is never created
+    argv = ["report", "tp", "--phase", "decode", "tensor_parallel=8", "-o"]
+    assert main([*argv, str(missing)]) == 2
+    assert "no folder" in capsys.readouterr().err and not missing.parent.exists()
+    out = tmp_path / "tp.md"
+    code = main([*argv, str(out)])
     assert code == 0
     doc = out.read_text()
     assert doc.startswith("# tp attention, decode")

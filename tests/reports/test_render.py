@@ -74,15 +74,17 @@ def test_report_for_every_layout_has_every_part(layout: str, phase: str, hardwar
     result = evaluate(resolve_inputs(layout, phase, hardware=hardware))
     doc = derivation_report(result)
     for heading in (
-        "## Test case parameters",
+        "## Parameters",
         "## Assumptions",
         "## Notation",
         "## Step-by-step calculation",
         "## Closed forms",
-        "## Expected results",
+        "## Results",
         "## Takeaway",
     ):
         assert heading in doc
+    # a user's report is not a test case: those are the seed's headings, in spec documents
+    assert "Test case" not in doc and "Expected results" not in doc
     assert r"\times" in doc and "$`F = " in doc
     assert (hardware is not None) == ("**Timing (ms)**" in doc)
     assert doc == derivation_report(evaluate(resolve_inputs(layout, phase, hardware=hardware)))
@@ -128,7 +130,7 @@ def test_ragged_report_shows_the_sums_and_the_max_over_mean_ratio() -> None:
     )
     doc = derivation_report(result)
     assert_valid_tables(doc)
-    section = doc[doc.index("## Ragged batch") : doc.index("## Expected results")]
+    section = doc[doc.index("## Ragged batch") : doc.index("## Results")]
     assert "3 requests with past lengths [4096, 64, 64] (mean 1,408, longest 4,096)" in section
     assert "max/mean = **2.909**" in section  # 4096 / 1408 = 2.90909...
     assert r"\sum_{i=1}^{B}" in section and r"{S_{\mathrm{past}}}^{(i)}" in section
