@@ -257,6 +257,11 @@ def register(entry: Layout) -> Layout:
     return entry
 
 
+def forget(layer: str, name: str) -> None:
+    """Remove a registered layout (a user layout loaded again from its file)."""
+    _REGISTRY.pop((layer, name), None)
+
+
 def layout(
     name: str,
     *,

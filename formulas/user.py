@@ -74,6 +74,7 @@ from .registry import (
     Checks,
     Layout,
     check_layer,
+    forget,
     get_layout,
     register,
 )
@@ -419,6 +420,24 @@ def load_layout(path: str | Path) -> Layout:
     """Read, check and register the layout in a TOML file (InputError, and nothing
     registered, when the file is not a layout that can be; see ``define_layout``)."""
     return define_layout(**_read(_path(path)))
+
+
+def reload_layout(path: str | Path) -> Layout:
+    """``load_layout``, replacing a user layout of the same name and layer loaded before
+    in this process (the command line loads its files on every call); a built-in layout
+    is never replaced."""
+    entry = read_layout(path)
+    registered = _registered(entry.layer, entry.name)
+    if registered is not None and registered.build.__module__ == __name__:
+        forget(entry.layer, entry.name)
+    return load_layout(path)
+
+
+def _registered(layer: str, name: str) -> Layout | None:
+    try:
+        return get_layout(name, layer)
+    except InputError:
+        return None
 
 
 def _path(path: object) -> Path:

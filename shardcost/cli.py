@@ -790,6 +790,19 @@ def _add_output_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_user_layouts(p: argparse.ArgumentParser) -> None:
+    """--file LAYOUT.toml (repeatable): a layout of one's own, loaded before the command
+    runs and then named like any other (a LAYOUT argument may also be the file itself)."""
+    p.add_argument(
+        "--file",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="LAYOUT.toml",
+        help="load a layout of your own (repeatable); LAYOUT may also be the .toml file",
+    )
+
+
 def _add_layout_options(
     p: argparse.ArgumentParser, *, both: bool = False, formats: bool = True
 ) -> None:
@@ -803,6 +816,7 @@ def _add_layout_options(
     p.add_argument(
         "--layer", default="attention", help=f"layer: {' | '.join(layers())} (default: %(default)s)"
     )
+    _add_user_layouts(p)
     p.add_argument(
         "--hardware",
         metavar="NAME",
@@ -821,6 +835,31 @@ def _add_layout_options(
         metavar="KEY=VALUE",
         help="a dimension, convention or hardware field (see below)",
     )
+
+
+def _user_file(name: object) -> bool:
+    return isinstance(name, str) and name.endswith(".toml")
+
+
+def _load_user_layouts(args: argparse.Namespace) -> None:
+    """Register every --file layout, and any LAYOUT given as a .toml file (then named by
+    the layout it holds, its layer taken from the file)."""
+    from shardcost.formulas.user import reload_layout as load_layout
+
+    loaded = [load_layout(path) for path in getattr(args, "file", None) or []]
+    if _user_file(getattr(args, "layout", None)):
+        lay = load_layout(Path(args.layout))
+        args.layout, args.layer = lay.name, lay.layer
+        loaded.append(lay)
+    for field in ("layouts", "sides"):
+        names = getattr(args, field, None)
+        if names and any(_user_file(n) for n in names):
+            found = [load_layout(Path(n)) if _user_file(n) else n for n in names]
+            setattr(args, field, [n if isinstance(n, str) else n.name for n in found])
+            loaded += [n for n in found if not isinstance(n, str)]
+    layers_ = {lay.layer for lay in loaded}
+    if len(layers_) == 1 and getattr(args, "layer", "attention") in (None, "attention"):
+        args.layer = layers_.pop()  # a file's own layer, unless --layer says otherwise
 
 
 def _version() -> str:
@@ -914,7 +953,7 @@ def _parser() -> _Parser:
         "Parquet (-o FILE.parquet, or --engine dask -o DIR) needs pyarrow: "
         "pip install 'shardcost[parquet]' or 'shardcost[dask]'.\n\n" + keys_help(),
     )
-    p.add_argument("layout", help="a layout name (see 'shardcost layouts')")
+    p.add_argument("layout", help="a layout name (see 'shardcost layouts') or LAYOUT.toml")
     p.add_argument(
         "--phase",
         choices=[ph.value for ph in Phase],
@@ -922,6 +961,7 @@ def _parser() -> _Parser:
         help="inference phase (default: %(default)s)",
     )
     p.add_argument("--layer", default="attention")
+    _add_user_layouts(p)
     p.add_argument("--hardware", metavar="NAME", help="adds the four timings")
     p.add_argument(
         "--format",
@@ -968,7 +1008,7 @@ def _parser() -> _Parser:
     p.set_defaults(run=_cmd_export)
 
     p = keyed("metrics", "the nine metrics (and timing) of one layout")
-    p.add_argument("layout", help="a layout name (see 'shardcost layouts')")
+    p.add_argument("layout", help="a layout name (see 'shardcost layouts') or LAYOUT.toml")
     _add_layout_options(p)
     p.set_defaults(run=_cmd_metrics)
 
@@ -1222,6 +1262,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.assignments = [*args.assignments, *extra]
     run: Callable[[argparse.Namespace], int] = args.run
     try:
+        if run is not _cmd_verify:  # verify builds its files' layouts itself, unregistered
+            _load_user_layouts(args)
         status = run(args)
         sys.stdout.flush()  # a full disk or a closed pipe shows here, not at exit
         return status

@@ -234,6 +234,12 @@ def try_metrics(argv: Sequence[str]) -> int | None:
     return status
 
 
+def _built_in(layout: Any) -> bool:
+    """Whether ``layout`` is one of the package's own (defined in formulas/layers/)."""
+    module = str(getattr(layout.build, "__module__", ""))
+    return module.startswith("shardcost.formulas.layers.")
+
+
 def store_metrics(argv_assignments: Sequence[str], args: Any, result: Any) -> None:
     """After the engine answered ``metrics``: write the program for next time, when the
     call is one a program can take (counts as plain numbers, conventions as text, a
@@ -241,6 +247,8 @@ def store_metrics(argv_assignments: Sequence[str], args: Any, result: Any) -> No
     from shardcost.codegen.numeric import Unsupported, metrics_source
     from shardcost.formulas.conventions import BY_NAME as CONVENTIONS
 
+    if not _built_in(result.inputs.layout) or getattr(args, "file", None):
+        return  # a user's layout: its program would outlive the file it came from
     pairs = [tuple(a.partition("=")[::2]) for a in argv_assignments]
     counts, fixed = _split(pairs)  # type: ignore[arg-type]
     if any(k not in result.inputs.dims for k in counts):
@@ -439,6 +447,10 @@ def _store_compare(
     from shardcost.formulas.inputs import applicable_params
 
     if args.chips or args.format not in ("table", "json") or getattr(args, "output", None):
+        return
+    if getattr(args, "file", None):
+        return  # user layouts: their programs would outlive the files they came from
+    if not all(_built_in(r.inputs.layout) for table in tables for r in table.results):
         return
     if args.hardware is not None and (args.hardware.endswith(".toml") or "/" in args.hardware):
         return
