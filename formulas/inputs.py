@@ -429,6 +429,10 @@ def _check_requirements(cost: Cost, dims: Mapping[str, object]) -> None:
 def _hardware(name: str | None, params: Mapping[str, object]) -> Hardware | None:
     """The catalog (or file) hardware named, with any fields given overriding it."""
     overrides = {k: v for k, v in params.items() if k in HARDWARE_BY_NAME}
+    if name is not None and not isinstance(name, str):
+        raise InputError(
+            f"hardware is a catalog name or a FILE.toml path, not {type(name).__name__}"
+        )
     if name is None and not overrides:
         return None
     if name is None:

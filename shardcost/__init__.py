@@ -384,8 +384,14 @@ def compile(
     timing: bool = False,
     backend: str = "python",
     conventions: Mapping[str, Any] | None = None,
+    hardware: str | None = None,
 ) -> Any:
     """``layout`` in ``phase`` as a fast function, compiled once and cached.
+
+    ``hardware`` (a catalog name or FILE.toml) implies ``timing``: the function's hardware
+    fields and supports_overlap then default to that chip's, as ``metrics`` sees it for
+    this layer (its kernel class folded in; the FP8 peak when the operands take one
+    byte); a keyword given still wins.
 
     ``conventions`` fixes the static conventions (element types, windows, MoE and MLA
     choices; with ``timing``, how collectives run and hide: ``collective_algorithm`` ...)
@@ -410,9 +416,11 @@ def compile(
 
     chosen = get_layout(layout, layer)
     ph = as_phase(phase)
+    timing = timing or hardware is not None
     fixed = fixed_conventions(chosen, ph, conventions or {}, timing)
     if backend == "python":
-        return compile_layout(chosen, ph, timing, fixed)
+        compiled = compile_layout(chosen, ph, timing, fixed)
+        return compiled if hardware is None else _on_chip(compiled, chosen, hardware, fixed)
     if backend == "numba":
         if timing:
             raise InputError(
@@ -420,6 +428,38 @@ def compile(
             )
         return fast_layout(chosen, ph, fixed)
     raise UnknownNameError(f"backend={backend!r} is unknown; backends: {', '.join(_BACKENDS)}")
+
+
+def _on_chip(compiled: Any, layout: Any, name: str, fixed: Any) -> Any:
+    """``compiled`` with its hardware keywords defaulting to the chip ``name``'s."""
+    from .formulas.dtypes import compute_bytes
+    from .formulas.hardware import NUMERIC_FIELDS, PEAK_TFLOPS, kernel_class
+    from .formulas.inputs import _hardware
+
+    hw = _hardware(name, {})
+    assert hw is not None
+    hw = hw.for_class(kernel_class(layout.layer))
+    static = _Static(dict(fixed))
+    base: dict[str, Any] = {f.name: float(getattr(hw, f.name)) for f in NUMERIC_FIELDS}
+    base["supports_overlap"] = hw.supports_overlap
+
+    def on_chip(**kwargs: Any) -> Any:
+        b = kwargs.get("bytes_per_elem", 2)
+        defaults = dict(base)
+        if isinstance(b, int) and not isinstance(b, bool):  # the peak the element type uses
+            defaults[PEAK_TFLOPS.name] = float(hw.peak_for(compute_bytes(static, b)))
+        return compiled(**(defaults | kwargs))
+
+    on_chip.__source__ = getattr(compiled, "__source__", "")  # type: ignore[attr-defined]
+    on_chip.__doc__ = f"{compiled.__doc__ or ''}\n\nOn {hw.name}: hardware fields default to its."
+    return on_chip
+
+
+class _Static:
+    """The element types fixed at build, as ``compute_bytes`` reads conventions."""
+
+    def __init__(self, fixed: dict[str, Any]) -> None:
+        self.__dict__.update(fixed)
 
 
 def export(language: str, directory: str | Path, **conventions: Any) -> list[Path]:

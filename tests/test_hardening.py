@@ -297,3 +297,30 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
         main(["--version"])
     assert done.value.code == 0
     assert capsys.readouterr().out.startswith("shardcost ")
+
+
+# ---------------------------------------------------------------- the API's types
+
+
+def test_hardware_must_be_a_name() -> None:
+    import shardcost
+
+    with pytest.raises(InputError, match=r"catalog name or a FILE\.toml path, not int"):
+        shardcost.metrics("tp", hardware=5)  # type: ignore[arg-type]
+
+
+def test_compile_takes_a_chip_by_name() -> None:
+    import shardcost
+
+    f = shardcost.compile("tp", "decode", hardware="h100-sxm")
+    kw = {"batch_size": 4, "past_seq_len": 4096, "num_kv_heads": 8}
+    ref = shardcost.metrics("tp", "decode", hardware="h100-sxm", **kw)["timing"]
+    got = f(**kw)
+    for name, ms in ref.items():
+        assert got[name] == pytest.approx(ms, rel=1e-12)
+    # FP8 operands take the chip's FP8 peak, as metrics does
+    fp8 = {"weight_dtype": "fp8", "activation_dtype": "fp8"}
+    f8 = shardcost.compile("tp", hardware="h100-sxm", conventions=fp8)
+    ref8 = shardcost.metrics("tp", hardware="h100-sxm", **fp8)["timing"]
+    assert f8()["compute_time_ms"] == pytest.approx(ref8["compute_time_ms"], rel=1e-12)
+    assert f(peak_tflops=1.0, **kw)["compute_time_ms"] > got["compute_time_ms"]  # yours win
