@@ -1,7 +1,8 @@
 """Export every layout's metrics to Python, C, Rust, JavaScript or Go source.
 
-run.sh takes attention layouts by name (``run.sh tp decode``) and other layers' as
-``layer/name`` (``run.sh ffn/tp prefill``).
+run.sh takes attention layouts by name (``run.sh tp decode``, or ``attention/tp``) and
+other layers' as ``layer/name`` (``run.sh ffn/tp prefill``); it refuses a key the layout
+does not read, as ``shardcost metrics`` does.
 
 For each language, ``DIR/<lang>/`` holds one function per layer × layout × phase (one
 line per derivation step, each with its label), a dispatcher ``metrics(layout, phase,
@@ -88,8 +89,14 @@ def _function(prog: Program, language: str, taken: set[str]) -> dict[str, object
         "key": layout.name if layout.layer == "attention" else f"{layout.layer}/{layout.name}",
         "phase": str(prog.phase),
         "source": printer.function(name),
+        "inputs": [dim.name for dim in prog.inputs],  # the keys it reads (run.sh checks)
         "prototype": printer.prototype(name),
     }
+
+
+def _shell_quote(text: str) -> str:
+    """``text`` as one single-quoted word of a POSIX shell script."""
+    return "'" + text.replace("'", "'\\''") + "'"
 
 
 def _environment(
@@ -124,6 +131,7 @@ def _environment(
 
     literals = LITERALS[language]
     env.filters["string"] = literals.string
+    env.filters["shquote"] = _shell_quote
     env.filters["comment"] = literals.comment
     env.globals["header"] = header
     return env

@@ -67,11 +67,28 @@ def test_bad_input_is_one_line_and_exit_2(exported: Path, language: str) -> None
         (["tp", "prefill", "banana=3"], "unknown key"),
         (["tp", "prefill", "seq_len=-3"], "expected KEY=POSITIVE_INTEGER"),
         (["warp", "prefill"], "unknown layout/phase"),
+        # a key the layout does not read is refused, as `shardcost metrics` refuses it
+        (["tp", "prefill", "expert_parallel=3"], "expert_parallel is not a parameter of tp"),
+        (["attention/tp", "decode", "seq_len=5"], "seq_len is not a parameter of tp"),
     ):
         proc = run_sh(exported, language, *args)
         assert proc.returncode == 2, (args, proc.stdout, proc.stderr)
         assert proc.stderr.startswith("error: ") and message in proc.stderr, proc.stderr
         assert proc.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_run_sh_takes_attention_by_layer_name_and_a_degree_of_one(
+    exported: Path, language: str
+) -> None:
+    plain = run_sh(exported, language, "tp", "prefill", "seq_len=1024")
+    for args in (
+        ["attention/tp", "prefill", "seq_len=1024"],
+        ["tp", "prefill", "seq_len=1024", "expert_parallel=1"],
+    ):
+        proc = run_sh(exported, language, *args)
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stdout) == json.loads(plain.stdout)
 
 
 def test_python_export_needs_neither_sympy_nor_numpy(exported: Path) -> None:
