@@ -41,7 +41,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from shardcost.errors import InputError, InternalError
+from shardcost.errors import InputError, InternalError, WideCountWarning
 from shardcost.formulas import TIMINGS, Layout, Phase
 from shardcost.formulas.conventions import BY_NAME as CONVENTIONS_BY_NAME
 from shardcost.formulas.conventions import parse_bool
@@ -65,10 +65,6 @@ PYARROW: bool | None = None  # None: use pyarrow when it imports; False: never (
 _HARDWARE = {f.symbol: f.name for f in HARDWARE_FIELDS if f.symbol is not None}
 _RANGE = re.compile(r"([^:,]+):([^:,]+)(?::(\*?)([^:,]+))?")
 _SUFFIXES = {".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
-
-
-class WideCountWarning(UserWarning):
-    """A Parquet count column holds values past int64: written as decimal strings, exact."""
 
 
 # ---------------------------------------------------------------- values

@@ -28,6 +28,7 @@ from .errors import (
     ShardcostError,
     UnevenSplitWarning,
     UnknownNameError,
+    WideCountWarning,
 )
 
 if TYPE_CHECKING:
@@ -63,6 +64,7 @@ __all__ = [
     "UnevenSplitWarning",
     "UnknownNameError",
     "UnsupportedNode",
+    "WideCountWarning",
     "__version__",
     "compile",
     "compile_model",

@@ -14,6 +14,8 @@ One tree, so callers can catch what they mean::
     UnevenSplitWarning (UserWarning)   a dimension does not divide evenly by a parallel
                                        degree: per-chip metrics describe the busiest chip
     PrecisionWarning (UserWarning)     float64 array results at or above 2^53 may be rounded
+    WideCountWarning (UserWarning)     a Parquet count column holds values past int64: it
+                                       is written as exact decimal strings
 
 Every message is one line that names the key, the value and what is allowed.
 
@@ -45,6 +47,7 @@ __all__ = [
     "UnevenSplitWarning",
     "UnknownNameError",
     "UnsupportedNode",
+    "WideCountWarning",
     "lookup",
 ]
 
@@ -75,6 +78,10 @@ class InternalError(ShardcostError):
 
 class PrecisionWarning(UserWarning):
     """float64 array results at or above 2^53 may have been rounded: use exact mode."""
+
+
+class WideCountWarning(UserWarning):
+    """A Parquet count column holds values past int64: written as decimal strings, exact."""
 
 
 class UnevenSplitWarning(UserWarning):

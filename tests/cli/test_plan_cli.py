@@ -20,7 +20,9 @@ def test_plan_names_what_does_not_fit_and_the_best(capsys: pytest.CaptureFixture
         capsys, "plan", LLAMA_70B, "--chips", "8", "--hardware", "h100-sxm", *WORKLOAD
     )
     assert code == 0 and "plans evaluated in" in err
-    assert "do not fit" in out and "weights alone exceed the 77.3 GB (72.0 GiB) usable per chip" in out
+    assert (
+        "do not fit" in out and "weights alone exceed the 77.3 GB (72.0 GiB) usable per chip" in out
+    )
     assert "Pareto front" in out and "lowest TPOT: tp=8 " in out
     assert "TPOT: time per output token after the first" in out  # the definitions
 
