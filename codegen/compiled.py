@@ -5,41 +5,44 @@
     f(seq_len=np.arange(1, 10**6) * 16)          # arrays: float64 numpy, broadcast
     f(seq_len=big, exact=True)                   # arrays of exact Python ints
 
-float64 arrays compute each count in whole-number division form (``codegen.exactness``):
-exact while every intermediate value stays below 2^53; a call bounds those values and a
-PrecisionWarning says when one reaches 2^53. ``exact=True`` computes on object arrays of
-Python ints instead: exact at any size, slower.
+Arrays go through a blocked float64 program (``codegen.blocked``): one pass over
+cache-sized blocks computes the outputs, where each row is a valid configuration, and
+where a count may be inexact (a bound of an intermediate value reached 2^53). Each count
+is in whole-number division form (``codegen.exactness``), so every row below 2^53 is
+exact. The rows a pass marks are settled exactly: their validity always; with
+``exact=True`` their counts too, in int64 where every value stays below 2^62 and with
+Python ints only for the rows past that (object arrays come back). Without
+``exact=True`` a PrecisionWarning says when a valid row's counts may be rounded.
 """
 
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, cached_property
 from typing import Any
 
 import numpy as np
 import sympy
 
-from shardcost.errors import InternalError
+from shardcost.errors import InternalError, InvalidValueError
 from shardcost.formulas import Layout, Phase
 from shardcost.formulas.conventions import phase as parse_phase
 from shardcost.formulas.hardware import NUMERIC_FIELDS
-from shardcost.symbolic import Product
+from shardcost.symbolic import METRICS, Product
 from shardcost.symbolic.dimensions import BY_SYMBOL
 
 from . import runtime
-from .printers import NumpyPrinter
+from .arrays import Inputs, Pattern, constant, run
+from .blocked import Blocked, blocked_source
+from .printers import NumpyPrinter, UnsupportedNode
 from .program import Check, Program, equation
 from .python import (
     Fixed,
     Variant,
     choices,
     exact_array_source,
-    float_source,
     load,
     merged,
     module_source,
@@ -49,57 +52,120 @@ from .python import (
 HARDWARE_NAMES = {f.symbol: f.name for f in NUMERIC_FIELDS}
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """How one variant reads a call's inputs."""
+
+    prog: Program
+    picks: tuple[int, ...]  # the indices of its inputs among the compiled function's
+    counts: int
+    unread: tuple[int, ...]  # count inputs it does not read (still checked positive)
+
+
 @dataclass
 class ArrayPaths:
-    """The numpy paths of one compiled layout: per variant, float64 and exact functions."""
+    """The numpy paths of one compiled layout: per variant, blocked float64 and int64
+    programs (``codegen.blocked``) and the exact object-array function."""
 
     layout: Layout
     phase: Phase
     variants: dict[tuple[Any, ...], Variant]
     head: Program  # every variant's inputs and relations (``python.merged``)
-    _built: dict[tuple[Any, ...], Callable[..., tuple]] = field(default_factory=dict)
+    _plans: dict[tuple[Any, ...], _Plan] = field(default_factory=dict)
+    # (conventions, call pattern, int64) -> the generated program and its function
+    built: dict[tuple[Any, ...], tuple[Blocked, Callable[..., tuple]]] = field(default_factory=dict)
+    _exact: dict[tuple[Any, ...], Callable[..., tuple]] = field(default_factory=dict)
 
-    @property
+    @cached_property
     def params(self) -> tuple[sympy.Symbol, ...]:
         """Count inputs, then hardware inputs, in call order."""
         return self.head.symbols
 
-    @property
+    @cached_property
     def counts(self) -> int:
         """How many of ``params`` are counts."""
         return len(self.head.inputs)
 
-    @property
+    @cached_property
     def names(self) -> tuple[str, ...]:
         """The CLI names of the count inputs."""
         return tuple(BY_SYMBOL[p].name for p in self.params[: self.counts])
 
-    @property
+    @cached_property
+    def all_names(self) -> tuple[str, ...]:
+        """The names of every input, counts then hardware fields."""
+        return (*self.names, *self.hardware_names)
+
+    @cached_property
     def hardware_names(self) -> tuple[str, ...]:
         """The names of the hardware inputs (timing functions)."""
         return tuple(HARDWARE_NAMES[p] for p in self.params[self.counts :])
 
-    def function(
-        self, key: tuple[Any, ...], exact: bool, varying: frozenset[sympy.Symbol] = frozenset()
-    ) -> tuple[Program, Callable[..., tuple]]:
-        """The variant's Program and its exact numpy function, or its float64 one for
-        calls where ``varying`` inputs are arrays; each built once."""
+    def program(self, key: tuple[Any, ...]) -> Program:
+        """The variant's Program; InvalidValueError for conventions no variant has."""
         variant = self.variants.get(key)
         if variant is None:
             switches = choices(self.layout, self.phase, len(self.params) > self.counts)
             allowed = "; ".join(f"{n}: {' | '.join(map(str, v))}" for n, v in switches.items())
             raise runtime.bad_conventions(tuple(switches), key, allowed)
-        cache_key = (key, exact, frozenset() if exact else varying)
-        if cache_key not in self._built:
-            prog = variant.program
-            if exact:
-                name = f"{prog.name}_exact"
-                source = exact_array_source(prog, name)
-            else:
-                name = f"{prog.name}_float"
-                source = float_source(prog, name, varying & frozenset(prog.symbols))
-            self._built[cache_key] = load(source, name, {})
-        return variant.program, self._built[cache_key]
+        return variant.program
+
+    def plan(self, key: tuple[Any, ...]) -> _Plan:
+        """How one variant reads the call's inputs (built once per variant)."""
+        found = self._plans.get(key)
+        if found is None:
+            prog = self.program(key)
+            at = {p: k for k, p in enumerate(self.params)}
+            picks = tuple(at[s] for s in prog.symbols)
+            unread = tuple(k for k in range(self.counts) if k not in picks)
+            found = self._plans[key] = _Plan(prog, picks, len(prog.inputs), unread)
+        return found
+
+    def function(
+        self, key: tuple[Any, ...], exact: bool, varying: frozenset[sympy.Symbol] = frozenset()
+    ) -> tuple[Program, Callable[..., tuple]]:
+        """The variant's Program and its exact object-array function, or its blocked
+        float64 program for calls where ``varying`` inputs are float64 arrays."""
+        prog = self.program(key)
+        if exact:
+            return prog, self._exact_function(key)
+        moving = tuple(s in varying for s in prog.symbols)
+        whole = tuple(m and k < len(prog.inputs) for k, m in enumerate(moving))
+        none = (False,) * len(moving)
+        return prog, self.blocked(key, (moving, none, whole, ()), False)[1]
+
+    def blocked(
+        self, key: tuple[Any, ...], pattern: Pattern, integer: bool
+    ) -> tuple[Blocked, Callable[..., tuple]]:
+        """The blocked program of one variant for one call pattern, generated once."""
+        cache_key = (key, pattern, integer)
+        found = self.built.get(cache_key)
+        if found is None:
+            prog = self.program(key)
+            symbols = prog.symbols
+            varying, cast, whole, aliases = pattern
+            name = f"{prog.name}_{'int64' if integer else 'float64'}"
+            generated = blocked_source(
+                prog,
+                name,
+                frozenset(s for s, v in zip(symbols, varying, strict=True) if v),
+                integer=integer,
+                cast=frozenset(s for s, v in zip(symbols, cast, strict=True) if v),
+                whole=frozenset(s for s, v in zip(symbols, whole, strict=True) if v),
+                aliases=tuple((symbols[j], symbols[i]) for j, i in aliases),
+                outputs=frozenset(METRICS) if integer else None,
+            )
+            function = load(generated.source, name, {"_ceil": math.ceil, "_floor": math.floor})
+            found = self.built[cache_key] = (generated, function)
+        return found
+
+    def _exact_function(self, key: tuple[Any, ...]) -> Callable[..., tuple]:
+        found = self._exact.get(key)
+        if found is None:
+            prog = self.program(key)
+            name = f"{prog.name}_exact"
+            found = self._exact[key] = load(exact_array_source(prog, name), name, {})
+        return found
 
     def evaluate(
         self, key: tuple[Any, ...], values: tuple[Any, ...], *, exact: bool, strict: bool
@@ -107,129 +173,163 @@ class ArrayPaths:
         """Outputs over the broadcast inputs, where the inputs are a valid configuration,
         and where a count may be inexact (float64 only: a value reached 2^53).
 
+        float64: one blocked pass; rows it marks (a bound reached 2^53) have their
+        validity settled exactly. ``exact``: those rows' counts are recomputed too, in
+        int64 where every value stays below 2^62, with Python ints only where one does
+        not; counts come back as object arrays of Python ints.
         ``strict``: raise at the first kind of invalid configuration instead of masking,
         and warn (PrecisionWarning) when any count may be inexact.
         """
-        counts = runtime.as_arrays(values[: self.counts], exact, self.names)
+        plan = self.plan(key)
         if strict and len(values) > self.counts:
             error = runtime.hardware_error(self.hardware_names, values[self.counts :])
             if error is not None:
                 raise error
-        hardware = tuple(np.asarray(v, dtype=np.float64) for v in values[self.counts :])
-        arrays = dict(zip(self.params, counts + hardware, strict=True))
-        varying = frozenset(s for s, a in arrays.items() if a.ndim)
-        prog, function = self.function(key, exact, varying)
-        shape = np.broadcast_shapes(*(a.shape for a in arrays.values()))
+        given = Inputs.of(values, self.all_names, self.counts, exact=exact)
+        inputs = given.select(plan.picks, len(plan.prog.inputs))
+        try:
+            result, ok, rough = self._float(key, plan.prog, inputs)
+        except OverflowError:  # an input past float64's range: Python ints throughout
+            if not exact:
+                raise InvalidValueError(
+                    "an input is too large for float64 arrays; call with exact=True"
+                ) from None
+            result, ok, rough = {}, np.zeros(inputs.n, dtype=bool), np.ones(inputs.n, dtype=bool)
+        if plan.unread:  # inputs this variant does not read must be valid all the same
+            unread = tuple(np.asarray(given.values[k]) for k in plan.unread)
+            ok &= np.broadcast_to(runtime.valid(unread), ok.shape)
+        settled: dict[str, np.ndarray] = {}
+        marked = bool(rough.any())
+        if marked:  # settle these rows exactly: their validity, and (exact) their counts
+            rows = np.flatnonzero(rough)
+            settled, ok[rows] = self._settle(key, inputs.gather(rows))
         if exact:
-            result, ok, fine = self._exact(prog, function, arrays, counts, shape, strict)
-            inexact = np.zeros(shape, dtype=bool)
-        else:
-            result, ok, fine, inexact = self._float(prog, function, arrays, counts, shape, strict)
+            result = self._exact_result(plan.prog, inputs, result, ok, rough, settled)
+            rough[...] = marked = False
+        shape = inputs.shape
+        if ok.shape != shape:
+            ok, rough = ok.reshape(shape), rough.reshape(shape)
         if strict and not ok.all():
-            raise runtime.not_positive(self.names, values[: self.counts])
-        if strict and not fine.all():
-            raise _first_failure(prog, arrays)
-        return result, (ok if strict else ok & fine), inexact
-
-    def _valid(self, counts: tuple[np.ndarray, ...], strict: bool) -> np.ndarray:
-        """Where the inputs are positive whole numbers (strict: one bool for all of them);
-        relations and requirements are the generated functions' to test."""
-        return np.asarray(runtime.all_valid(counts) if strict else runtime.valid(counts))
-
-    def _exact(
-        self,
-        prog: Program,
-        function: Callable[..., tuple],
-        arrays: dict[sympy.Symbol, np.ndarray],
-        counts: tuple[np.ndarray, ...],
-        shape: tuple[int, ...],
-        strict: bool,
-    ) -> tuple[dict, np.ndarray, np.ndarray]:
-        ok = np.broadcast_to(self._valid(counts, strict=False), shape)
-        # invalid rows would divide by zero on object arrays: compute them on ones
-        args = [np.where(ok, arrays[s], 1) for s in prog.symbols]
-        *out, fine = function(*args)
-        result = {n: runtime.full(v, shape) for (n, _), v in zip(prog.outputs, out, strict=True)}
-        return result, (np.asarray(ok.all()) if strict else ok), np.broadcast_to(fine, shape)
+            arrays = dict(zip(self.params, given.arrays(), strict=True))
+            if not runtime.all_valid(given.arrays()[: self.counts]):
+                raise runtime.not_positive(self.names, values[: self.counts])
+            raise _first_failure(plan.prog, arrays)
+        if strict and marked and (rough & ok).any():
+            runtime.warn_precision()
+        return result, ok, rough
 
     def _float(
+        self, key: tuple[Any, ...], prog: Program, inputs: Inputs
+    ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+        """The float64 pass: outputs (shaped), ok and rough (flat)."""
+        blocked, function = self.blocked(key, inputs.pattern(False), False)
+        values, ok, rough, _ = run(blocked, function, inputs.floats(), inputs.n, np.float64)
+        shape = inputs.shape
+        reshape = shape != (inputs.n,)
+        result = {
+            name: (v.reshape(shape) if reshape else v)
+            if isinstance(v, np.ndarray)
+            else constant(v, shape, np.float64)
+            for (name, _), v in zip(prog.outputs, values, strict=True)
+        }
+        return result, ok, rough  # type: ignore[return-value]
+
+    def _settle(
+        self, key: tuple[Any, ...], inputs: Inputs
+    ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Exact counts (object arrays of Python ints) and validity of rows a float64 pass
+        marked: in int64 where every bound stays below 2^62, else with Python ints."""
+        n = inputs.n
+        blocked, function = self.blocked(key, inputs.pattern(False), False)
+        try:
+            _, _, _, wide = run(blocked, function, inputs.floats(), n, np.float64, wide=True)
+        except OverflowError:
+            wide = np.ones(n, dtype=bool)
+        assert wide is not None
+        counts = {m: np.empty(n, dtype=object) for m in METRICS}
+        ok = np.empty(n, dtype=bool)
+        narrow = np.flatnonzero(~wide)
+        if narrow.size:
+            try:
+                found, ok_narrow = self._int64(key, inputs.gather(narrow))
+            except (ArithmeticError, UnsupportedNode):  # a constant past int64: Python ints
+                wide[narrow] = True
+            else:
+                for m in METRICS:
+                    counts[m][narrow] = found[m]
+                ok[narrow] = ok_narrow
+        rest = np.flatnonzero(wide)
+        if rest.size:
+            found, ok_rest = self._python(key, inputs.gather(rest))
+            for m in METRICS:
+                counts[m][rest] = found[m]
+            ok[rest] = ok_rest
+        return counts, ok & inputs.whole()
+
+    def _int64(self, key: tuple[Any, ...], inputs: Inputs) -> tuple[dict[str, Any], np.ndarray]:
+        """The counts in int64 (exact: every value of these rows stays below 2^62)."""
+        prog = self.program(key)
+        blocked, function = self.blocked(key, inputs.pattern(True), True)
+        values, ok, _, _ = run(blocked, function, inputs.ints(), inputs.n, np.int64, rough=False)
+        found = {
+            name: v.astype(object) if isinstance(v, np.ndarray) else v
+            for (name, _), v in zip(prog.outputs, values, strict=True)
+            if name in METRICS
+        }
+        return found, ok
+
+    def _python(self, key: tuple[Any, ...], inputs: Inputs) -> tuple[dict[str, Any], np.ndarray]:
+        """The counts with Python ints, for the rows that need them: exact at any size."""
+        prog = self.program(key)
+        function = self._exact_function(key)
+        args = list(inputs.python())
+        counted = args[: inputs.counts]
+        positive = np.broadcast_to(runtime.valid(tuple(counted)), (inputs.n,))
+        for k in range(inputs.counts):  # invalid rows would divide by zero: compute on ones
+            args[k] = np.where(positive, args[k], 1)
+        *out, fine = function(*args)
+        found = {
+            name: np.broadcast_to(v, (inputs.n,))
+            for (name, _), v in zip(prog.outputs, out, strict=True)
+            if name in METRICS
+        }
+        return found, positive & np.broadcast_to(fine, (inputs.n,))
+
+    def _exact_result(
         self,
         prog: Program,
-        function: Callable[..., tuple],
-        arrays: dict[sympy.Symbol, np.ndarray],
-        counts: tuple[np.ndarray, ...],
-        shape: tuple[int, ...],
-        strict: bool,
-    ) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray]:
-        """float64, large inputs split along their first axis over the cores: each thread
-        checks and computes its rows (numpy releases the GIL), writing into shared outputs.
-        Rows whose counts may be inexact are marked (and, when ``strict``, warned about)."""
-        outs = [np.empty(shape) if varies else None for varies in function.varies]
-        oks = np.empty(shape, dtype=bool) if not strict else None
-        fines = np.empty(shape, dtype=bool)
-        inexact = np.empty(shape, dtype=bool)
-        rows = shape[0] if shape else 1
-        parts = min(_workers(), rows) if math.prod(shape) >= PARALLEL_MIN else 1
-        bounds = [(rows * i // parts, rows * (i + 1) // parts) for i in range(parts)]
-
-        def run(lo: int, hi: int) -> tuple[Any, ...]:
-            rows_ = slice(lo, hi) if shape else ...  # 0-d: the one element
-            part = {s: _rows(a, lo, hi, shape) for s, a in arrays.items()}
-            ok = self._valid(tuple(part[p] for p in self.params[: self.counts]), strict)
-            with np.errstate(all="ignore"):  # invalid rows may divide by zero; masked
-                *values, fine, rough = function(
-                    *(part[s] for s in prog.symbols),
-                    out=[o[rows_] if o is not None else None for o in outs],
-                )
-            fines[rows_] = fine
-            inexact[rows_] = rough
-            if oks is not None:
-                oks[rows_] = ok
-            # only valid rows count: an invalid one is masked out (or raised) anyway
-            big = strict and bool(np.any(rough & ok & fine))
-            return bool(np.all(ok)), values, big
-
-        done = (
-            [run(*b) for b in bounds]
-            if parts == 1
-            else list(_pool().map(lambda b: run(*b), bounds))
-        )
-        values = done[0][1]
-        result = {
-            n: o if o is not None else runtime.full(v, shape)
-            for (n, _), o, v in zip(prog.outputs, outs, values, strict=True)
-        }
-        if any(big for _, _, big in done):
-            runtime.warn_precision()
-        ok = np.asarray(all(flag for flag, _, _ in done)) if strict else oks
-        return result, ok, fines, inexact
+        inputs: Inputs,
+        floats: dict[str, np.ndarray],
+        ok: np.ndarray,
+        rough: np.ndarray,
+        settled: dict[str, np.ndarray],
+    ) -> dict[str, np.ndarray]:
+        """Object arrays of Python ints for the counts: the float64 pass's values where
+        they are exact, the settled rows' elsewhere; times as object arrays of floats."""
+        shape, n = inputs.shape, inputs.n
+        rows = np.flatnonzero(rough)
+        result = {}
+        for name, _ in prog.outputs:
+            if name not in METRICS:  # a time: floats, as the exact steps give them
+                result[name] = np.full(shape, np.nan, dtype=object)
+                if floats:
+                    result[name][...] = floats[name]
+                continue
+            column = np.zeros(n, dtype=np.int64)
+            if floats:  # exact below 2^53; invalid rows (maybe not finite) stay 0
+                value = np.broadcast_to(floats[name], shape).reshape(n)
+                with np.errstate(invalid="ignore"):
+                    np.copyto(column, value, casting="unsafe", where=ok & ~rough)
+            column = column.astype(object)
+            if rows.size:
+                column[rows] = settled[name]
+            result[name] = column.reshape(shape)
+        return result
 
     def __call__(
         self, key: tuple[Any, ...], exact: bool, values: tuple[Any, ...]
     ) -> dict[str, np.ndarray]:
         return self.evaluate(key, values, exact=exact, strict=True)[0]
-
-
-PARALLEL_MIN = 1 << 16  # elements below which one thread is quicker
-_POOL: list[ThreadPoolExecutor] = []
-
-
-def _workers() -> int:
-    return os.cpu_count() or 1
-
-
-def _pool() -> ThreadPoolExecutor:
-    if not _POOL:
-        _POOL.append(ThreadPoolExecutor(max_workers=_workers(), thread_name_prefix="shardcost"))
-    return _POOL[0]
-
-
-def _rows(array: np.ndarray, lo: int, hi: int, shape: tuple[int, ...]) -> np.ndarray:
-    """Rows lo:hi of ``array`` as it broadcasts to ``shape`` (a view; itself when it does
-    not extend along the first axis)."""
-    if shape and array.ndim == len(shape) and array.shape[0] == shape[0] and shape[0] > 1:
-        return array[lo:hi]
-    return array
 
 
 def broken(

@@ -1,41 +1,62 @@
 """The optional numba back end (``pip install 'shardcost[fast]'``) for large sweeps.
 
-One parallel loop per layout, phase and conventions, over caller-allocated outputs:
+One parallel loop per layout, phase, conventions and call pattern, over caller-allocated
+outputs:
 
     f = fast_layout(get_layout("tp"), "prefill")
     out = np.empty((9, n), dtype=np.int64); ok = np.empty(n, dtype=np.bool_)
     f(out=out, ok=ok, batch_size=b_array, seq_len=s_array)   # other inputs: defaults
 
-Each configuration runs the metrics' closed forms in int64, exact while every value stays
-below 2^63 (about 9.2e18); ``ok[i]`` is False where the inputs are not a valid
-configuration (not positive, a relation of its layer broken, or a split that cannot be
-made), and that column is zero.
-A configuration with a value at or past 2^63 is never wrapped: its ``ok`` is False too,
-and a PrecisionWarning says how many there are (``exact=True`` on the numpy path takes
-them).
+``ok[i]`` is False where the inputs are not a valid configuration (not positive, a
+relation of its layer broken, or a split that cannot be made), and that column is zero.
+
+The loop is branch-free: each row reads its inputs (int64 or float64 arrays, as given;
+inputs that do not vary are scalars), tests them, and computes the metrics' closed forms
+and the bounds of every intermediate value in float64, where whole-number division form
+(``codegen.exactness``) is exact below 2^53; validity is a mask selecting the value or 0.
+Rows with a bound at or past 2^53 are rare: they are counted, and only when there are
+some does a second loop recompute them in int64 (exact below 2^63). A row past that is
+never wrapped: its ``ok`` is False and a PrecisionWarning says how many there are
+(``exact=True`` on the numpy path takes them).
+
+Kernels are written to files in the shardcost cache (``shardcost.cache``) and compiled
+with ``cache=True``, so a new process loads numba's machine code instead of compiling for
+seconds; with the cache off they are compiled in memory.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
+import math
+import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import cache
 from typing import Any
 
 import numpy as np
 import sympy
 
+from shardcost import cache as disk
 from shardcost.errors import InputError, PrecisionWarning
 from shardcost.formulas import Layout, Phase
 from shardcost.formulas.conventions import phase as parse_phase
-from shardcost.symbolic import METRICS, closed_form
+from shardcost.symbolic import METRICS
 
 from . import runtime
-from .exactness import bounds, division_form, maximal
-from .program import Program
-from .program_printers import PythonProgram, identifiers
+from .blocked import EXACT_FLOAT, WIDE, forms
+from .printers import PythonPrinter
+from .program import Program, equation
+from .program_printers import identifiers
 from .python import Fixed, choices, load, merged, variants
+
+KERNEL_VERSION = "2"  # bump when the shape of the generated module changes
+_RESERVED = frozenset(
+    {"i", "n", "m", "out", "ok", "wide", "big", "frac", "good", "fine", "holds", "numba", "np"}
+    | {"ceil", "floor"}
+)
+_HEADER = "import numba\nimport numpy as np\nfrom numpy import ceil, floor\n\n\n"
 
 
 def _numba() -> Any:
@@ -48,62 +69,138 @@ def _numba() -> Any:
     return numba
 
 
-WIDE = 2**62  # a float64 bound at or above this may mean an int64 value past 2^63
+def kernel_source(
+    prog: Program,
+    name: str,
+    varying: frozenset[sympy.Symbol],
+    aliases: tuple[tuple[sympy.Symbol, sympy.Symbol], ...] = (),
+) -> str:
+    """A module with two loops over configurations for calls where ``varying`` inputs
+    are arrays (the others int64 scalars; ``aliases``: (input, the input it is the same
+    array as)).
 
-
-_KERNEL_RESERVED = frozenset({"i", "n", "m", "out", "ok", "wide", "numba", "ceil", "floor"})
-
-
-def kernel_source(prog: Program, name: str) -> str:
-    """A loop over configurations: the metrics of ``prog`` in whole-number division form
-    (``codegen.exactness``), one column each.
-
-    Each row tests its inputs (positive, the relations and requirements hold), then
-    evaluates the closed forms and the bounds of every intermediate value in float64.
-    Below 2^53 those values are exact and are stored as they are; below 2^62 the row is
-    recomputed in int64 (exact below 2^63); past that it would wrap, so it is not
-    computed: ``ok`` is False and ``wide`` is 1."""
-    inputs = [d.symbol for d in prog.inputs]
-    forms = [division_form(closed_form(prog.resolve(e))) for _, e in prog.outputs]
-    limits = maximal(list(dict.fromkeys([*inputs, *(b for e in forms for b in bounds(e))])))
-    temps = (sympy.Symbol(f"_w{i}") for i in itertools.count())
-    pairs, reduced = sympy.cse(forms, symbols=temps, optimizations="basic")
-    floats = (sympy.Symbol(f"_f{i}") for i in itertools.count())
-    float_pairs, float_all = sympy.cse([*forms, *limits], symbols=floats, optimizations="basic")
-    floated, float_limits = float_all[: len(forms)], float_all[len(forms) :]
-    names = identifiers(
-        [*inputs, *(t for t, _ in pairs), *(t for t, _ in float_pairs)],
-        _KERNEL_RESERVED | PythonProgram.reserved(),
-    )
-    as_float = {s: f"{names[s]}_f" for s in inputs}
-    tester = PythonProgram(prog, names)
-    printer = tester.exact
-    shadow = type(printer)({**names, **as_float}, exact=False)
-    arrays = [f"{names[s]}_in" for s in inputs]
-    tests = [f"{names[s]} >= 1" for s in inputs]
-    tests += [tester.holds(node) for node in (*prog.relations, *prog.checks)]
-    zero = [f"            out[{k}, i] = 0" for k in range(len(METRICS))]
-    body = [f"        {names[s]} = {a}[i]" for s, a in zip(inputs, arrays, strict=True)]
-    body += ["        wide[i] = 0", f"        if not ({' and '.join(tests)}):"]
-    body += ["            ok[i] = False", *zero, "            continue"]
-    body += ["        ok[i] = True"]
-    body += [f"        {as_float[s]} = float({names[s]})" for s in inputs]
-    body += [f"        {names[t]} = {shadow.doprint(e)}" for t, e in float_pairs]
-    largest = [shadow.doprint(e) for e in dict.fromkeys(float_limits)]
-    body += [f"        m = {largest[0]}"] + [f"        m = max(m, {x})" for x in largest[1:]]
-    body += [f"        if m < {runtime.EXACT_FLOAT}.0:  # exact in float64"]
-    body += [f"            out[{k}, i] = int({shadow.doprint(e)})" for k, e in enumerate(floated)]
-    body += [f"        elif m < {WIDE}.0:  # exact in int64"]
-    body += [f"            {names[t]} = {printer.doprint(e)}" for t, e in pairs]
-    body += [f"            out[{k}, i] = {printer.doprint(e)}" for k, e in enumerate(reduced)]
-    body += ["        else:", "            ok[i] = False", "            wide[i] = 1", *zero]
-    lines = [
-        f"def {name}({', '.join(arrays)}, out, ok, wide):",
-        "    n = out.shape[1]",
-        "    for i in numba.prange(n):",
-        *body,
+    ``name(*arrays, *scalars, out, ok)``: branch-free, in float64; returns (rows with a
+    bound at or past 2^53, left for the second loop; rows whose float input is not whole).
+    ``name_wide(*arrays, *scalars, out, ok, wide)``: those rows in int64 where every
+    bound stays below 2^62, else ``wide`` 1.
+    """
+    substitution = dict(aliases)
+    found, limits = forms(prog)
+    inputs = [d.symbol for d in prog.inputs if d.symbol not in substitution]
+    moving = [s for s in inputs if s in varying]
+    fixed = [s for s in inputs if s not in varying]
+    assert [n for n, _ in prog.outputs] == list(METRICS)  # no timing: counts only
+    exprs = [e.xreplace(substitution) for e in found]
+    bound = [b.xreplace(substitution) for b in limits]
+    relations = [equation(r).xreplace(substitution) for r in prog.relations]
+    relations = [r for r in relations if isinstance(r, sympy.Equality) and r.lhs != r.rhs]
+    checks = [
+        (c.total.xreplace(substitution), c.parts.xreplace(substitution), c.either)
+        for c in prog.checks
     ]
-    return "\n".join(lines) + "\n"
+    checks = [c for c in checks if c[0] != c[1]]
+    # tests among inputs that do not vary are the caller's, once (``_fixed_valid``)
+    relations = [r for r in relations if r.free_symbols & varying]
+    checks = [c for c in checks if (c[0].free_symbols | c[1].free_symbols) & varying]
+    names = identifiers(inputs, _RESERVED)
+    arrays = [f"{names[s]}_in" for s in moving]
+    scalars = [f"{names[s]}_k" for s in fixed]
+    head = ", ".join([*arrays, *scalars])
+    floats = {s: f"{names[s]}_s" for s in inputs}
+    ints = {s: names[s] for s in inputs}
+
+    # float64: every form, bound and tested side, common subexpressions shared
+    sides = [side for r in relations for side in r.args]
+    sides += [side for t, p, _ in checks for side in (t, p)]
+    temps = (sympy.Symbol(f"_f{i}") for i in itertools.count())
+    pairs, reduced = sympy.cse([*exprs, *bound, *sides], symbols=temps, optimizations="basic")
+    shadow = PythonPrinter({**floats, **{t: t.name for t, _ in pairs}}, exact=False)
+    values = reduced[: len(exprs)]
+    largest = reduced[len(exprs) : len(exprs) + len(bound)]
+    tested = iter(reduced[len(exprs) + len(bound) :])
+    tests = []
+    for _ in relations:
+        lhs, rhs = next(tested), next(tested)
+        tests.append(f"({shadow.doprint(lhs)} == {shadow.doprint(rhs)})")
+    for _, _, either in checks:
+        t, p = next(tested), next(tested)
+        test = _whole_quotient(shadow.doprint(t), shadow.doprint(p))
+        if either:
+            test = f"({test} | {_whole_quotient(shadow.doprint(p), shadow.doprint(t))})"
+        tests.append(test)
+
+    def read_floats(indent: str) -> list[str]:
+        """Each input as a float; a varying one tested, and 1 where it is not valid (no
+        division by zero in a row that is masked anyway)."""
+        lines = []
+        for s in moving:
+            x = names[s]
+            lines += [
+                f"{indent}{x}_f = float({x}_in[i])",
+                f"{indent}{x}_w = {x}_f == floor({x}_f)",
+                f"{indent}{x}_g = ({x}_f >= 1.0) & {x}_w",
+                f"{indent}{x}_s = {x}_f if {x}_g else 1.0",
+            ]
+        return lines
+
+    good = " & ".join(f"{names[s]}_g" for s in moving) or "True"
+    maximum = [shadow.doprint(b) for b in largest]
+    m = maximum[0]
+    for other in maximum[1:]:
+        m = f"max({m}, {other})"
+    main = [f"def {name}({head}, out, ok):", "    n = ok.shape[0]"]
+    main += [f"    {floats[s]} = float({names[s]}_k)" for s in fixed]
+    main += ["    big = 0", "    frac = 0", "    for i in numba.prange(n):"]
+    main += read_floats("        ")
+    main += [f"        frac += 0 if {names[s]}_w else 1" for s in moving]
+    main += [f"        {t.name} = {shadow.doprint(e)}" for t, e in pairs]
+    main += [
+        f"        good = {good}",
+        f"        m = {m}",
+        f"        holds = {' & '.join(tests) or 'True'}",
+        f"        fine = good & holds & (m < {float(EXACT_FLOAT)!r})",
+        f"        big += 1 if good & (m >= {float(EXACT_FLOAT)!r}) else 0",
+    ]
+    main += [
+        f"        out[{k}, i] = np.int64(({shadow.doprint(v)}) if fine else 0.0)"
+        for k, v in enumerate(values)
+    ]
+    main += ["        ok[i] = fine", "    return big, frac"]
+
+    # int64: the rows the float loop left, with exact integer division and ``%``
+    ipairs, ireduced = sympy.cse(
+        exprs, symbols=(sympy.Symbol(f"_w{i}") for i in itertools.count()), optimizations="basic"
+    )
+    exact = PythonPrinter({**ints, **{t: t.name for t, _ in ipairs}})
+    holds = [f"({exact.doprint(r)})" for r in relations]
+    holds += [f"({exact.holds(t, p, e)})" for t, p, e in checks]
+    wide = [f"def {name}_wide({head}, out, ok, wide):", "    n = ok.shape[0]"]
+    wide += [f"    {floats[s]} = float({names[s]}_k)" for s in fixed]
+    wide += [f"    {ints[s]} = np.int64({names[s]}_k)" for s in fixed]
+    wide += ["    for i in numba.prange(n):", "        wide[i] = 0", "        if ok[i]:"]
+    wide += ["            continue"]
+    wide += read_floats("        ")
+    wide += [f"        if not ({good}):", "            continue"]
+    wide += [f"        {t.name} = {shadow.doprint(e)}" for t, e in pairs]
+    wide += [
+        f"        m = {m}",
+        f"        if m < {float(EXACT_FLOAT)!r}:  # the float loop decided: not valid",
+        "            continue",
+        f"        if m >= {float(WIDE)!r}:  # past int64: not computed",
+        "            wide[i] = 1",
+        "            continue",
+    ]
+    wide += [f"        {ints[s]} = np.int64({names[s]}_in[i])" for s in moving]
+    wide += [f"        if not ({' and '.join(holds) or 'True'}):", "            continue"]
+    wide += [f"        {t.name} = {exact.doprint(e)}" for t, e in ipairs]
+    wide += [f"        out[{k}, i] = {exact.doprint(v)}" for k, v in enumerate(ireduced)]
+    wide += ["        ok[i] = True"]
+    return "\n".join(main) + "\n\n\n" + "\n".join(wide) + "\n"
+
+
+def _whole_quotient(total: str, parts: str) -> str:
+    """Whether ``parts`` divides ``total`` (whole, below 2^53): the quotient is whole."""
+    return f"(({total}) / ({parts}) == floor(({total}) / ({parts})))"
 
 
 class FastLayout:
@@ -115,21 +212,32 @@ class FastLayout:
         found = variants(layout, phase, False, fixed)
         self.variants = {v.values: v.program for v in found}
         self.inputs = list(merged(found).inputs)
-        self._kernels: dict[tuple[Any, ...], Callable[..., None]] = {}
+        self._kernels: dict[tuple[Any, ...], tuple[Callable[..., Any], Callable[..., Any]]] = {}
 
-    def kernel(self, key: tuple[Any, ...]) -> tuple[Program, Callable[..., None]]:
-        """The compiled loop for one combination of conventions (built on first use)."""
+    def program(self, key: tuple[Any, ...]) -> Program:
+        """The Program of one combination of conventions."""
         if key not in self.variants:
             allowed = "; ".join(f"{n}: {' | '.join(map(str, v))}" for n, v in self.switches.items())
             raise InputError(f"conventions {key} are not allowed; {allowed}")
-        prog = self.variants[key]
-        if key not in self._kernels:
-            numba = _numba()
-            name = f"{prog.name}_kernel"
-            floats = {"ceil": np.ceil, "floor": np.floor}
-            loop = load(kernel_source(prog, name), name, {"numba": numba, **floats})
-            self._kernels[key] = numba.njit(parallel=True, nogil=True)(loop)
-        return prog, self._kernels[key]
+        return self.variants[key]
+
+    def kernel(
+        self,
+        key: tuple[Any, ...],
+        varying: tuple[bool, ...],
+        aliases: tuple[tuple[int, int], ...] = (),
+    ) -> tuple[Callable[..., Any], Callable[..., Any]]:
+        """The two compiled loops for one combination of conventions and one call pattern
+        (which inputs vary, which are the same array); built on first use, from the disk
+        cache when a process built them before."""
+        cache_key = (key, varying, aliases)
+        if cache_key not in self._kernels:
+            prog = self.program(key)
+            symbols = [d.symbol for d in prog.inputs]
+            moving = frozenset(s for s, v in zip(symbols, varying, strict=True) if v)
+            pairs = tuple((symbols[j], symbols[i]) for j, i in aliases)
+            self._kernels[cache_key] = _compiled(prog, moving, pairs)
+        return self._kernels[cache_key]
 
     def __call__(
         self, *, out: np.ndarray | None = None, ok: np.ndarray | None = None, **params: Any
@@ -140,15 +248,16 @@ class FastLayout:
         convention values; missing ones take their defaults.
         """
         key = tuple(params.pop(n, values[0]) for n, values in self.switches.items())
-        prog, kernel = self.kernel(key)
+        prog = self.program(key)
         known = {d.name for d in self.inputs}
         stray = [k for k in params if k not in known]
         if stray:
             raise InputError(f"{stray[0]} is not a parameter here; parameters: {', '.join(known)}")
-        values = runtime.complete(prog, params)
-        shape = np.broadcast_shapes(*(np.shape(v) for v in values.values()))
-        n = int(np.prod(shape))
-        columns = [_column(d.name, values[d.name], shape, n) for d in prog.inputs]
+        given = runtime.complete(prog, params)
+        raw = [given[d.name] for d in prog.inputs]
+        arrays = [_checked(d.name, v) for d, v in zip(prog.inputs, raw, strict=True)]
+        shape = np.broadcast_shapes(*(a.shape for a in arrays))
+        n = math.prod(shape)
         if out is None:
             out = np.empty((len(METRICS), n), dtype=np.int64)
         if ok is None:
@@ -157,30 +266,162 @@ class FastLayout:
             raise InputError(f"out must be an int64 array of shape ({len(METRICS)}, {n})")
         if ok.shape != (n,) or ok.dtype != np.bool_:
             raise InputError(f"ok must be a bool array of shape ({n},)")
-        wide = np.empty(n, dtype=np.int8)
-        kernel(*columns, out, ok, wide)
-        past = int(np.count_nonzero(wide))
-        if past:
-            warnings.warn(
-                f"{past:,} configurations have a value at or past 2^63, beyond int64: their ok "
-                "is False; compile without backend='numba' and call with exact=True for them",
-                PrecisionWarning,
-                stacklevel=2,
+        varying = tuple(a.size != 1 for a in arrays)
+        aliases = _aliases(raw, varying)
+        aliased = {j for j, _ in aliases}
+        columns = [
+            _column(a, shape, n) for k, a in enumerate(arrays) if varying[k] and k not in aliased
+        ]
+        names = [d.name for d in prog.inputs]
+        scalars = [_whole(names[k], a) for k, a in enumerate(arrays) if not varying[k]]
+        if not _fixed_valid(prog, scalars, varying):
+            out[...] = 0
+            ok[...] = False
+            return out, ok
+        if any(s >= WIDE for s in scalars):  # a fixed value past int64's exact range
+            out[...] = 0
+            ok[...] = False
+            _warn_wide(n)
+            return out, ok
+        main, second = self.kernel(key, varying, aliases)
+        big, frac = main(*columns, *scalars, out, ok)
+        if frac:  # a float input that is not whole: found here, only when there is one
+            bad = (
+                name
+                for name, a, v in zip(names, arrays, varying, strict=True)
+                if v and not _all_whole(a)
             )
+            raise InputError(f"{next(bad)} must be whole numbers")
+        if big:
+            wide = np.zeros(n, dtype=np.int8)
+            second(*columns, *scalars, out, ok, wide)
+            past = int(np.count_nonzero(wide))
+            if past:
+                _warn_wide(past)
         return out, ok
 
 
-def _column(name: str, value: Any, shape: tuple[int, ...], n: int) -> np.ndarray:
-    """One input as n int64 values (a zero-stride view when it does not vary)."""
+def _warn_wide(count: int) -> None:
+    warnings.warn(
+        f"{count:,} configurations have a value at or past 2^63, beyond int64: their ok "
+        "is False; compile without backend='numba' and call with exact=True for them",
+        PrecisionWarning,
+        stacklevel=3,
+    )
+
+
+def _checked(name: str, value: Any) -> np.ndarray:
     array = np.asarray(value)
     if array.dtype == bool or array.dtype.kind not in "iuf":
         raise InputError(f"{name} must be whole numbers, got {array.dtype} values")
-    if array.dtype.kind == "f" and not np.all(array == np.floor(array)):
-        raise InputError(f"{name} must be whole numbers")
-    array = array.astype(np.int64, copy=False)
-    if array.ndim == 0:
-        return np.broadcast_to(array, (n,))
-    return np.broadcast_to(array, shape).reshape(n)
+    return array
+
+
+def _all_whole(array: np.ndarray) -> bool:
+    return array.dtype.kind != "f" or bool(np.all(array == np.floor(array)))
+
+
+def _whole(name: str, array: np.ndarray) -> int:
+    """A one-value input as a Python int; InputError when it is not a whole number."""
+    value = array.reshape(()).item()
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return 0  # never a valid size
+        if not value.is_integer():
+            raise InputError(f"{name} must be whole numbers")
+        value = int(value)
+    return value
+
+
+def _aliases(raw: Sequence[Any], varying: tuple[bool, ...]) -> tuple[tuple[int, int], ...]:
+    """(j, i): varying input j is the very array given for input i (a borrowed default)."""
+    found = []
+    for j in range(len(raw)):
+        if varying[j]:
+            i = next((i for i in range(j) if varying[i] and raw[i] is raw[j]), None)
+            if i is not None:
+                found.append((j, i))
+    return tuple(found)
+
+
+def _fixed_valid(prog: Program, scalars: list[int], varying: tuple[bool, ...]) -> bool:
+    """Whether the inputs that do not vary are positive, and the relations and
+    requirements among them alone hold (Python ints: exact)."""
+    fixed = [d.symbol for d, v in zip(prog.inputs, varying, strict=True) if not v]
+    values = dict(zip(fixed, scalars, strict=True))
+    if any(v < 1 for v in scalars):
+        return False
+    known = set(values)
+    for relation in prog.relations:
+        eq = equation(relation)
+        if eq.free_symbols <= known and eq.lhs.xreplace(values) != eq.rhs.xreplace(values):
+            return False
+    for check in prog.checks:
+        if not (check.total.free_symbols | check.parts.free_symbols) <= known:
+            continue
+        total, parts = int(check.total.xreplace(values)), int(check.parts.xreplace(values))
+        if total % parts and not (check.either and parts % total == 0):
+            return False
+    return True
+
+
+def _column(array: np.ndarray, shape: tuple[int, ...], n: int) -> np.ndarray:
+    """One varying input as n values, int64 or float64 as given (a view where it can be)."""
+    if array.dtype.kind == "f" and array.dtype != np.float64:
+        array = array.astype(np.float64)
+    elif array.dtype.kind in "iu" and array.dtype != np.int64:
+        array = array.astype(np.float64 if array.dtype == np.uint64 else np.int64)
+    if array.shape != shape:
+        array = np.broadcast_to(array, shape)
+    return np.ascontiguousarray(array).reshape(n)
+
+
+def _compiled(
+    prog: Program,
+    varying: frozenset[sympy.Symbol],
+    aliases: tuple[tuple[sympy.Symbol, sympy.Symbol], ...],
+) -> tuple[Callable[..., Any], Callable[..., Any]]:
+    """The two loops of ``kernel_source``, njit-compiled: from a module file in the
+    shardcost cache (numba caches its machine code beside it), else in memory."""
+    numba = _numba()
+    symbols = [d.symbol for d in prog.inputs]
+    pattern = "".join("v" if s in varying else "k" for s in symbols)
+    pattern += "".join(f";{symbols.index(a)}={symbols.index(b)}" for a, b in aliases)
+    what = repr((prog.name, prog.inputs, prog.relations, prog.checks, prog.steps, prog.outputs))
+    entry = disk.key("numba kernel", KERNEL_VERSION, numba.__version__, what, pattern)
+    name = f"k_{prog.name}"
+    module = None
+    path = disk.directory() / "numba" / f"{entry}.py"
+    if disk.read("numba", entry, ".py") is not None or disk.write(
+        "numba", entry, _HEADER + kernel_source(prog, name, varying, aliases), ".py"
+    ):
+        module = _import(f"_shardcost_kernel_{entry}", str(path))
+    options = {"parallel": True, "nogil": True}
+    if module is not None:
+        main, wide = getattr(module, name), getattr(module, f"{name}_wide")
+        options["cache"] = True
+    else:  # no cache: in memory, compiled in this process
+        source = kernel_source(prog, name, varying, aliases)
+        scope = {"numba": numba, "ceil": np.ceil, "floor": np.floor}
+        main = load(source, name, scope)
+        wide = main.__globals__[f"{name}_wide"]
+    return numba.njit(**options)(main), numba.njit(**options)(wide)
+
+
+def _import(module_name: str, path: str) -> Any:
+    """The module in file ``path`` (a kernel in the cache), or None if it cannot load."""
+    if module_name in sys.modules:
+        return sys.modules[module_name]
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        return None
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except (OSError, SyntaxError):  # a damaged entry: compile in memory instead
+        return None
+    sys.modules[module_name] = module
+    return module
 
 
 @cache

@@ -280,6 +280,38 @@ class RuntimePythonPrinter(PythonPrinter):
     }
 
 
+class ScalarPrinter(PythonPrinter):
+    """Python scalars inside shardcost's process: what a blocked numpy program computes
+    once per call (the parts that do not vary). Whole counts as Python ints when
+    ``exact``, else float64 arithmetic as the arrays have it (true division, ceilings by
+    ``math``); ``numpy``: numpy's functions, for float64 scalars that may be infinite."""
+
+    functions: ClassVar[Mapping[str, str]] = {
+        "max": "max",
+        "min": "min",
+        "ceil": "_ceil",
+        "floor": "_floor",
+        "ceil_log2": "_rt.ceil_log2",
+    }
+
+    def __init__(
+        self,
+        names: Mapping[sympy.Symbol, str] | None = None,
+        *,
+        exact: bool = True,
+        numpy: bool = False,
+    ) -> None:
+        super().__init__(names, exact=exact)
+        if numpy:
+            self.functions = {**self.functions, "ceil": "np.ceil", "floor": "np.floor"}
+
+    def _print_Function(self, expr: sympy.Function) -> str:
+        if expr.func.__name__ == "choose":  # a branch decided once
+            condition, then, otherwise = (self._print(a) for a in expr.args)
+            return f"({then} if {condition} else {otherwise})"
+        raise UnsupportedNode(f"the {self.language} printer cannot print {expr.func.__name__}")
+
+
 class NumpyPrinter(InfixPrinter):
     """numpy arrays: elementwise where, maximum and minimum; exact on object arrays, or
     floating point (true division, ceil) on float64 arrays."""

@@ -1,12 +1,13 @@
 """Python source for compiled layouts: a keyword function with the notation's defaults.
 
 Scalars take a pure-Python path: the derivation's steps, one line each, in exact
-integers. Arrays take numpy paths: in float64 the metrics' closed forms after
-common-subexpression elimination (fewest operations), or, in exact mode, the same
-steps on object arrays of Python ints. What an input is when not given, and the
-relations that tie inputs together, come from the Program (its layer's declarations),
-printed by the same Python program printer as the export's. The source is kept
-(``__source__``, and in ``linecache`` so tracebacks show it).
+integers. Arrays take numpy paths (``codegen.compiled``): blocked float64 and int64
+programs of the metrics' closed forms (``codegen.blocked``), or, for the few rows whose
+values pass int64, the same steps on object arrays of Python ints
+(``exact_array_source``). What an input is when not given, and the relations that tie
+inputs together, come from the Program (its layer's declarations), printed by the same
+Python program printer as the export's. The source is kept (``__source__``, and in
+``linecache`` so tracebacks show it).
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import itertools
 import linecache
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from functools import cache
 from typing import Any
 
 import numpy as np
@@ -27,18 +27,16 @@ from shardcost.formulas import Conventions, Layout, Phase
 from shardcost.formulas.conventions import BY_NAME as CONVENTIONS_BY_NAME
 from shardcost.formulas.hardware import DEFAULTS as HARDWARE_DEFAULTS
 from shardcost.formulas.hardware import FRACTIONS, ZERO_ALLOWED, HardwareField
-from shardcost.symbolic import METRICS, closed_form
+from shardcost.symbolic import METRICS
 from shardcost.symbolic.relation import Product
 
 from . import runtime
-from .exactness import bounds, division_form, maximal
 from .literals import python_comment, python_string
 from .printers import InfixPrinter, NumpyPrinter
 from .program import Check, Program, equation, inlined, program
 from .program_printers import PythonProgram, identifiers
 
 _counter = itertools.count()
-CHOOSE = sympy.Function("choose")  # choose(c, a, b): a if c else b, decided once
 # Names the in-process function's own code takes (its inputs' names are taken too).
 _SCALAR_RESERVED = frozenset({"np", "_rt", "_arrays", "_inf", "_relations", "exact", "bad"})
 
@@ -182,7 +180,7 @@ def module_source(
     call = _Call.of(head, switches)
     name = head.name + ("_timed" if timing else "")
     lines = _signature(printer, name, switches, timing)
-    lines += printer.nested(printer.lines(head.preamble))
+    lines += printer.nested(_preamble(printer))
     lines += printer.nested(_validation(printer, call))
     for variant, prog in zip(found, optimized, strict=True):
         own = PythonProgram(prog, names, runtime=True)
@@ -213,6 +211,48 @@ class _Call:
     def arrays(self) -> str:
         """The call of the numpy paths."""
         return f"return _arrays({self.key}, exact, {self.values})"
+
+
+def _preamble(printer: PythonProgram) -> list[str]:
+    """How each input gets its value (``Program.preamble``); a relation with a missing
+    member derives it inline when the others are positive Python ints and divide, and
+    through ``_rt.product`` otherwise (arrays; its errors, in the relation's words)."""
+    head = printer.prog
+    lines = []
+    for node in head.preamble:
+        if not isinstance(node, Product):
+            lines += printer.print(node)
+            continue
+        total, left, right = (printer.var(d) for d in node.dimensions)
+        names = f"{total}, {left}, {right}"
+        call = f"{names} = _rt.product(_relations[{head.relations.index(node)}], {names})"
+        one, other = node.left.default, node.right.default
+        if not (isinstance(one, int) and isinstance(other, int)):
+            lines += [f"if {total} is None or {left} is None or {right} is None:", f"    {call}"]
+            continue
+
+        def whole(x: str) -> str:
+            return f"(type({x}) is int and {x} > 0)"
+
+        lines += [
+            f"if {total} is None or {left} is None or {right} is None:",
+            f"    if {total} is None and ({left} is None or {whole(left)}) and "
+            f"({right} is None or {whole(right)}):",
+            f"        {total} = ({one} if {left} is None else {left}) * "
+            f"({other} if {right} is None else {right})",
+            f"        {left} = {one} if {left} is None else {left}",
+            f"        {right} = {other} if {right} is None else {right}",
+            f"    elif {whole(total)} and {left} is None and ({right} is None or {whole(right)})"
+            f" and {total} % ({other} if {right} is None else {right}) == 0:",
+            f"        {right} = {other} if {right} is None else {right}",
+            f"        {left} = {total} // {right}",
+            f"    elif {whole(total)} and {right} is None and {whole(left)} and "
+            f"{total} % {left} == 0:",
+            f"        {right} = {total} // {left}",
+            "    else:",
+            f"        {call}",
+        ]
+    return lines
 
 
 def _scalar_names(
@@ -340,139 +380,6 @@ def _covering(prog: Program) -> list[sympy.Expr]:
         covered |= reach
         candidates.remove((expr, reach))
     return chosen
-
-
-class _Hoisting:
-    """Expressions rewritten so that every part that does not vary is computed once, as
-    a numbered constant (``k0``, ``k1`` ...): a product then costs one array operation
-    per varying factor."""
-
-    def __init__(self, varying: frozenset[sympy.Symbol]) -> None:
-        self.varying = varying
-        self.constants: dict[sympy.Expr, sympy.Symbol] = {}
-
-    def constant(self, expr: sympy.Basic) -> sympy.Basic:
-        """``expr`` (which does not vary) as a number, a symbol or a named constant."""
-        if expr.is_Number or expr.is_Symbol:
-            return expr
-        if expr not in self.constants:
-            self.constants[expr] = sympy.Symbol(f"k{len(self.constants)}")
-        return self.constants[expr]
-
-    def hoist(self, expr: sympy.Basic) -> sympy.Basic:
-        """``expr`` with its parts that do not vary replaced by constants."""
-        if expr.is_Atom:
-            return expr
-        if not expr.has(*self.varying):
-            return self.constant(expr) if isinstance(expr, sympy.Expr) else expr
-        if isinstance(expr, (sympy.Mul, sympy.Add)):
-            fixed = [a for a in expr.args if not a.has(*self.varying)]
-            moving = [self.hoist(a) for a in expr.args if a.has(*self.varying)]
-            rest = [self.constant(expr.func(*fixed))] if fixed else []
-            return expr.func(*rest, *moving)
-        if isinstance(expr, sympy.Piecewise) and not any(
-            c.has(*self.varying) for _, c in expr.args
-        ):
-            # the branch is the same for every element: choose it once, not per element
-            *branches, (chosen, _) = expr.args
-            chosen = self.hoist(chosen)
-            for value, condition in reversed(branches):
-                chosen = CHOOSE(self.constant(condition), self.hoist(value), chosen)
-            return chosen
-        return expr.func(*(self.hoist(a) for a in expr.args))
-
-
-def float_source(prog: Program, name: str, varying: frozenset[sympy.Symbol]) -> str:
-    """A numpy float64 function of ``prog`` for calls where only ``varying`` inputs are arrays.
-
-    The metrics' closed forms in whole-number division form (``codegen.exactness``: no
-    count rounds the wrong way below 2^53), with every part that does not vary computed
-    once as a number (``_Hoisting``) and common subexpressions shared. It returns the
-    outputs, where the configuration is valid (its relations and checks hold), and where
-    a count may be inexact (a bound of an intermediate reached 2^53).
-    """
-    names = identifiers(list(prog.symbols), {"np", "_rt"})
-    simplified, checked = _forms(prog)
-    hoisting = _Hoisting(varying)
-    hoisted = [hoisting.hoist(e) for e in [*simplified, *checked]]
-    temps = (sympy.Symbol(f"x{i}") for i in itertools.count())
-    pairs, reduced_all = sympy.cse(hoisted, symbols=temps, optimizations="basic")
-    reduced, limits = reduced_all[: len(simplified)], reduced_all[len(simplified) :]
-    constants = hoisting.constants
-    local = {**names, **{k: k.name for k in constants.values()}, **{t: t.name for t, _ in pairs}}
-    printer = NumpyPrinter(local, exact=False)
-    moving = set(varying)
-    for temp, expr in pairs:
-        if expr.free_symbols & moving:
-            moving.add(temp)
-    lines = [f"def {name}({', '.join(names[s] for s in prog.symbols)}, out):"]
-    lines.append(f"    ok = {mask(prog, NumpyPrinter(names))}")
-    lines += [f"    {k.name} = {printer.doprint(e)}" for e, k in constants.items()]
-    lines += [f"    {t.name} = {printer.doprint(e)}" for t, e in pairs]
-    stores, results, varies = _results(reduced, moving, printer)
-    lines += stores
-    lines.append(f"    inexact = {_reaches(list(dict.fromkeys(limits)), moving, printer)}")
-    lines.append(f"    return ({', '.join(results)}, ok, inexact)")
-    lines.append(f"{name}.varies = {tuple(varies)!r}")
-    return "\n".join(lines) + "\n"
-
-
-def _results(
-    reduced: list[sympy.Expr], moving: set[sympy.Symbol], printer: NumpyPrinter
-) -> tuple[list[str], list[str], list[bool]]:
-    """(statements, each output's value, whether it varies): an output that varies is
-    written straight into the caller's array ``out[k]``; one that does not is a value."""
-    stores, results, varies = [], [], []
-    for k, expr in enumerate(reduced):
-        if expr.free_symbols & moving:
-            stores.append(f"    {_store(expr, f'out[{k}]', printer)}")
-            results.append(f"out[{k}]")
-            varies.append(True)
-        else:
-            results.append(printer.doprint(expr))
-            varies.append(False)
-    return stores, results, varies
-
-
-@cache
-def _forms(prog: Program) -> tuple[list[sympy.Expr], list[sympy.Expr]]:
-    """The outputs' closed forms (the metrics' in division form) and what a float64 call
-    must keep below 2^53: the inputs and the forms' bounds. Once per program, whatever
-    inputs vary."""
-    forms = [
-        division_form(closed_form(prog.resolve(e))) if n in METRICS else prog.resolve(e)
-        for n, e in prog.outputs
-    ]
-    found = [d.symbol for d in prog.inputs]
-    for (name, _), form in zip(prog.outputs, forms, strict=True):
-        if name in METRICS:
-            found += bounds(form)
-    return forms, maximal(list(dict.fromkeys(found)))
-
-
-def _reaches(limits: list[sympy.Expr], moving: set[sympy.Symbol], printer: NumpyPrinter) -> str:
-    """Where any of ``limits`` (bounds, non-negative) reaches 2^53: the fixed ones tested
-    once, the varying ones as one running maximum and one comparison."""
-    fixed = [printer.doprint(e) for e in limits if not e.free_symbols & moving]
-    varying = [printer.doprint(e) for e in limits if e.free_symbols & moving]
-    tests = [f"({' or '.join(f'{x} >= _rt.EXACT_FLOAT' for x in fixed)})"] if fixed else []
-    if varying:
-        largest = varying[0]
-        for other in varying[1:]:
-            largest = f"np.maximum({largest}, {other})"
-        tests.append(f"({largest} >= _rt.EXACT_FLOAT)")
-    return " | ".join(tests) or "False"
-
-
-def _store(expr: sympy.Expr, target: str, printer: NumpyPrinter) -> str:
-    """A statement computing ``expr`` into ``target``, its last operation writing in place."""
-    ufunc = {sympy.Mul: "np.multiply", sympy.Add: "np.add"}.get(type(expr))
-    if ufunc is not None:
-        *rest, last = expr.args
-        return (
-            f"{ufunc}({printer.doprint(expr.func(*rest))}, {printer.doprint(last)}, out={target})"
-        )
-    return f"{target}[...] = {printer.doprint(expr)}"
 
 
 def mask(prog: Program, printer: InfixPrinter) -> str:

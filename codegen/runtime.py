@@ -249,5 +249,5 @@ def warn_precision() -> None:
         "results at or above 2^53 cannot all be represented exactly in float64 arrays; "
         "call with exact=True for exact integers",
         PrecisionWarning,
-        stacklevel=5,  # warn_precision < _float < evaluate < __call__ < compiled function
+        stacklevel=5,  # warn_precision < evaluate < __call__ < compiled function < caller
     )

@@ -222,3 +222,36 @@ def test_static_conventions_are_fixed_when_compiled(
 def test_a_switch_is_not_fixed_at_compile_time() -> None:
     with pytest.raises(shardcost.InputError, match="is a switch of the compiled function"):
         shardcost.compile("single", "decode", conventions={"kv_includes_new_token": True})
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        {},
+        {"hidden_size": 8192},  # num_heads = 8192 / 128 (head_dim's default)
+        {"num_heads": 16},  # hidden_size = 16 · 128
+        {"head_dim": 64},  # hidden_size = 32 · 64
+        {"hidden_size": 6144, "num_heads": 48},  # head_dim = 128
+        {"hidden_size": 6144, "head_dim": 96},  # num_heads = 64
+        {"hidden_size": np.int64(8192)},  # not a Python int: the run-time helper derives
+    ],
+)
+def test_a_scalar_call_derives_a_missing_member_as_metrics(given: dict) -> None:
+    f = shardcost.compile("tp", "prefill")
+    plain = {k: int(v) for k, v in given.items()}
+    assert f(**given) == shardcost.metrics("tp", "prefill", **plain)["metrics"]
+
+
+@pytest.mark.parametrize(
+    ("given", "error", "message"),
+    [
+        ({"hidden_size": 4100}, ImpossibleSplitError, "hidden_size=4100 is not divisible by"),
+        ({"num_heads": 0}, InvalidValueError, "num_heads=0 is not allowed"),
+        ({"hidden_size": 4096, "num_heads": 30}, ImpossibleSplitError, "is not divisible by"),
+    ],
+)
+def test_a_scalar_call_refuses_a_member_as_metrics(given: dict, error: type, message: str) -> None:
+    with pytest.raises(error, match=message):
+        shardcost.metrics("tp", "prefill", **given)
+    with pytest.raises(error, match=message):
+        shardcost.compile("tp", "prefill")(**given)

@@ -107,6 +107,29 @@ def test_exact_arrays_are_exact(cases) -> None:
                 assert list(out[m]) == [ref[m] for _, ref in rows], (name, phase, m, conv)
 
 
+def test_exact_arrays_take_python_ints_only_past_int64(cases, monkeypatch) -> None:
+    # No cliff at 2^53: rows the float64 pass marks are recomputed in int64 where every
+    # value stays below 2^62; only rows past that take Python ints.
+    taken = 0
+    for (layer, name, phase), found in cases.items():
+        f = shardcost.compile(name, phase, layer=layer)
+        real = f.arrays._python
+
+        def counted(key, inputs, real=real):
+            nonlocal taken
+            taken += inputs.n
+            return real(key, inputs)
+
+        monkeypatch.setattr(f.arrays, "_python", counted)
+        for conv, rows in _grouped(found).items():
+            arrays = {k: np.array([p[k] for p, _ in rows]) for k in rows[0][0]}
+            f(**arrays, **dict(conv), exact=True)
+    refs = [ref for group in cases.values() for _, _, ref in group]
+    past53 = sum(max(ref.values()) >= 2**53 for ref in refs)
+    past63 = sum(max(ref.values()) >= 2**63 for ref in refs)
+    assert past63 <= taken < past53 - past53 // 10
+
+
 def test_sweep_csv_is_exact(cases) -> None:
     for (layer, name, phase), found in cases.items():
         lay = shardcost.formulas.get_layout(name, layer)
