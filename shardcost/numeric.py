@@ -122,20 +122,21 @@ def resolve(
 # ------------------------------------------------------------ the command line's fast path
 
 
-def _parse_metrics(argv: Sequence[str]) -> dict[str, Any] | None:
-    """``metrics LAYOUT [--phase P] [--layer L] [--hardware H] [--format F] KEY=VALUE...``,
-    or None for anything else (help, files, other options: the full command line)."""
-    if len(argv) < 2 or argv[0] != "metrics":
-        return None
+def _scan(
+    words: Sequence[str], options: Sequence[str]
+) -> tuple[dict[str, str], list[str], list[tuple[str, str]]] | None:
+    """``words`` as (options given, positional words, KEY=VALUE pairs in order), or None
+    for anything this small parser is not sure of: an option not in ``options`` (help, an
+    abbreviation, a file), one given twice, a key given twice."""
     opts: dict[str, str] = {}
-    layout: str | None = None
+    positional: list[str] = []
     assignments: list[tuple[str, str]] = []
-    rest = list(argv[1:])
+    rest = list(words)
     while rest:
         word = rest.pop(0)
         if word.startswith("-"):
             name, eq, val = word.partition("=")
-            if name not in _OPTIONS or name in opts:
+            if name not in options or name in opts:
                 return None
             if not eq:
                 if not rest:
@@ -147,13 +148,23 @@ def _parse_metrics(argv: Sequence[str]) -> dict[str, Any] | None:
             if not _NAME.fullmatch(key) or any(k == key for k, _ in assignments):
                 return None
             assignments.append((key, val))
-        elif layout is None:
-            layout = word
         else:
-            return None
+            positional.append(word)
+    return opts, positional, assignments
+
+
+def _parse_metrics(argv: Sequence[str]) -> dict[str, Any] | None:
+    """``metrics LAYOUT [--phase P] [--layer L] [--hardware H] [--format F] KEY=VALUE...``,
+    or None for anything else (help, files, other options: the full command line)."""
+    if len(argv) < 2 or argv[0] != "metrics":
+        return None
+    scanned = _scan(argv[1:], _OPTIONS)
+    if scanned is None or len(scanned[1]) != 1:
+        return None
+    opts, (layout,), assignments = scanned
     fmt = opts.get("--format", "table")
     phase = opts.get("--phase", "prefill")
-    if layout is None or fmt not in _FORMATS or phase not in _PHASES:
+    if fmt not in _FORMATS or phase not in _PHASES:
         return None
     hardware = opts.get("--hardware")
     if hardware is not None and (hardware.endswith(".toml") or "/" in hardware):
@@ -289,30 +300,10 @@ def _parse_compare(argv: Sequence[str]) -> dict[str, Any] | None:
         args = ["compare", *args]
     if args[0] != "compare":
         return None
-    opts: dict[str, str] = {}
-    names: list[str] = []
-    assignments: list[tuple[str, str]] = []
-    rest = args[1:]
-    while rest:
-        word = rest.pop(0)
-        if word.startswith("-"):
-            name, eq, val = word.partition("=")
-            if name not in _COMPARE_OPTIONS or name in opts:
-                return None
-            if not eq:
-                if not rest:
-                    return None
-                val = rest.pop(0)
-            opts[name] = val
-        elif "=" in word:
-            key, _, val = word.partition("=")
-            if not _NAME.fullmatch(key) or any(k == key for k, _ in assignments):
-                return None
-            assignments.append((key, val))
-        elif word in names:
-            return None
-        else:
-            names.append(word)
+    scanned = _scan(args[1:], _COMPARE_OPTIONS)
+    if scanned is None or len(set(scanned[1])) != len(scanned[1]):
+        return None  # a layout named twice: the engine says so
+    opts, names, assignments = scanned
     fmt = opts.get("--format", "table")
     phase = opts.get("--phase", "both")
     hardware = opts.get("--hardware")
