@@ -790,6 +790,16 @@ def _add_output_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_phase(p: argparse.ArgumentParser, *, both: bool = False) -> None:
+    """--phase prefill|decode (or both, the default where both are shown)."""
+    p.add_argument(
+        "--phase",
+        choices=[*(ph.value for ph in Phase), *(["both"] if both else [])],
+        default="both" if both else "prefill",
+        help="inference phase (default: %(default)s)",
+    )
+
+
 def _add_user_layouts(p: argparse.ArgumentParser) -> None:
     """--file LAYOUT.toml (repeatable): a layout of one's own, loaded before the command
     runs and then named like any other (a LAYOUT argument may also be the file itself)."""
@@ -806,13 +816,7 @@ def _add_user_layouts(p: argparse.ArgumentParser) -> None:
 def _add_layout_options(
     p: argparse.ArgumentParser, *, both: bool = False, formats: bool = True
 ) -> None:
-    phases = [*(ph.value for ph in Phase), *(["both"] if both else [])]
-    p.add_argument(
-        "--phase",
-        choices=phases,
-        default="both" if both else "prefill",
-        help="inference phase (default: %(default)s)",
-    )
+    _add_phase(p, both=both)
     p.add_argument(
         "--layer", default="attention", help=f"layer: {' | '.join(layers())} (default: %(default)s)"
     )
@@ -929,12 +933,7 @@ def _parser() -> _Parser:
         metavar="LAYOUT.toml",
         help="a user layout to load and verify (repeatable)",
     )
-    p.add_argument(
-        "--phase",
-        choices=("prefill", "decode", "both"),
-        default="both",
-        help="inference phase (default: %(default)s)",
-    )
+    _add_phase(p, both=True)
     p.add_argument("--layer", default=None, help="only this layer's layouts (default: all)")
     p.add_argument(
         "--all-conventions",
@@ -954,12 +953,7 @@ def _parser() -> _Parser:
         "pip install 'shardcost[parquet]' or 'shardcost[dask]'.\n\n" + keys_help(),
     )
     p.add_argument("layout", help="a layout name (see 'shardcost layouts') or LAYOUT.toml")
-    p.add_argument(
-        "--phase",
-        choices=[ph.value for ph in Phase],
-        default="prefill",
-        help="inference phase (default: %(default)s)",
-    )
+    _add_phase(p)
     p.add_argument("--layer", default="attention")
     _add_user_layouts(p)
     p.add_argument("--hardware", metavar="NAME", help="adds the four timings")
@@ -1021,12 +1015,7 @@ def _parser() -> _Parser:
         "downloaded.",
     )
     p.add_argument("config", type=Path, metavar="CONFIG.json", help="the model's config.json")
-    p.add_argument(
-        "--phase",
-        choices=[ph.value for ph in Phase],
-        default="prefill",
-        help="inference phase (default: %(default)s)",
-    )
+    _add_phase(p)
     p.add_argument(
         "--layout",
         default="single",
