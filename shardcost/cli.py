@@ -800,16 +800,14 @@ def _add_phase(p: argparse.ArgumentParser, *, both: bool = False) -> None:
     )
 
 
-def _add_user_layouts(p: argparse.ArgumentParser) -> None:
+def _add_user_layouts(
+    p: argparse.ArgumentParser,
+    help: str = "load a layout of your own (repeatable); LAYOUT may also be the .toml file",
+) -> None:
     """--file LAYOUT.toml (repeatable): a layout of one's own, loaded before the command
     runs and then named like any other (a LAYOUT argument may also be the file itself)."""
     p.add_argument(
-        "--file",
-        action="append",
-        default=[],
-        type=Path,
-        metavar="LAYOUT.toml",
-        help="load a layout of your own (repeatable); LAYOUT may also be the .toml file",
+        "--file", action="append", default=[], type=Path, metavar="LAYOUT.toml", help=help
     )
 
 
@@ -925,14 +923,7 @@ def _parser() -> _Parser:
         "or check them exactly at points where SymPy cannot decide.",
     )
     p.add_argument("layouts", nargs="*", metavar="LAYOUT", help="built-in layouts (default: all)")
-    p.add_argument(
-        "--file",
-        action="append",
-        default=[],
-        type=Path,
-        metavar="LAYOUT.toml",
-        help="a user layout to load and verify (repeatable)",
-    )
+    _add_user_layouts(p, help="a user layout to load and verify (repeatable)")
     _add_phase(p, both=True)
     p.add_argument("--layer", default=None, help="only this layer's layouts (default: all)")
     p.add_argument(
