@@ -36,6 +36,7 @@ import sympy
 from shardcost.errors import InputError
 from shardcost.symbolic import Derivation
 from shardcost.symbolic.dimensions import B, S_past
+from shardcost.symbolic.functions import COMPARISONS
 from shardcost.symbolic.trace import Step
 
 REQUEST = sympy.Idx("i")
@@ -425,23 +426,13 @@ def _extreme(args: Sequence[Column], *, minimum: bool) -> Column:
     return Column(reduce(pick, nums), den, bound)
 
 
-_COMPARE = {
-    sympy.StrictGreaterThan: operator.gt,
-    sympy.GreaterThan: operator.ge,
-    sympy.StrictLessThan: operator.lt,
-    sympy.LessThan: operator.le,
-    sympy.Equality: operator.eq,
-    sympy.Unequality: operator.ne,
-}
-
-
 def _truth(cond: Any, columns: Mapping[sympy.Symbol, Column]) -> Any:
     """A condition at each distinct length: a bool, or an array of them."""
     import numpy as np
 
     if cond is sympy.true or cond is sympy.false:
         return bool(cond)
-    compare = _COMPARE.get(type(cond))
+    compare = COMPARISONS.get(type(cond))
     if compare is not None:
         left, right = (_value(side, columns) for side in cond.args)
         (a, b), _, _ = _common([left, right])

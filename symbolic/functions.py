@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import operator
+from collections.abc import Callable
+
 import sympy
 
 
@@ -31,3 +34,15 @@ class CeilLog2(sympy.Function):
 def ceil_log2(n: int) -> int:
     """⌈log2 n⌉ of a whole n ≥ 1, in integers (CeilLog2's value, without SymPy)."""
     return (n - 1).bit_length()
+
+
+# Each SymPy relation as the Python comparison that decides it on numbers: what the
+# exact evaluators (verify's points, ragged columns) apply to a Piecewise's conditions.
+COMPARISONS: dict[type, Callable[[object, object], bool]] = {
+    sympy.StrictGreaterThan: operator.gt,
+    sympy.GreaterThan: operator.ge,
+    sympy.StrictLessThan: operator.lt,
+    sympy.LessThan: operator.le,
+    sympy.Equality: operator.eq,
+    sympy.Unequality: operator.ne,
+}

@@ -37,7 +37,7 @@ from sympy.logic.boolalg import BooleanAtom
 from shardcost.errors import InternalError
 
 from .divides import Divides
-from .functions import CeilLog2
+from .functions import COMPARISONS, CeilLog2
 
 LADDER = (1, 2, 3, 4, 7, 8, 16, 31, 64, 100, 128, 257, 1000, 1024, 4096, 10007, 65536)
 DEGREE_LADDER = (1, 2, 3, 4, 8, 16)
@@ -226,14 +226,6 @@ def _exact(expr: sympy.Expr, point: Mapping[sympy.Symbol, int]) -> Fraction:
 Evaluator = Callable[[Mapping[sympy.Symbol, int]], object]
 
 
-_RELATIONS: dict[type, Callable[[object, object], bool]] = {
-    sympy.StrictGreaterThan: operator.gt,
-    sympy.GreaterThan: operator.ge,
-    sympy.StrictLessThan: operator.lt,
-    sympy.LessThan: operator.le,
-    sympy.Equality: operator.eq,
-    sympy.Unequality: operator.ne,
-}
 _ROUNDING: dict[type, Callable[[Fraction], int]] = {
     sympy.ceiling: math.ceil,
     sympy.floor: math.floor,
@@ -281,8 +273,8 @@ def _build(expr: sympy.Basic) -> Evaluator:
     if kind in _EXTREMES:
         pick = _EXTREMES[kind]
         return lambda p: pick(f(p) for f in parts)
-    if kind in _RELATIONS:
-        (lhs, rhs), compare = parts, _RELATIONS[kind]
+    if kind in COMPARISONS:
+        (lhs, rhs), compare = parts, COMPARISONS[kind]
         return lambda p: compare(lhs(p), rhs(p))
     if kind in _CONNECTIVES:
         join = _CONNECTIVES[kind]
