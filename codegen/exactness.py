@@ -43,6 +43,18 @@ class FloorDiv(sympy.Function):
     nargs = 2
 
 
+class Rem(sympy.Function):
+    """``n mod d`` for whole ``n`` and positive whole ``d``: one atom, so that expanding a
+    product never multiplies ``n`` out (an uneven split's ranks with one more)."""
+
+    nargs = 2
+
+
+def remainder(num: sympy.Expr, den: sympy.Expr) -> sympy.Expr:
+    """``num mod den`` as printed: ``num − den·⌊num / den⌋``, no intermediate above num."""
+    return sympy.Add(num, sympy.Mul(-1, den, FloorDiv(num, den), evaluate=False), evaluate=False)
+
+
 def division_form(expr: sympy.Expr) -> sympy.Expr:
     """``expr`` as whole-number arithmetic: one ``Quotient`` outermost where it has a
     denominator, ``CeilDiv``/``FloorDiv`` for ceilings and floors, the same inside every
@@ -68,6 +80,8 @@ def _atoms_rewritten(expr: sympy.Expr) -> sympy.Expr:
         if den == 1:
             return num
         return (CeilDiv if isinstance(expr, sympy.ceiling) else FloorDiv)(num, den)
+    if isinstance(expr, sympy.Mod):
+        return Rem(*(division_form(a) for a in expr.args))
     if isinstance(expr, (sympy.Max, sympy.Min)):
         return expr.func(*(division_form(a) for a in expr.args), evaluate=False)
     if isinstance(expr, sympy.Piecewise):

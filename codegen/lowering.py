@@ -18,7 +18,7 @@ import sympy
 
 from shardcost.symbolic.functions import CeilLog2
 
-from .exactness import CeilDiv, FloorDiv, Quotient
+from .exactness import CeilDiv, FloorDiv, Quotient, remainder
 from .printers import NumpyPrinter, UnsupportedNode
 
 CHOOSE = sympy.Function("choose")  # choose(c, a, b): a if c else b, c decided once per call
@@ -261,6 +261,9 @@ class Lowering:
 
     def _floor(self, expr: sympy.floor, dest: Reg | None) -> Reg:
         return self._FloorDiv(FloorDiv(*sympy.fraction(sympy.together(expr.args[0]))), dest)
+
+    def _Rem(self, expr: sympy.Function, dest: Reg | None) -> Reg:
+        return self.node(remainder(*expr.args), dest)
 
     def _Max(self, expr: sympy.Max, dest: Reg | None) -> Reg:
         return self.extreme("np.maximum", expr, dest)

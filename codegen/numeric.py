@@ -91,6 +91,8 @@ class _Exact:
             return f"_ceil({self.print(e.args[0])})"
         if isinstance(e, sympy.floor):
             return f"_floor({self.print(e.args[0])})"
+        if isinstance(e, sympy.Mod):  # an uneven split's ranks with one more
+            return f"({self.print(e.args[0])} % {self.print(e.args[1])})"
         if isinstance(e, sympy.Max):
             return f"max({', '.join(self.print(a) for a in e.args)})"
         if isinstance(e, sympy.Min):
@@ -146,6 +148,7 @@ _IMPORTS = [
     "",
     "from shardcost.numeric import div as _div, nothing as _nothing, power as _pow",
     "from shardcost.numeric import ceil_log2 as _clog2, resolve as _resolve",
+    "from shardcost.reports.text import lone_note as _lone",
     "from shardcost.reports.text import uneven_note as _uneven",
 ]
 _TAIL = [
@@ -319,7 +322,7 @@ class _Program:
             "            return None",
             "    metrics = {",
             *(f"        {k + '_per_chip'!r}: per[{i}]," for i, k in enumerate(keys)),
-            *(f"        {k + '_total'!r}: per[{i}] * _chips," for i, k in enumerate(keys)),
+            *(f"        {k + '_total'!r}: {p(cost.totals[k])}," for k in keys),
             "        'communication_bytes': comm,",
             "    }",
         ]
@@ -336,6 +339,15 @@ class _Program:
                 "        return None",
                 f"    _n = _uneven({total_name!r}, _t, {parts_name!r}, _p, {split.what!r}, "
                 f"{bool(split.replicates)!r})",
+                "    if _n is not None:",
+                "        notes.append(_n)",
+            ]
+        for lone in self.base.lone:
+            lines += [
+                f"    _p = {self.print(lone.parts)}",
+                "    if type(_p) is not int or _p < 1:",
+                "        return None",
+                f"    _n = _lone({lone.what!r}, {describe(lone.parts, self.base)!r}, _p)",
                 "    if _n is not None:",
                 "        notes.append(_n)",
             ]

@@ -20,7 +20,7 @@ from sympy.printing.printer import Printer
 
 from shardcost.errors import InternalError
 
-from .exactness import FloorDiv
+from .exactness import FloorDiv, division_form, remainder
 
 _RELATIONS = {
     sympy.StrictGreaterThan: ">",
@@ -179,6 +179,14 @@ class InfixPrinter(Printer):
         num, den = expr.args
         text = self.quotient(self._factor(num), self._operand(den))
         return text if self.exact else self.call("floor", [text])
+
+    def _print_Mod(self, expr: sympy.Mod) -> str:
+        # an uneven split's ranks with one more (Cost.totals): num − den·⌊num/den⌋
+        num, den = (division_form(a) for a in expr.args)
+        return f"({self._print(remainder(num, den))})"
+
+    def _print_Rem(self, expr: sympy.Function) -> str:
+        return f"({self._print(remainder(*expr.args))})"
 
     def _print_Max(self, expr: sympy.Max) -> str:
         return self.call(

@@ -199,7 +199,7 @@ def program(
     outputs: list[tuple[str, sympy.Expr]] = []
     per_chip = (cost.flops, cost.weight_bytes, cost.activation_bytes, cost.kv_cache_bytes)
     outputs += [(f"{n}_per_chip", s) for n, s in zip(PER_CHIP, per_chip, strict=True)]
-    outputs += [(f"{n}_total", s * cost.chips) for n, s in zip(PER_CHIP, per_chip, strict=True)]
+    outputs += [(f"{n}_total", total) for n, total in cost.totals.items()]
     outputs.append(("communication_bytes", cost.communication_bytes))
     assert tuple(n for n, _ in outputs) == METRICS
     hardware: tuple[HardwareField, ...] = ()

@@ -5,16 +5,17 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from fractions import Fraction
-from functools import cached_property
+from functools import cache, cached_property
 from typing import Any
 
 import sympy
 
-from shardcost.errors import InputError
+from shardcost.errors import InputError, InternalError
 from shardcost.symbolic import METRICS, Derivation
+from shardcost.symbolic.cost import PER_CHIP, Cost
 from shardcost.symbolic.dimensions import PAST_SEQ_LEN
 from shardcost.symbolic.numbers import count, ratio
-from shardcost.symbolic.trace import Split
+from shardcost.symbolic.trace import Section, Split, Step
 
 from . import ragged
 from .conventions import Phase
@@ -208,10 +209,10 @@ def evaluate(inputs: Inputs, *, each_request: bool = False) -> Result:
         values = derivation.values(subs)
     else:
         ragged_values = ragged.evaluate_each if each_request else ragged.evaluate
-        batch = ragged_values(derivation, subs, lengths)
+        batch = ragged_values(_with_totals(derivation, cost), subs, lengths)
         values, requests = batch.values, batch.requests
     chips = count(cost.chips, subs)
-    metrics, collectives = _metrics(inputs, values, chips)
+    metrics, collectives, rough = _metrics(inputs, values, chips)
     timing = None
     if model is not None:
         timing = Timing(*(float(ratio(values[symbol], {})) for symbol in model.times.values()))
@@ -220,23 +221,68 @@ def evaluate(inputs: Inputs, *, each_request: bool = False) -> Result:
         notes = _uneven_notes(cost.derivation, values)  # type: ignore[arg-type]
     else:
         notes = _ragged_notes(cost.derivation, values, requests)
+        if notes and rough:
+            notes += (RAGGED_TOTALS,)
         batch_info = _ragged_batch(inputs, derivation, requests, lengths)
     return Result(
         inputs, chips, metrics, collectives, timing, notes, derivation, values, model, batch_info
     )
 
 
-def _metrics(inputs: Inputs, values: Values, chips: int) -> tuple[Metrics, dict[str, int]]:
-    """The nine metrics and each collective's payload, each a whole number of at least 0."""
+def _metrics(inputs: Inputs, values: Values, chips: int) -> tuple[Metrics, dict[str, int], bool]:
+    """The nine metrics and each collective's payload, each a whole number of at least 0,
+    and whether a total had to be the busiest chip × chips (``_totals``)."""
     cost = inputs.cost
     per_chip = (cost.flops, cost.weight_bytes, cost.activation_bytes, cost.kv_cache_bytes)
     per_chip_values = [_whole(inputs, values, symbol) for symbol in per_chip]
-    metrics = Metrics(
-        *per_chip_values,
-        *(v * chips for v in per_chip_values),
-        _whole(inputs, values, cost.communication_bytes),
+    totals, rough = _totals(inputs, values, per_chip_values, chips)
+    metrics = Metrics(*per_chip_values, *totals, _whole(inputs, values, cost.communication_bytes))
+    return metrics, {c.name: _whole(inputs, values, c.symbol) for c in cost.collectives}, rough
+
+
+def _totals(
+    inputs: Inputs, values: Values, per_chip: list[int], chips: int
+) -> tuple[list[int], bool]:
+    """The four totals over every chip (``Cost.totals``: uneven splits counted rank class
+    by rank class; in a ragged batch, request by request, ``_with_totals``). A ragged
+    batch keeps the busiest chip × chips for a total that is no sum over its requests
+    (``RAGGED_TOTALS``, in its notes when a split is uneven)."""
+    out, rough = [], False
+    for (name, expr), busiest in zip(inputs.cost.totals.items(), per_chip, strict=True):
+        if inputs.ragged is None:
+            value = sympy.sympify(expr).xreplace(values)  # type: ignore[arg-type]
+        else:
+            value = values.get(_TOTAL_SYMBOLS[name])
+            if value is None:
+                out.append(busiest * chips)
+                rough = True
+                continue
+        if not (value.is_Integer and 0 <= value <= busiest * chips):
+            raise InternalError(f"{name} over all chips is {value} here, not a whole number")
+        out.append(int(value))
+    return out, rough
+
+
+_TOTAL_SYMBOLS = {name: sympy.Symbol(f"{name}_over_chips") for name in PER_CHIP}
+
+
+@cache
+def _with_totals(derivation: Derivation, cost: Cost) -> Derivation:
+    """``derivation`` with a last step for each total a ragged batch adds up request by
+    request (``ragged.summable``), so that it is evaluated with the rest."""
+    steps = tuple(
+        Step(_TOTAL_SYMBOLS[name], f"{name}_total", Section.DERIVED, name, expr, name, "")
+        for name, expr in cost.totals.items()
+        if ragged.summable(derivation.resolve(expr))
     )
-    return metrics, {c.name: _whole(inputs, values, c.symbol) for c in cost.collectives}
+    return replace(derivation, steps=(*derivation.steps, *steps))
+
+
+# In a ragged batch a split of a per-request length falls on other ranks request by request.
+RAGGED_TOTALS = (
+    "totals in this ragged batch are the busiest chip × chips (at most that much over) where "
+    "a per-request length splits unevenly; per-chip figures are exact"
+)
 
 
 def _whole(inputs: Inputs, values: Values, symbol: sympy.Symbol) -> int:
@@ -305,11 +351,17 @@ def _ragged_batch(
 def _uneven_notes(
     derivation: Derivation, values: Mapping[sympy.Symbol, sympy.Expr]
 ) -> tuple[str, ...]:
+    from shardcost.reports.text import lone_note
+
     notes = []
     for split in derivation.splits:
         total, parts = count(split.total, values), count(split.parts, values)
         if (split.replicates and total < parts) or total % parts:
             notes.append(_split_note(split, _names(split, derivation), total, parts))
+    for lone in derivation.lone:
+        note = lone_note(lone.what, describe(lone.parts, derivation), count(lone.parts, values))
+        if note is not None:
+            notes.append(note)
     return tuple(notes)
 
 
@@ -321,16 +373,6 @@ def _names(split: Split, derivation: Derivation) -> tuple[str, str]:
 def _split_note(split: Split, names: tuple[str, str], total: int, parts: int) -> str | None:
     """What a note says of ``split`` at these numbers (``names``: its two sides'), or None
     when it divides evenly."""
-    total_name, parts_name = names
-    if split.replicates and total < parts:
-        return (
-            f"{total_name}={total} is less than {parts_name}={parts}: each of the {total} "
-            f"{split.what} is replicated on {parts // total} ranks (one per chip)"
-        )
-    if total % parts:
-        return (
-            f"{total_name}={total} does not divide evenly by {parts_name}={parts}: per-chip "
-            f"metrics describe the busiest chip ({split.what}: ceil({total}/{parts}) = "
-            f"{-(-total // parts)})"
-        )
-    return None
+    from shardcost.reports.text import uneven_note
+
+    return uneven_note(names[0], total, names[1], parts, split.what, split.replicates)

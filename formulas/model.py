@@ -28,6 +28,7 @@ exact times); ``compile_model`` builds the same sums from the layers' compiled f
 
 from __future__ import annotations
 
+import math
 import operator
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, astuple, dataclass, field
@@ -36,6 +37,8 @@ from fractions import Fraction
 from functools import cache, partial
 from pathlib import Path
 from typing import Any
+
+import sympy
 
 from shardcost.errors import InputError
 from shardcost.symbolic.dimensions import (
@@ -48,7 +51,7 @@ from shardcost.symbolic.dimensions import (
 from shardcost.symbolic.dimensions import BY_NAME as DIMENSIONS_BY_NAME
 
 from .conventions import BY_NAME as CONVENTIONS_BY_NAME
-from .conventions import Phase, phase, static_default
+from .conventions import Conventions, Phase, phase, static_default
 from .dtypes import compute_bytes
 from .evaluate import Metrics, Result, Timing, evaluate
 from .families import FAMILIES, ModelConfig, Part, Vector, load_config, parse_config
@@ -832,7 +835,7 @@ class CompiledModel:
                 for name, column, extra in zip(TIMING_NAMES, times, extra_timing, strict=True)
             }
         peak = max(o["activation_memory_per_chip"] for o in outs)
-        return self._result(_chips(outs[0]), metrics, per_layer, peak, timing)
+        return self._result(self._chips(0, outs[0], dims), metrics, per_layer, peak, timing)
 
     def _run(self, call: LayerCall, dims: Mapping[str, int]) -> dict[str, Any]:
         mine = {k: v for k, v in dims.items() if k in call.dimensions}
@@ -849,7 +852,7 @@ class CompiledModel:
         first block's, timings; each on the chips of the layer it follows, as
         ``model_metrics`` counts them (``_Stack._vectors``), kept per sharding."""
         b = dims.get(BYTES_PER_ELEM.name, self._bytes)
-        key = (b, *((self._tp(i, dims), _chips(outs[i])) for i in self._likes))
+        key = (b, *((self._tp(i, dims), self._chips(i, outs[i], dims)) for i in self._likes))
         found = self._shared.get(key)
         if found is None:
             shards = dict(zip(self._likes, key[1:], strict=True))
@@ -877,6 +880,14 @@ class CompiledModel:
                     times = astuple(row.timing)
                     timing = [t + v * piece.count for t, v in zip(timing, times, strict=True)]
         return tuple(metrics), tuple(first), tuple(timing)  # type: ignore[return-value]
+
+    def _chips(self, index: int, out: Mapping[str, Any], dims: Mapping[str, int]) -> int:
+        """The chips call ``index``'s layout spans: the product of its degrees."""
+        call, lay = self._calls[index]
+        if not _chips_are_degrees(lay, self.phase):  # a user layout's own chip count
+            return _chips(out)
+        given = call.kwargs | dict(dims)
+        return math.prod(int(given.get(d.name, d.default)) for d in lay.degrees)  # type: ignore[call-overload]
 
     def _tp(self, index: int, dims: Mapping[str, int]) -> int:
         """The tensor-parallel degree of call ``index``'s layout (1 when it has none)."""
@@ -933,9 +944,17 @@ def _whole_number(key: str, value: object) -> int:
     return operator.index(value)  # type: ignore[arg-type]
 
 
+@cache
+def _chips_are_degrees(lay: Layout, ph: Phase) -> bool:
+    """Whether ``lay`` spans the product of its parallel degrees (every built-in does)."""
+    product = sympy.Mul(*(d.symbol for d in lay.degrees))
+    return bool(sympy.simplify(lay.cost(ph, Conventions()).chips - product) == 0)
+
+
 def _chips(out: Mapping[str, Any]) -> int:
-    """The chips a layer runs on, from its compiled output: a total over its per-chip
-    value (weights, else FLOPs: a layer without either runs nowhere to speak of)."""
+    """The chips a user layer runs on, from its compiled output: a total over its per-chip
+    value (weights, else FLOPs: a layer without either runs nowhere to speak of). Exact
+    where no split is uneven (totals then add unequal shares)."""
     for name in ("weight_memory", "flops"):
         if out[f"{name}_per_chip"]:
             return int(out[f"{name}_total"] // out[f"{name}_per_chip"])

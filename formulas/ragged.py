@@ -66,6 +66,12 @@ def _kind(expr: sympy.Expr) -> StepKind:
     return StepKind.AFFINE if _affine(expr) else StepKind.DERIVED
 
 
+def summable(expr: sympy.Expr) -> bool:
+    """Whether a ragged batch has one value for ``expr`` (in dimensions): it is the same
+    for every request, adds up request by request, or reads no per-request length."""
+    return _kind(expr) is not StepKind.DERIVED or S_past not in expr.free_symbols
+
+
 def _affine(expr: sympy.Expr) -> bool:
     """``expr`` is m0 + B·m1(S_past) with m0 free of S_past."""
     try:

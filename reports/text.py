@@ -103,12 +103,25 @@ def uneven_note(
             f"{what} is replicated on {parts // total} ranks (one per chip)"
         )
     if total % parts:
+        low, more = divmod(total, parts)
         return (
             f"{total_name}={total} does not divide evenly by {parts_name}={parts}: per-chip "
-            f"metrics describe the busiest chip ({what}: ceil({total}/{parts}) = "
-            f"{-(-total // parts)})"
+            f"metrics describe the busiest chip ({what}: ceil({total}/{parts}) = {low + 1}); "
+            f"totals add up every rank's share ({more} × {low + 1} and {parts - more} × {low}, "
+            "as torch.tensor_split cuts)"
         )
     return None
+
+
+def lone_note(what: str, parts_name: str, parts: int) -> str | None:
+    """The note for a step one rank of ``parts`` holds (``symbolic.trace.Lone``), or None
+    on one rank."""
+    if parts <= 1:
+        return None
+    return (
+        f"{what} sit on one rank of {parts_name}={parts}: per-chip metrics describe it; the "
+        f"other {parts - 1} compute none, and totals count them once"
+    )
 
 
 def render_result(view: Mapping[str, Any], fmt: str) -> str:

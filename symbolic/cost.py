@@ -8,7 +8,7 @@ from functools import cached_property
 
 import sympy
 
-from .trace import Derivation, Trace
+from .trace import Derivation, Lone, Split, Trace
 
 PER_CHIP = ("flops", "weight_memory", "activation_memory", "kv_cache")
 
@@ -68,8 +68,9 @@ class Cost:
     """Per-chip expressions of one layer under one layout and phase, with their derivation.
 
     ``flops`` ... ``communication_bytes`` are the symbols of derivation steps;
-    ``metrics`` gives the nine metrics in dimensions only. Aggregates are per-chip
-    × chips, as in every seed case.
+    ``metrics`` gives the nine metrics in dimensions only. Per-chip figures are the busiest
+    chip's; totals add up every chip's share (``totals``), which is per-chip × chips, as in
+    every seed case, wherever the splits are even.
     """
 
     chips: sympy.Expr
@@ -96,9 +97,38 @@ class Cost:
     def metrics(self) -> dict[str, sympy.Expr]:
         """The nine metrics of DESIGN.md as expressions in dimensions."""
         exprs = {f"{name}_per_chip": expr for name, expr in self.per_chip.items()}
-        exprs |= {f"{name}_total": expr * self.chips for name, expr in self.per_chip.items()}
+        exprs |= {f"{name}_total": self.derivation.resolve(e) for name, e in self.totals.items()}
         exprs["communication_bytes"] = self.derivation.resolve(self.communication_bytes)
         return exprs
+
+    @cached_property
+    def totals(self) -> dict[str, sympy.Expr]:
+        """The four quantities summed over every chip, in step symbols and dimensions:
+        per-chip × chips, except that on an uneven split the ranks hold unequal shares
+        (``SHARES``), so each class of ranks is counted at its own share."""
+        steps = (self.flops, self.weight_bytes, self.activation_bytes, self.kv_cache_bytes)
+        return {name: self._summed(step) for name, step in zip(PER_CHIP, steps, strict=True)}
+
+    def _summed(self, step: sympy.Symbol) -> sympy.Expr:
+        derivation = self.derivation
+        reads = derivation.reads(step)
+        groups: dict[sympy.Expr, list[Split | Lone]] = {}
+        for split in (*derivation.splits, *derivation.lone):
+            if not getattr(split, "replicates", False) and split.symbol in reads:
+                groups.setdefault(derivation.resolve(split.parts), []).append(split)
+        if not groups:
+            return step * self.chips
+        classes: list[tuple[sympy.Expr, dict[sympy.Symbol, sympy.Expr]]] = [(sympy.S.One, {})]
+        spanned = sympy.S.One
+        for parts, splits in groups.items():
+            spanned *= parts
+            classes = [
+                (n * m, {**pinned, **more})
+                for n, pinned in classes
+                for m, more in _rank_classes(parts, splits, derivation)
+            ]
+        shares = (n * (derivation.resolve_with(step, p) if p else step) for n, p in classes)
+        return self.chips / spanned * sympy.Add(*shares)
 
     @cached_property
     def collective_bytes(self) -> dict[str, sympy.Expr]:
@@ -117,6 +147,47 @@ class Cost:
             symbols |= derivation.resolve(rule.total).free_symbols
             symbols |= derivation.resolve(rule.parts).free_symbols
         return frozenset(symbols)
+
+
+# How the shares of an uneven split fall on its ranks, as torch.tensor_split and
+# numpy.array_split cut a tensor: the first ``total mod parts`` ranks hold
+# ⌈total / parts⌉, the others ⌊total / parts⌋. Per-chip figures are the busiest rank's.
+SHARES = (
+    "the first (total mod parts) ranks hold ceil(total/parts), the others floor(total/parts), "
+    "as torch.tensor_split and numpy.array_split cut a tensor"
+)
+
+
+def _rank_classes(
+    parts: sympy.Expr, splits: list[Split | Lone], derivation: Derivation
+) -> list[tuple[sympy.Expr, dict[sympy.Symbol, sympy.Expr]]]:
+    """The ranks along one degree in classes of equal shares: (how many ranks, the splits
+    they hold less of, pinned to ⌊total/parts⌋). Two splits of one degree (keys and cached
+    positions, tokens and token-expert pairs) fall on the same first ranks; a step one
+    rank holds (``Lone``) is nothing on the others."""
+    if len(splits) == 1 and isinstance(splits[0], Lone):
+        return [(sympy.S.One, {}), (parts - 1, {splits[0].symbol: sympy.S.Zero})]
+    if any(isinstance(s, Lone) for s in splits):
+        raise ValueError(f"{parts}: a step one rank holds, beside another split of its degree")
+    lows, extra = [], []
+    for split in splits:
+        total = derivation.resolve(split.total)
+        lows.append((split.symbol, sympy.floor(total / parts)))
+        extra.append(sympy.Mod(total, parts))  # the ranks that hold one more
+    if len(splits) == 1:
+        ((symbol, low),), (more,) = lows, extra
+        return [(more, {}), (parts - more, {symbol: low})]
+    if len(splits) == 2:
+        ((s1, low1), (s2, low2)), (more1, more2) = lows, extra
+        both = sympy.Min(more1, more2)
+        return [
+            (both, {}),
+            (more1 - both, {s2: low2}),
+            (more2 - both, {s1: low1}),
+            (parts - sympy.Max(more1, more2), {s1: low1, s2: low2}),
+        ]
+    names = ", ".join(str(s.symbol) for s in splits)
+    raise ValueError(f"{names}: at most two uneven splits may share one degree")
 
 
 def collective(

@@ -120,6 +120,16 @@ class Split:
     replicates: bool = False  # fewer than parts: each one is copied, not left idle
 
 
+@dataclass(frozen=True)
+class Lone:
+    """A step one rank of ``parts`` holds in full and the others not at all (every
+    sequence's last position, on the last CP rank): totals count it once."""
+
+    symbol: sympy.Symbol
+    parts: sympy.Expr
+    what: str  # e.g. "every sequence's last-position logits"
+
+
 Requirement = Divides  # a derivation's requirement is the one "parts divides total" record
 
 
@@ -130,6 +140,7 @@ class Derivation:
     steps: tuple[Step, ...]
     splits: tuple[Split, ...] = ()
     requirements: tuple[Requirement, ...] = ()
+    lone: tuple[Lone, ...] = ()
 
     def __iter__(self) -> Iterator[Step]:
         return iter(self.steps)
@@ -165,6 +176,29 @@ class Derivation:
         """``expr`` with every step symbol replaced by its expression in dimensions."""
         return sympy.sympify(expr).xreplace(self.expansions)
 
+    def resolve_with(
+        self, expr: sympy.Expr, pinned: Mapping[sympy.Symbol, sympy.Expr]
+    ) -> sympy.Expr:
+        """``expr`` in dimensions, with the steps in ``pinned`` taking the given expressions
+        instead of their own (a chip holding ⌊total/parts⌋ of a split, not ⌈total/parts⌉)."""
+        resolved: dict[sympy.Symbol, sympy.Expr] = {}
+        for step in self.steps:
+            own = pinned.get(step.symbol)
+            resolved[step.symbol] = step.expr.xreplace(resolved) if own is None else own
+        return sympy.sympify(expr).xreplace(resolved)
+
+    def reads(self, expr: sympy.Expr) -> frozenset[sympy.Symbol]:
+        """The step symbols ``expr`` depends on, directly or through other steps."""
+        found: set[sympy.Symbol] = set()
+        pending = list(sympy.sympify(expr).free_symbols)
+        defined = {step.symbol: step for step in self.steps}
+        while pending:
+            symbol = pending.pop()
+            if symbol in defined and symbol not in found:
+                found.add(symbol)
+                pending.extend(defined[symbol].expr.free_symbols)
+        return frozenset(found)
+
     def values(
         self, subs: Mapping[sympy.Symbol, sympy.Expr], *, until: str | None = None
     ) -> dict[sympy.Symbol, sympy.Expr]:
@@ -193,6 +227,7 @@ class Trace:
     steps: list[Step] = field(default_factory=list)
     splits: list[Split] = field(default_factory=list)
     requirements: list[Requirement] = field(default_factory=list)
+    lone: list[Lone] = field(default_factory=list)
 
     def define(
         self,
@@ -266,4 +301,10 @@ class Trace:
 
     def freeze(self) -> Derivation:
         """The finished, immutable derivation."""
-        return Derivation(tuple(self.steps), tuple(self.splits), tuple(self.requirements))
+        return Derivation(
+            tuple(self.steps), tuple(self.splits), tuple(self.requirements), tuple(self.lone)
+        )
+
+    def held_by_one(self, symbol: sympy.Symbol, parts: sympy.Expr, *, what: str) -> None:
+        """Step ``symbol`` is held by one rank of ``parts`` only (``Lone``)."""
+        self.lone.append(Lone(symbol, parts, what))

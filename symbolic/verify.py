@@ -196,11 +196,13 @@ class Verdict:
 
 
 def _even(expr: sympy.Expr, even: tuple[Divides, ...]) -> sympy.Expr:
-    """``expr`` with each split assumed even replaced by its exact quotient."""
-    exact = {
-        sympy.ceiling(sympy.sympify(d.total) / d.parts): sympy.sympify(d.total) / d.parts
-        for d in even
-    }
+    """``expr`` with each split assumed even replaced by its exact quotient (the busiest
+    rank's ceiling and the other ranks' floor, ``Cost.totals``)."""
+    exact = {}
+    for d in even:
+        quotient = sympy.sympify(d.total) / d.parts
+        exact |= {sympy.ceiling(quotient): quotient, sympy.floor(quotient): quotient}
+        exact[sympy.Mod(d.total, d.parts)] = sympy.S.Zero
     return sympy.sympify(expr).xreplace(exact)
 
 

@@ -36,7 +36,7 @@ from shardcost.symbolic.dimensions import CONTEXT_PARALLEL, TENSOR_PARALLEL, B, 
 from ..conventions import Conventions, Phase
 from ..dtypes import element_bytes
 from ..primitives import matmul_flops, tensor_bytes
-from ..registry import REF_FLOPS, Checks, Role, Send, layer, layout, ref
+from ..registry import Checks, Role, Send, layer, layout, ref
 from ..sharding import finish_share, token_share, vocab_over_tp
 from ..steps import (
     ACT_INPUT,
@@ -194,7 +194,9 @@ def _logit_rows(t: Trace, phase: Phase, conv: Conventions, *, over_cp: bool) -> 
         return token_share(t, phase, over_cp=over_cp)
     if not over_cp:
         return LOGIT_ROWS(t, B)
-    return LOGIT_ROWS(t, B, note=LOGIT_ROWS.note + ": all on the last CP rank, the busiest chip")
+    rows = LOGIT_ROWS(t, B, note=LOGIT_ROWS.note + ": all on the last CP rank, the busiest chip")
+    t.held_by_one(rows, cp, what="every sequence's last-position logits")
+    return rows
 
 
 def _lm_head(phase: Phase, conv: Conventions, *, over_tp: bool, over_cp: bool) -> Cost:
@@ -277,10 +279,6 @@ def embedding_tp_sp(phase: Phase, conv: Conventions) -> Cost:
 
 # -- the LM head --------------------------------------------------------------------------
 
-_LAST_RANK = (
-    "per-chip metrics describe the busiest chip, the last CP rank, which computes every "
-    "sequence's last-position logits; the other ranks compute none"
-)
 _OWN = _SLICES + ", for its tokens"
 
 
@@ -318,7 +316,6 @@ def lm_head_tp(phase: Phase, conv: Conventions) -> Cost:
     checks=Checks(
         weights=ref("weight_bytes") * cp,
         sends=(),
-        flops_under=((Phase.PREFILL, _LOGITS, False, REF_FLOPS * cp, _LAST_RANK),),
     ),
 )
 def lm_head_sp(phase: Phase, conv: Conventions) -> Cost:
@@ -347,7 +344,6 @@ def lm_head_sp(phase: Phase, conv: Conventions) -> Cost:
                 unless=_LOGITS,
             ),
         ),
-        flops_under=((Phase.PREFILL, _LOGITS, False, REF_FLOPS * cp, _LAST_RANK),),
     ),
 )
 def lm_head_tp_sp(phase: Phase, conv: Conventions) -> Cost:

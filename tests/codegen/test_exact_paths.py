@@ -159,8 +159,10 @@ def test_numba_is_exact_or_refuses(layout: Layout, phase: Phase) -> None:
         for i, (_, ref) in enumerate(rows):
             if ok[i]:
                 assert [int(v) for v in out[:, i]] == [ref[m] for m in METRICS], (conv, i)
-            else:  # refused: only where some value is (or nearly is) past int64
-                assert max(ref.values()) >= 2**61, (conv, rows[i])
+            else:  # refused: only where some value is (or nearly is) past int64. A total
+                # over uneven splits adds its rank classes (up to four: two splits of one
+                # degree), whose partial sums reach about three times it: 2^62 / 4 = 2^60
+                assert max(ref.values()) >= 2**60, (conv, rows[i])
         assert set(wide) <= {i for i in range(len(rows)) if not ok[i]}
         refused += int((~ok).sum())
         assert any(issubclass(w.category, PrecisionWarning) for w in caught) == (not ok.all())

@@ -49,6 +49,24 @@ def pairs(conv: dict, queries: range, last: int, window: int) -> int:
     return sum(attended(conv, q, last, window) for q in queries)
 
 
+def share(n: int, parts: int, rank: int) -> int:
+    """What rank ``rank`` of ``parts`` holds of ``n`` things, as torch.tensor_split cuts:
+    the first ``n mod parts`` ranks one more than the rest."""
+    return n // parts + (1 if rank < n % parts else 0)
+
+
+def over_ranks(rank_metrics: list[dict], other: int) -> dict:
+    """The nine metrics from each CP rank's own four quantities (and ``other`` ranks of the
+    other degrees alike): per chip, the busiest rank's (rank 0 holds every larger share);
+    totals, every chip's added up; ``busiest_totals``, the busiest chip × chips."""
+    busiest = rank_metrics[0]
+    assert all(busiest[k] >= m[k] for m in rank_metrics for k in busiest)
+    chips = other * len(rank_metrics)
+    metrics = {f"{k}_per_chip": v for k, v in busiest.items()}
+    metrics |= {f"{k}_total": other * sum(m[k] for m in rank_metrics) for k in busiest}
+    return metrics, {f"{k}_total": v * chips for k, v in busiest.items()}
+
+
 def reference(layout: str, phase: str, p: dict, conv: dict | None = None) -> dict:
     """The nine metrics and each collective's bytes, as the seeds define them.
 
@@ -65,22 +83,33 @@ def reference(layout: str, phase: str, p: dict, conv: dict | None = None) -> dic
         "attention_flops": "dense",
         **(conv or {}),
     }
+    if layout == "ulysses":
+        return _ulysses(phase, p, conv)
+    tp = p["tensor_parallel"] if layout in TP_LAYOUTS else 1
+    cp = p["context_parallel"] if layout in CP_LAYOUTS else 1
+    ranks = [_rank(layout, phase, p, conv, tp, cp, j) for j in range(cp)]
+    metrics, busiest = over_ranks([r[0] for r in ranks], tp)
+    comm = ranks[0][1]
+    metrics["communication_bytes"] = sum(comm.values())
+    return {"metrics": metrics, "collectives": comm, "chips": tp * cp, "busiest_totals": busiest}
+
+
+def _rank(
+    layout: str, phase: str, p: dict, conv: dict, tp: int, cp: int, j: int
+) -> tuple[dict, dict]:
+    """CP rank ``j``'s four quantities and the collectives' bytes per chip."""
     W = p.get("sliding_window", 4096)
     d, h, dh, B = p["hidden_size"], p["num_heads"], p["head_dim"], p["batch_size"]
     hkv = p.get("num_kv_heads", h)
     b, bs = p.get("bytes_per_elem", 2), p.get("softmax_stat_bytes", 4)
-    tp = p["tensor_parallel"] if layout in TP_LAYOUTS else 1
-    cp = p["context_parallel"] if layout in CP_LAYOUTS else 1
     h_loc = h // tp
     hkv_loc = ceil_div(hkv, tp)  # more TP ranks than KV heads: one replicated head each
-    if layout == "ulysses":
-        return _ulysses(phase, p, conv)
 
     if phase == "prefill":
         S = p["seq_len"]
-        q_len = ceil_div(S, cp)  # each CP rank's own positions (queries and KV slice)
+        q_len = share(S, cp, j)  # the rank's own positions (queries and KV slice)
         k_lens = [S] * B  # local queries see the whole context (gathered or shard by shard)
-        cached = [ceil_div(kept(conv, S, W), cp)] * B  # the window's positions, shared out
+        cached = [share(kept(conv, S, W), cp, j)] * B  # the window's positions, shared out
         full_cached = [S] * B  # every position's K/V moves: every query meets every key
         M = B * q_len
         proj = "qkvo"
@@ -96,8 +125,8 @@ def reference(layout: str, phase: str, p: dict, conv: dict | None = None) -> dic
         S_kv = [kept(conv, n + T if conv["kv_includes_new_token"] else n, W) for n in lengths]
         q_len = T  # new tokens are replicated on every CP rank
         sharded_keys = layout in ("cp-kv-sharded", "tp-cp", "ring")
-        k_lens = [ceil_div(n, cp) if sharded_keys else n for n in S_k]
-        cached = [ceil_div(n, cp) for n in S_kv]
+        k_lens = [share(n, cp, j) if sharded_keys else n for n in S_k]
+        cached = [share(n, cp, j) for n in S_kv]
         full_cached = S_kv
         M = B * T
         proj = conv["decode_projections"]
@@ -142,24 +171,30 @@ def reference(layout: str, phase: str, p: dict, conv: dict | None = None) -> dic
     elif layout == "ring":  # decode: statistics and partial outputs travel instead
         comm["partial_ring"] = (cp - 1) * (M * h * 2 * bs + M * h * dh * b)
 
-    chips = tp * cp
     per_chip = {"flops": flops, "weight_memory": weights, "activation_memory": acts, "kv_cache": kv}
-    metrics = {f"{k}_per_chip": v for k, v in per_chip.items()}
-    metrics |= {f"{k}_total": v * chips for k, v in per_chip.items()}
-    metrics["communication_bytes"] = sum(comm.values())
-    return {"metrics": metrics, "collectives": comm, "chips": chips}
+    return per_chip, comm
 
 
 def _ulysses(phase: str, p: dict, conv: dict) -> dict:
     """DeepSpeed-Ulysses: each CP rank projects its share of the tokens with every head,
     an all-to-all gives it every token for h/cp heads, it attends them, and an all-to-all
     sends the outputs back to the tokens' ranks."""
+    cp = p["context_parallel"]
+    ranks = [_ulysses_rank(phase, p, conv, j) for j in range(cp)]
+    metrics, busiest = over_ranks([r[0] for r in ranks], 1)
+    comm = ranks[0][1]
+    metrics["communication_bytes"] = sum(comm.values())
+    return {"metrics": metrics, "collectives": comm, "chips": cp, "busiest_totals": busiest}
+
+
+def _ulysses_rank(phase: str, p: dict, conv: dict, j: int) -> tuple[dict, dict]:
+    """Ulysses CP rank ``j``'s four quantities and the collectives' bytes per chip."""
     d, h, dh, B = p["hidden_size"], p["num_heads"], p["head_dim"], p["batch_size"]
     hkv, b = p.get("num_kv_heads", h), p.get("bytes_per_elem", 2)
     cp, W = p["context_parallel"], p.get("sliding_window", 4096)
     if phase == "prefill":
         S = p["seq_len"]
-        M, queries, k_lens, proj = B * ceil_div(S, cp), S, [S] * B, "qkvo"
+        M, queries, k_lens, proj = B * share(S, cp, j), S, [S] * B, "qkvo"
         cached = [kept(conv, S, W)] * B
         attended_pairs = [pairs(conv, range(1, S + 1), S, W)] * B
     else:
@@ -172,7 +207,7 @@ def _ulysses(phase: str, p: dict, conv: dict) -> dict:
             pairs(conv, range(n + 1, n + T + 1), n + T if with_new else n, W) for n in lengths
         ]
         # the batch's new tokens, split over the ranks (one rank busy when B·T < cp)
-        M, queries, proj = ceil_div(B * T, cp), T, conv["decode_projections"]
+        M, queries, proj = share(B * T, cp, j), T, conv["decode_projections"]
     heads, kv_heads = h // cp, ceil_div(hkv, cp)  # attended and cached per rank
     q, kv_proj = "q" in proj, "k" in proj
     width = (h * dh if q else 0) + (2 * hkv * dh if kv_proj else 0)
@@ -191,7 +226,4 @@ def _ulysses(phase: str, p: dict, conv: dict) -> dict:
         "qkv_alltoall": M * width * b if cp > 1 else 0,
         "output_alltoall": B * queries * heads * dh * b if cp > 1 else 0,
     }
-    metrics = {f"{k}_per_chip": v for k, v in per_chip.items()}
-    metrics |= {f"{k}_total": v * cp for k, v in per_chip.items()}
-    metrics["communication_bytes"] = sum(comm.values())
-    return {"metrics": metrics, "collectives": comm, "chips": cp}
+    return per_chip, comm

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 import shardcost
 from shardcost.formulas import Result, all_layouts, evaluate, resolve_inputs
+from shardcost.formulas.evaluate import RAGGED_TOTALS
 from shardcost.formulas.ragged import StepKind
 from tests.formulas.reference import reference
 from tests.formulas.strategies import configs, conventions, for_layout
@@ -58,7 +59,14 @@ def test_matches_independent_reference(layout: str, data: st.DataObject) -> None
     p |= {"past_seq_len": lengths, "batch_size": len(lengths)}
     got = run(layout, **for_layout(layout, p, conv))
     want = reference(layout, "decode", p, conv)
-    assert got["metrics"] == want["metrics"]
+    exact = {k: v for k, v in want["metrics"].items() if not k.endswith("_total")}
+    assert {k: v for k, v in got["metrics"].items() if not k.endswith("_total")} == exact
+    # totals: every chip's share added up, or, where a per-request length splits unevenly,
+    # the busiest chip × chips, which the notes then say
+    for key, total in want["metrics"].items():
+        if key.endswith("_total") and got["metrics"][key] != total:
+            assert got["metrics"][key] == want["busiest_totals"][key]
+            assert RAGGED_TOTALS in got["notes"]
     assert all(type(v) is int for v in got["metrics"].values())
 
 
@@ -66,6 +74,13 @@ def test_matches_independent_reference(layout: str, data: st.DataObject) -> None
 def test_equal_lengths_are_the_uniform_batch(layout: str) -> None:
     uniform = run(layout, past_seq_len=1000, batch_size=3, hardware="h100-sxm")
     ragged = run(layout, past_seq_len=[1000, 1000, 1000], hardware="h100-sxm")
+    if RAGGED_TOTALS in ragged["notes"]:  # ulysses: 3 new tokens over 2 CP ranks
+        assert layout == "ulysses"
+        chips = ragged["chips"]
+        for key in ("flops", "weight_memory", "activation_memory", "kv_cache"):
+            got, busiest = ragged["metrics"][f"{key}_total"], ragged["metrics"][f"{key}_per_chip"]
+            assert got in (uniform["metrics"][f"{key}_total"], busiest * chips)
+        ragged["metrics"] |= {k: v for k, v in uniform["metrics"].items() if k.endswith("_total")}
     assert ragged["metrics"] == uniform["metrics"]
     assert ragged["timing"] == uniform["timing"]
     assert ragged["ragged"]["max_over_mean"] == 1.0
@@ -91,14 +106,20 @@ def test_requests_keep_their_own_values() -> None:
     with pytest.raises(shardcost.InputError, match="one value per request"):
         result.step_value("key_len")
     # Over 4 ranks: keys 4097 (uneven) and 64 (even); cache 4096 (even) and 63 (uneven).
+    # 4097 = 1 × 1025 + 3 × 1024 and 63 = 3 × 16 + 1 × 15, as torch.tensor_split cuts.
     assert [n for n in result.notes if "does not divide" in n] == [
         "keys each new token attends to (S_k)=4097 does not divide evenly by "
         "context_parallel=4: per-chip metrics describe the busiest chip (attended key "
-        "positions: ceil(4097/4) = 1025)",
+        "positions: ceil(4097/4) = 1025); totals add up every rank's share (1 × 1025 and "
+        "3 × 1024, as torch.tensor_split cuts)",
         "positions per sequence in the KV cache (S_kv)=63 does not divide evenly by "
         "context_parallel=4: per-chip metrics describe the busiest chip (cached positions: "
-        "ceil(63/4) = 16)",
+        "ceil(63/4) = 16); totals add up every rank's share (3 × 16 and 1 × 15, as "
+        "torch.tensor_split cuts)",
     ]
+    # KV bytes per position and sequence: 2·b·h_kv·dh = 2·2·32·128 = 16,384. Over the 4
+    # ranks the cache holds every position once: (4096 + 63) · 16,384 = 68,141,056.
+    assert result.metrics.kv_cache_total == 68_141_056
 
 
 def test_gqa_replication_with_a_ragged_batch() -> None:

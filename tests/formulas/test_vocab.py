@@ -14,36 +14,54 @@ from shardcost.formulas import Conventions, all_layouts, get_layout
 LAYOUTS = ["single", "tp", "sp", "tp-sp"]
 
 
-def ceil_div(a: int, n: int) -> int:
-    return -(-a // n)
+def share(n: int, parts: int, rank: int) -> int:
+    """Rank ``rank``'s share of ``n`` over ``parts``, as torch.tensor_split cuts: the
+    first ``n mod parts`` ranks hold one more."""
+    return n // parts + (1 if rank < n % parts else 0)
 
 
 def reference(layer: str, layout: str, phase: str, p: dict, all_logits: bool) -> dict:
-    """The nine metrics written from the layer's definition, plain integers."""
-    d, V, B, b = p["hidden_size"], p["vocab_size"], p["batch_size"], p["bytes_per_elem"]
+    """The nine metrics written from the layer's definition, chip by chip, plain integers:
+    per chip the busiest chip's, totals every chip's added up."""
     tp = p["tensor_parallel"] if "tp" in layout else 1
     cp = p["context_parallel"] if "sp" in layout else 1
-    rows = ceil_div(V, tp)
+    chips = [_chip(layer, phase, p, all_logits, tp, cp, i, j) for i in range(tp) for j in range(cp)]
+    out = {f"{k}_per_chip": max(c[k] for c in chips) for k in KEYS}
+    out |= {f"{k}_total": sum(c[k] for c in chips) for k in KEYS}
+    out["communication_bytes"] = max(c["comm"] for c in chips)
+    return out
+
+
+KEYS = ("flops", "weight_memory", "activation_memory", "kv_cache")
+
+
+def _chip(
+    layer: str, phase: str, p: dict, all_logits: bool, tp: int, cp: int, i: int, j: int
+) -> dict:
+    """TP rank ``i``, CP rank ``j``: its four quantities and its collective's bytes."""
+    d, V, B, b = p["hidden_size"], p["vocab_size"], p["batch_size"], p["bytes_per_elem"]
+    rows = share(V, tp, i)
     if phase == "prefill":
-        tokens = B * ceil_div(p["seq_len"], cp)  # each CP rank's positions
+        tokens = B * share(p["seq_len"], cp, j)  # the rank's positions of each sequence
     else:
-        tokens = ceil_div(B * p["new_tokens"], cp)  # the new tokens, shared out
+        tokens = share(B * p["new_tokens"], cp, j)  # the new tokens, shared out
     if layer == "embedding":
         flops, acts = 0, tokens * d * b
         comm = tokens * d * b if tp > 1 else 0  # all-reduce of X
     else:
         if phase == "prefill" and not all_logits:
-            tokens = B  # last positions, all on the last CP rank
+            tokens = B if j == cp - 1 else 0  # last positions, all on the last CP rank
         flops = 2 * tokens * d * rows
         acts = tokens * d * b + tokens * rows * b
         comm = tokens * V * b if tp > 1 else 0  # all-gather of the logits
     weights = rows * d * b
-    chips = tp * cp
-    per_chip = {"flops": flops, "weight_memory": weights, "activation_memory": acts, "kv_cache": 0}
-    out = {f"{k}_per_chip": v for k, v in per_chip.items()}
-    out |= {f"{k}_total": v * chips for k, v in per_chip.items()}
-    out["communication_bytes"] = comm
-    return out
+    return {
+        "flops": flops,
+        "weight_memory": weights,
+        "activation_memory": acts,
+        "kv_cache": 0,
+        "comm": comm,
+    }
 
 
 @st.composite
