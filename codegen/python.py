@@ -304,6 +304,7 @@ def _validation(printer: PythonProgram, call: _Call) -> list[str]:
     head = printer.prog
     counts = [d.name for d in head.inputs]
     tests = [f"{c} < 1" for c in counts]
+    tests += [f"{c} is True" for c in counts]  # counts as 1 in arithmetic: refused here
     tests += [printer.fails(r) for r in head.relations]
     tests += [f"not ({_admissible(f.name)})" for f in head.hardware]
     tests += [f"({printer.fails(c)})" for c in head.checks]
@@ -313,7 +314,7 @@ def _validation(printer: PythonProgram, call: _Call) -> list[str]:
         "except (TypeError, ValueError):  # arrays, lists, text: the numpy paths decide",
         f"    {call.arrays()}",
         "if bad:",
-        f"    if {' or '.join(f'{c} < 1' for c in counts)}:",
+        f"    if {' or '.join(f'{c} < 1 or {c} is True' for c in counts)}:",
         f"        raise _rt.not_positive({_strings(counts)}, ({', '.join(counts)},))",
         *(f"    {printer.mismatch(r)}" for r in head.relations),
     ]

@@ -324,3 +324,16 @@ def test_compile_takes_a_chip_by_name() -> None:
     ref8 = shardcost.metrics("tp", hardware="h100-sxm", **fp8)["timing"]
     assert f8()["compute_time_ms"] == pytest.approx(ref8["compute_time_ms"], rel=1e-12)
     assert f(peak_tflops=1.0, **kw)["compute_time_ms"] > got["compute_time_ms"]  # yours win
+
+
+def test_a_compiled_function_refuses_a_bool_count() -> None:
+    # True is 1 in Python arithmetic; a count given as True is a mistake, not one token
+    import numpy as np
+
+    import shardcost
+
+    f = shardcost.compile("tp", "prefill")
+    for bad in (True, False, np.array([True, False])):
+        with pytest.raises(shardcost.InvalidValueError, match=r"seq_len.*(positive|bool)"):
+            f(seq_len=bad, tensor_parallel=2)
+    assert f(seq_len=1, tensor_parallel=2)["flops_per_chip"] > 0
