@@ -147,7 +147,7 @@ _IMPORTS = [
     "from math import ceil as _ceil, floor as _floor",
     "",
     "from shardcost.numeric import div as _div, nothing as _nothing, power as _pow",
-    "from shardcost.numeric import ceil_log2 as _clog2, resolve as _resolve",
+    "from shardcost.numeric import ceil_log2 as _clog2, resolve as _resolve, whole as _whole",
     "from shardcost.reports.text import lone_note as _lone",
     "from shardcost.reports.text import uneven_note as _uneven",
 ]
@@ -313,16 +313,18 @@ class _Program:
         whole = [cost.flops, cost.weight_bytes, cost.activation_bytes, cost.kv_cache_bytes]
         keys = ("flops", "weight_memory", "activation_memory", "kv_cache")
         return [
-            f"    _chips = {p(cost.chips)}",
-            "    per = (" + ", ".join(p(s) for s in whole) + ",)",
-            f"    comm = {p(cost.communication_bytes)}",
-            "    coll = (" + "".join(f"{p(c.symbol)}, " for c in cost.collectives) + ")",
-            "    for v in (_chips, *per, comm, *coll):",
+            f"    _chips = _whole({p(cost.chips)})",
+            "    per = tuple(map(_whole, (" + ", ".join(p(s) for s in whole) + ",)))",
+            f"    comm = _whole({p(cost.communication_bytes)})",
+            "    coll = tuple(map(_whole, (" + "".join(f"{p(c.symbol)}, " for c in cost.collectives)
+            + ")))",
+            "    tot = tuple(map(_whole, (" + ", ".join(p(cost.totals[k]) for k in keys) + ",)))",
+            "    for v in (_chips, *per, *tot, comm, *coll):",
             "        if type(v) is not int or v < 0:",
             "            return None",
             "    metrics = {",
             *(f"        {k + '_per_chip'!r}: per[{i}]," for i, k in enumerate(keys)),
-            *(f"        {k + '_total'!r}: {p(cost.totals[k])}," for k in keys),
+            *(f"        {k + '_total'!r}: tot[{i}]," for i, k in enumerate(keys)),
             "        'communication_bytes': comm,",
             "    }",
         ]

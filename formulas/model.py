@@ -41,6 +41,18 @@ from typing import Any
 import sympy
 
 from shardcost.errors import InputError
+from shardcost.numeric_model import (
+    assemble,
+    component_json,
+    layer_piece,
+    model_json,
+    model_sums,
+    shown_params,
+    vector_elements,
+    vector_piece,
+    vector_row,
+)
+from shardcost.numeric_model import memory as memory_of
 from shardcost.symbolic.dimensions import (
     BATCH_SIZE,
     BYTES_PER_ELEM,
@@ -130,18 +142,21 @@ class Component:
     result: Result | None = field(default=None, repr=False)
     block: int = -1  # the decoder block it belongs to; -1 outside the decoder layers
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready."""
-        out: dict[str, Any] = {
+    def row(self) -> dict[str, Any]:
+        """The component as plain data (``numeric_model``: what the sums and renderers read)."""
+        return {
             "name": self.name,
             "count": self.count,
             "layer": self.layer,
             "layout": self.layout,
             "metrics": asdict(self.metrics),
+            "timing": None if self.timing is None else asdict(self.timing),
+            "block": self.block,
         }
-        if self.timing is not None:
-            out["timing"] = asdict(self.timing)
-        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready."""
+        return component_json(self.row())
 
 
 @dataclass(frozen=True)
@@ -180,35 +195,47 @@ class ModelResult:
         hw = self.hardware
         return None if hw is None else hw.capacity_bytes
 
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON object of ``shardcost model``."""
-        layouts = {c.layer: c.layout for c in self.components if c.layer is not None}
-        out: dict[str, Any] = {
-            "model": self.config.to_dict(),
+    def view(self) -> dict[str, Any]:
+        """The model as plain data: what ``numeric_model.model_json`` and
+        ``reports.text.render_model`` read, as the fast path builds it from cached programs
+        (``numeric_model.model_view``) too. Its ``STATIC`` keys depend on the config, phase,
+        layout and chip only."""
+        c = self.config
+        rows = [comp.row() for comp in self.components]
+        metrics = asdict(self.metrics)
+        hw = self.hardware
+        return {
+            "model": c.to_dict(),
+            "summary": {
+                "name": c.name,
+                "family": c.family,
+                "num_layers": c.num_layers,
+                "hidden_size": c.hidden_size,
+                "vocab_size": c.vocab_size,
+                "dtype": c.dtype,
+                "tie_word_embeddings": c.tie_word_embeddings,
+                "shape": [list(pair) for pair in c.shape],
+                "blocks": [[b.kind, b.count] for b in c.blocks],
+            },
             "phase": str(self.phase),
             "layout": self.layout,
-            "layouts": layouts,
+            "parameters": self.parameters,
+            "hardware": None if hw is None else hw.name,
+            "capacity": self.capacity_bytes,
+            "hardware_fields": list(HARDWARE_BY_NAME),
             "chips": self.chips,
             "params": self.params,
-            "parameters": self.parameters,
-            "metrics": asdict(self.metrics),
+            "components": rows,
+            "metrics": metrics,
             "per_layer": asdict(self.per_layer),
-            "components": [c.to_dict() for c in self.components],
-            "memory": {
-                "weights_per_chip": self.metrics.weight_memory_per_chip,
-                "kv_cache_per_chip": self.metrics.kv_cache_per_chip,
-                "peak_activation_per_chip": self.peak_activation_per_chip,
-                "total_per_chip": self.memory_per_chip,
-                "capacity_per_chip": self.capacity_bytes,
-                "fits": None
-                if self.capacity_bytes is None
-                else self.memory_per_chip <= self.capacity_bytes,
-            },
+            "memory": memory_of(metrics, rows, self.capacity_bytes),
+            "timing": None if self.timing is None else asdict(self.timing),
             "notes": list(self.notes),
         }
-        if self.timing is not None:
-            out["timing"] = asdict(self.timing)
-        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object of ``shardcost model``."""
+        return model_json(self.view())
 
 
 def model_metrics(
@@ -236,25 +263,8 @@ def model_metrics(
     first = stack.results[0]
     # the chip as given, before a layer's kernel class folds its fitted figures in
     hw = _chip(hardware, given) if first.inputs.hardware is not None else None
-    per_layer = _sum_metrics(
-        [(c.metrics, 1) for c in components if c.block == 0 and c.name != "final_norm"]
-    )
-    total = _sum_metrics([(c.metrics, c.count) for c in components])
-    timing = None
-    if hw is not None:
-        timing = Timing(
-            *(
-                sum(getattr(c.timing, f) * c.count for c in components if c.timing is not None)
-                for f in Timing.__dataclass_fields__
-            )
-        )
-    shown: dict[str, object] = {}
-    for result in stack.results:
-        shown |= {
-            k: v
-            for k, v in result.inputs.params().items()
-            if k not in FROM_CONFIG and not static_default(k, v)
-        }
+    total, per_layer, timing = model_sums(stack.rows, hw is not None)
+    shown = shown_params(stack.records, lambda _, k, v: _hidden(k, v))
     return ModelResult(
         config,
         ph,
@@ -262,13 +272,19 @@ def model_metrics(
         first.chips,
         shown,
         tuple(components),
-        total,
-        per_layer,
-        timing,
+        Metrics(**total),
+        Metrics(**per_layer),
+        None if timing is None else Timing(**timing),
         hw,
         tuple(dict.fromkeys(stack.notes)),
         parameters(config),
     )
+
+
+def _hidden(key: str, value: object) -> bool:
+    """A parameter not shown among those in force: the config's own, or a static
+    convention at its default."""
+    return key in FROM_CONFIG or static_default(key, value)
 
 
 class _Stack:
@@ -287,6 +303,8 @@ class _Stack:
         self.read: set[str] = set()
         self.results: list[Result] = []
         self.notes: list[str] = list(config.notes)
+        self.rows: list[dict[str, Any]] = []  # numeric_model.assemble's
+        self.records: list[Mapping[str, Any]] = []
         self._done: dict[tuple[str, str, tuple], Result] = {}
 
     def evaluate(self, lay: Layout, part: Part, *, user: bool = True) -> Result:
@@ -315,53 +333,104 @@ class _Stack:
         self._done[key] = result
         if user:
             self.results.append(result)
-            self.notes.extend(f"{lay.layer}: {n}" for n in result.notes)
         return result
+
+    def plan(self) -> tuple[list[dict[str, Any]], list[tuple[Layout, Part]]]:
+        """The walk as ``numeric_model.assemble`` takes it: each piece as plain data (a
+        block's norms, biases and sinks each a row of their own), and each distinct
+        evaluation's layout and part, first met first."""
+        pieces: list[dict[str, Any]] = []
+        evals: list[tuple[Layout, Part]] = []
+        index: dict[tuple[str, str, tuple], int] = {}
+        for piece in walk(self.config):
+            if piece.part is None:
+                pieces += [
+                    vector_piece(
+                        name,
+                        piece.count,
+                        piece.block,
+                        str(piece.like),
+                        [(v.size, v.shard, v.kernels) for v in vectors],
+                    )
+                    for name, vectors in piece_rows(piece)
+                ]
+                continue
+            lay = piece_layout(self.config, self.layout, piece)
+            key = (lay.layer, lay.name, piece.part.params)
+            if key not in index:
+                index[key] = len(evals)
+                evals.append((lay, piece.part))
+            tied = piece.slot is Slot.HEAD and self.config.tie_word_embeddings
+            name = piece_name(piece, lay)
+            pieces.append(
+                layer_piece(
+                    name,
+                    piece.count,
+                    piece.block,
+                    str(piece.slot),
+                    lay.layer,
+                    lay.name,
+                    index[key],
+                    tied,
+                )
+            )
+        return pieces, evals
 
     def components(self) -> list[Component]:
         """One row per component, in the model's order (``walk``): the embedding, each
         block's mixer, channel mixer and vectors, the final norm, the LM head (a tied one
         without weights)."""
-        rows: list[Component] = []
-        evaluated: dict[Slot, Result] = {}  # the latest layer of each slot, for vectors
-        for piece in walk(self.config):
-            if piece.part is None:
-                like = evaluated[piece.like]
-                rows += [
-                    self._vectors(name, piece.count, vectors, like, piece.block)
-                    for name, vectors in piece_rows(piece)
-                ]
-                continue
-            lay = piece_layout(self.config, self.layout, piece)
-            res = evaluated[piece.slot] = self.evaluate(lay, piece.part)
-            metrics = res.metrics
-            if piece.slot is Slot.HEAD and self.config.tie_word_embeddings:
-                metrics = _without_weights(metrics)
-                self.notes.append(TIED_NOTE)
-            name = piece_name(piece, lay)
-            rows.append(
-                Component(
-                    name, piece.count, lay.layer, lay.name, metrics, res.timing, res, piece.block
-                )
-            )
-        return rows
+        pieces, evals = self.plan()
+        results: dict[int, Result] = {}
 
-    def _vectors(
-        self, name: str, number: int, vectors: list[Vector], like: Result, block: int
-    ) -> Component:
-        """Vectors on every chip of ``like``'s layout, sharded over its TP ranks where
-        they split with heads, FFN columns or the vocabulary."""
-        inputs = like.inputs
-        dims = inputs.dims
-        over_tp = TENSOR_PARALLEL in inputs.layout.degrees
-        tp = int(dims.get(TENSOR_PARALLEL.name, 1)) if over_tp else 1  # type: ignore[arg-type]
-        heads = dict(self.config.shape)
-        elements = sum(_per_chip(v, tp, heads) for v in vectors)
-        b = int(self.given.get(BYTES_PER_ELEM.name, self.config.bytes_per_elem))  # type: ignore[arg-type]
-        kernels = sum(v.kernels for v in vectors)
-        return _vector_component(
-            name, number, elements * b, kernels, like.chips, inputs.hardware, block
+        def evaluate(i: int) -> dict[str, Any]:
+            result = results[i] = self.evaluate(*evals[i])
+            return record(result)
+
+        built = assemble(
+            pieces,
+            evaluate,
+            notes=self.config.notes,
+            num_kv_heads=dict(self.config.shape).get("num_kv_heads", 1),
+            bytes_per_elem=int(self.given.get(BYTES_PER_ELEM.name, self.config.bytes_per_elem)),  # type: ignore[call-overload]
         )
+        assert built is not None  # the engine's evaluations always give a record
+        self.rows, self.notes, self.records = built
+        return [
+            Component(
+                r["name"],
+                r["count"],
+                r["layer"],
+                r["layout"],
+                Metrics(**r["metrics"]),
+                None if r["timing"] is None else Timing(**r["timing"]),
+                None if r["eval"] is None else results[r["eval"]],
+                r["block"],
+            )
+            for r in self.rows
+        ]
+
+
+def record(result: Result) -> dict[str, Any]:
+    """What ``numeric_model.assemble`` reads of one layer's evaluation."""
+    inputs = result.inputs
+    over_tp = TENSOR_PARALLEL in inputs.layout.degrees
+    return {
+        "metrics": asdict(result.metrics),
+        "timing": None if result.timing is None else asdict(result.timing),
+        "notes": result.notes,
+        "chips": result.chips,
+        "tp": int(inputs.dims.get(TENSOR_PARALLEL.name, 1)) if over_tp else 1,  # type: ignore[arg-type]
+        "chip": chip_figures(inputs.hardware),
+        "params": inputs.params(),
+    }
+
+
+def chip_figures(hw: Hardware | None) -> tuple[Fraction, Fraction, Fraction] | None:
+    """What a vector's load time reads of ``hw`` (``numeric_model.vector_row``)."""
+    if hw is None:
+        return None
+    return (hw.memory_bandwidth_gb_s, hw.memory_efficiency, hw.kernel_overhead_us)
 
 
 def _chip(name: str | None, given: Mapping[str, object]) -> Hardware | None:
@@ -391,13 +460,7 @@ def part_params(
 
 def _per_chip(vector: Vector, tp: int, shape: Mapping[str, object]) -> int:
     """A vector's elements on one chip of ``tp`` ranks."""
-    if tp == 1 or not vector.shard:
-        return vector.size
-    if vector.shard == "kv_heads":
-        h_kv = int(shape.get("num_kv_heads", 1))  # type: ignore[call-overload]
-        per_head = vector.size // h_kv
-        return per_head * -(-h_kv // tp)
-    return -(-vector.size // tp)
+    return vector_elements(vector.size, vector.shard, tp, shape.get("num_kv_heads", 1))
 
 
 @cache
@@ -504,25 +567,17 @@ def _vector_component(
 ) -> Component:
     """Weight vectors without a matrix product (norm weights, biases): their bytes on
     every chip, their load time, and a kernel overhead per norm."""
-    metrics = Metrics(0, weight_bytes, 0, 0, 0, weight_bytes * chips, 0, 0, 0)
-    timing = None
-    if hw is not None:
-        load = Fraction(weight_bytes) / (hw.memory_bandwidth_gb_s * hw.memory_efficiency * 10**6)
-        compute = kernels * hw.kernel_overhead_us / 10**3
-        timing = Timing(float(compute), float(load), 0.0, float(max(compute, load)))
-    return Component(name, number, None, None, metrics, timing, None, block)
-
-
-def _without_weights(metrics: Metrics) -> Metrics:
-    values = asdict(metrics)
-    values["weight_memory_per_chip"] = 0
-    values["weight_memory_total"] = 0
-    return Metrics(**values)
-
-
-def _sum_metrics(parts: list[tuple[Metrics, int]]) -> Metrics:
-    names = list(Metrics.__dataclass_fields__)
-    return Metrics(*(sum(getattr(m, n) * k for m, k in parts) for n in names))
+    metrics, timing = vector_row(weight_bytes, kernels, chips, chip_figures(hw))
+    return Component(
+        name,
+        number,
+        None,
+        None,
+        Metrics(**metrics),
+        None if timing is None else Timing(**timing),
+        None,
+        block,
+    )
 
 
 def model_keys() -> tuple[str, ...]:
@@ -534,12 +589,6 @@ def model_keys() -> tuple[str, ...]:
 
 
 # -- a model's walk: its components in order ---------------------------------------------------
-
-TIED_NOTE = (
-    "tie_word_embeddings: the LM head uses the embedding's matrix; its weight bytes are "
-    "counted once, with the embedding (the LM head still reads all of it, the embedding "
-    "only the rows it gathers)"
-)
 
 
 class Slot(StrEnum):
@@ -850,7 +899,7 @@ class CompiledModel:
     ) -> tuple[tuple[int, ...], ...]:
         """What the vectors (norms, biases, a position table) add: metrics, metrics of the
         first block's, timings; each on the chips of the layer it follows, as
-        ``model_metrics`` counts them (``_Stack._vectors``), kept per sharding."""
+        ``model_metrics`` counts them (``numeric_model.vector_row``), kept per sharding."""
         b = dims.get(BYTES_PER_ELEM.name, self._bytes)
         key = (b, *((self._tp(i, dims), self._chips(i, outs[i], dims)) for i in self._likes))
         found = self._shared.get(key)

@@ -6,10 +6,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from typing import Any
 
-from shardcost.formulas import Layout, Metrics, Result, Timing
+from shardcost.formulas import Layout, Result
 from shardcost.formulas.comparison import Comparison, chips_text
 from shardcost.formulas.conventions import static_default
-from shardcost.formulas.hardware import FIELDS_BY_NAME as HARDWARE_FIELDS
 from shardcost.formulas.kv_tier import ASSUMPTIONS as KV_ASSUMPTIONS
 from shardcost.formulas.kv_tier import KVTier, RequestTransfer
 from shardcost.formulas.model import ModelResult
@@ -21,11 +20,11 @@ from .text import (
     heading,
     item,
     milliseconds,
-    note_line,
+    note_line,  # noqa: F401 - reports.crossover's
     render_comparison,
+    render_model,
     render_result,
-    size,
-    value,
+    value,  # noqa: F401 - the CLI's
 )
 
 
@@ -160,125 +159,10 @@ def comparison_text(comparison: Comparison, fmt: str) -> str:
     return render_comparison(comparison_view(comparison), fmt)
 
 
-_MODEL_COLUMNS = (
-    "flops_per_chip",
-    "weight_memory_per_chip",
-    "activation_memory_per_chip",
-    "kv_cache_per_chip",
-    "communication_bytes",
-)
-
-
 def model_text(result: ModelResult, fmt: str) -> str:
-    """A whole model: its shape and parameters, each component, totals, memory, timing."""
-    parts = [*_model_summary(result, fmt), "", _component_table(result, fmt), ""]
-    parts += _model_totals(result, fmt)
-    if result.timing is not None and result.hardware is not None:
-        rows = tuple((name, milliseconds(ms)) for name, ms in asdict(result.timing).items())
-        parts += [
-            "",
-            heading(f"timing on {result.hardware.name} (components in sequence)", fmt, 3),
-            "",
-            Table(("timing", "ms"), rows, "lr").render(fmt),
-        ]
-    parts += [""] + [note_line(note, fmt) for note in result.notes]
-    return "\n".join(parts).rstrip() + "\n"
-
-
-def _model_summary(result: ModelResult, fmt: str) -> list[str]:
-    """The title, then the model's shape, parameter count, layouts and parameters in force."""
-    c = result.config
-    p = result.parameters
-    shape = dict(c.shape)
-    widths = ""
-    if "head_dim" in shape:
-        widths = f", {shape['num_heads']} heads ({shape['num_kv_heads']} KV) of {shape['head_dim']}"
-    elif "kv_lora_rank" in shape:
-        widths = (
-            f", {shape['num_heads']} heads over a latent of {shape['kv_lora_rank']} + "
-            f"{shape['qk_rope_head_dim']}"
-        )
-    if "intermediate_size" in shape:
-        widths += f", d_ff={shape['intermediate_size']}"
-    if "num_experts" in shape:
-        widths += f", {shape['num_experts']} experts (top {shape['experts_per_token']})"
-    # every layer plain attention and its channel mixer: no kinds to tell apart
-    plain = len(c.blocks) == 1 and c.blocks[0].kind == "attention"
-    blocks = "" if plain else " (" + "; ".join(f"{b.count} × {b.kind}" for b in c.blocks) + ")"
-    layouts = ", ".join(
-        dict.fromkeys(
-            f"{comp.layer} {comp.layout}" for comp in result.components if comp.layer is not None
-        )
-    )
-    shown = "  ".join(
-        f"{k}={value(v)}" for k, v in result.params.items() if k not in HARDWARE_FIELDS
-    )
-    per_layer = "; ".join(
-        f"{b['count']} × {count(b['per_layer'])} " + ("per layer" if plain else f"({b['kind']})")
-        for b in p["blocks"]
-    )
-    tied = "tied embeddings" if c.tie_word_embeddings else "untied embeddings"
-    return [
-        heading(f"{c.name} — {c.family}, {result.phase}", fmt, 1),
-        "",
-        item(
-            f"shape: {c.num_layers} layers{blocks}, d={c.hidden_size}{widths}, vocabulary "
-            f"{c.vocab_size:,}, {c.dtype}; {tied}",
-            fmt,
-        ),
-        item(
-            f"parameters: {count(p['total'])} (embedding {count(p['embedding'])}, "
-            f"{per_layer}, final norm {count(p['final_norm'])}, LM head "
-            f"{count(p['lm_head'])})",
-            fmt,
-        ),
-        item(f"layouts: {layouts}; {chips_text(result.chips)}", fmt),
-        item(f"parameters in force: {shown}", fmt),
-    ]
-
-
-def _component_table(result: ModelResult, fmt: str) -> str:
-    """One row per component on one chip, then the model's row."""
-    timed = result.timing is not None
-    headers = ("component", "count", "FLOPs", "weight bytes", "activation bytes", "KV bytes")
-    headers += ("comm bytes",) + (("wall ms",) if timed else ())
-
-    def row(name: str, number: str, m: Metrics, timing: Timing | None) -> tuple[str, ...]:
-        cells = (name, number, *(count(getattr(m, key)) for key in _MODEL_COLUMNS))
-        if timed:
-            cells += (milliseconds(timing.wall_clock_time_ms) if timing else "",)
-        return cells
-
-    rows = [row(c.name, str(c.count), c.metrics, c.timing) for c in result.components]
-    rows.append(row("model (per chip)", "", result.metrics, result.timing))
-    return Table(headers, tuple(rows), "lr" + "r" * (len(headers) - 2)).render(fmt)
-
-
-def _model_totals(result: ModelResult, fmt: str) -> list[str]:
-    """Totals over the chips, and the memory one chip needs (and whether it fits)."""
-    m = result.metrics
-    memory = (
-        f"memory per chip: weights {count(m.weight_memory_per_chip)} + KV cache "
-        f"{count(m.kv_cache_per_chip)} + peak activation "
-        f"{count(result.peak_activation_per_chip)} = {size(result.memory_per_chip)}"
-    )
-    capacity = result.capacity_bytes
-    if capacity is not None:
-        spare = capacity - result.memory_per_chip
-        if spare >= 0:
-            memory += f"; fits in {size(capacity)}, {size(spare)} to spare"
-        else:
-            memory += f"; does NOT fit in {size(capacity)}: {size(-spare)} short"
-    return [
-        item(
-            "Each row is one instance of a component on one chip; the model row adds "
-            f"count × row. Totals over {chips_text(result.chips)}: FLOPs "
-            f"{count(m.flops_total)}, weights {count(m.weight_memory_total)}, KV "
-            f"{count(m.kv_cache_total)}",
-            fmt,
-        ),
-        item(memory, fmt),
-    ]
+    """A whole model: its shape and parameters, each component, totals, memory, timing
+    (``reports.text.render_model``, which the fast path renders with too)."""
+    return render_model(result.view(), fmt)
 
 
 _KV_TIER_HEADERS = (

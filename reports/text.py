@@ -208,6 +208,132 @@ def render_comparison(view: Mapping[str, Any], fmt: str) -> str:
     return "\n".join(parts + [note_line(n, fmt) for n in notes]).rstrip() + "\n"
 
 
+_MODEL_COLUMNS = (
+    "flops_per_chip",
+    "weight_memory_per_chip",
+    "activation_memory_per_chip",
+    "kv_cache_per_chip",
+    "communication_bytes",
+)
+
+
+def render_model(view: Mapping[str, Any], fmt: str) -> str:
+    """A whole model (``ModelResult.view``, or the fast path's ``numeric_model.answer``):
+    its shape and parameters, each component, totals, memory, timing."""
+    parts = [*_model_summary(view, fmt), "", _component_table(view, fmt), ""]
+    parts += _model_totals(view, fmt)
+    if view["timing"] is not None and view["hardware"] is not None:
+        rows = tuple((name, milliseconds(ms)) for name, ms in view["timing"].items())
+        parts += [
+            "",
+            heading(f"timing on {view['hardware']} (components in sequence)", fmt, 3),
+            "",
+            Table(("timing", "ms"), rows, "lr").render(fmt),
+        ]
+    parts += [""] + [note_line(note, fmt) for note in view["notes"]]
+    return "\n".join(parts).rstrip() + "\n"
+
+
+def _model_summary(view: Mapping[str, Any], fmt: str) -> list[str]:
+    """The title, then the model's shape, parameter count, layouts and parameters in force."""
+    c = view["summary"]
+    p = view["parameters"]
+    shape = dict(c["shape"])
+    widths = ""
+    if "head_dim" in shape:
+        widths = f", {shape['num_heads']} heads ({shape['num_kv_heads']} KV) of {shape['head_dim']}"
+    elif "kv_lora_rank" in shape:
+        widths = (
+            f", {shape['num_heads']} heads over a latent of {shape['kv_lora_rank']} + "
+            f"{shape['qk_rope_head_dim']}"
+        )
+    if "intermediate_size" in shape:
+        widths += f", d_ff={shape['intermediate_size']}"
+    if "num_experts" in shape:
+        widths += f", {shape['num_experts']} experts (top {shape['experts_per_token']})"
+    # every layer plain attention and its channel mixer: no kinds to tell apart
+    plain = len(c["blocks"]) == 1 and c["blocks"][0][0] == "attention"
+    blocks = "" if plain else " (" + "; ".join(f"{n} × {kind}" for kind, n in c["blocks"]) + ")"
+    layouts = ", ".join(
+        dict.fromkeys(
+            f"{row['layer']} {row['layout']}"
+            for row in view["components"]
+            if row["layer"] is not None
+        )
+    )
+    hidden = set(view["hardware_fields"])
+    shown = "  ".join(f"{k}={value(v)}" for k, v in view["params"].items() if k not in hidden)
+    per_layer = "; ".join(
+        f"{b['count']} × {count(b['per_layer'])} " + ("per layer" if plain else f"({b['kind']})")
+        for b in p["blocks"]
+    )
+    tied = "tied embeddings" if c["tie_word_embeddings"] else "untied embeddings"
+    return [
+        heading(f"{c['name']} — {c['family']}, {view['phase']}", fmt, 1),
+        "",
+        item(
+            f"shape: {c['num_layers']} layers{blocks}, d={c['hidden_size']}{widths}, "
+            f"vocabulary {c['vocab_size']:,}, {c['dtype']}; {tied}",
+            fmt,
+        ),
+        item(
+            f"parameters: {count(p['total'])} (embedding {count(p['embedding'])}, "
+            f"{per_layer}, final norm {count(p['final_norm'])}, LM head "
+            f"{count(p['lm_head'])})",
+            fmt,
+        ),
+        item(f"layouts: {layouts}; {chips_text(view['chips'])}", fmt),
+        item(f"parameters in force: {shown}", fmt),
+    ]
+
+
+def _component_table(view: Mapping[str, Any], fmt: str) -> str:
+    """One row per component on one chip, then the model's row."""
+    timed = view["timing"] is not None
+    headers = ("component", "count", "FLOPs", "weight bytes", "activation bytes", "KV bytes")
+    headers += ("comm bytes",) + (("wall ms",) if timed else ())
+
+    def row(
+        name: str, number: str, m: Mapping[str, int], timing: Mapping[str, float] | None
+    ) -> tuple[str, ...]:
+        cells = (name, number, *(count(m[key]) for key in _MODEL_COLUMNS))
+        if timed:
+            cells += (milliseconds(timing["wall_clock_time_ms"]) if timing else "",)
+        return cells
+
+    rows = [row(r["name"], str(r["count"]), r["metrics"], r["timing"]) for r in view["components"]]
+    rows.append(row("model (per chip)", "", view["metrics"], view["timing"]))
+    return Table(headers, tuple(rows), "lr" + "r" * (len(headers) - 2)).render(fmt)
+
+
+def _model_totals(view: Mapping[str, Any], fmt: str) -> list[str]:
+    """Totals over the chips, and the memory one chip needs (and whether it fits)."""
+    m = view["metrics"]
+    mem = view["memory"]
+    line = (
+        f"memory per chip: weights {count(mem['weights_per_chip'])} + KV cache "
+        f"{count(mem['kv_cache_per_chip'])} + peak activation "
+        f"{count(mem['peak_activation_per_chip'])} = {size(mem['total_per_chip'])}"
+    )
+    capacity = mem["capacity_per_chip"]
+    if capacity is not None:
+        spare = capacity - mem["total_per_chip"]
+        if spare >= 0:
+            line += f"; fits in {size(capacity)}, {size(spare)} to spare"
+        else:
+            line += f"; does NOT fit in {size(capacity)}: {size(-spare)} short"
+    return [
+        item(
+            "Each row is one instance of a component on one chip; the model row adds "
+            f"count × row. Totals over {chips_text(view['chips'])}: FLOPs "
+            f"{count(m['flops_total'])}, weights {count(m['weight_memory_total'])}, KV "
+            f"{count(m['kv_cache_total'])}",
+            fmt,
+        ),
+        item(line, fmt),
+    ]
+
+
 def inline_math(latex: str) -> str:
     """Inline math as GitHub renders it: ``$`…`$``. Inside the code span the LaTeX reaches
     the math renderer as written; in plain ``$…$`` Markdown first eats the escapes

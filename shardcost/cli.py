@@ -452,6 +452,9 @@ def _cmd_model(args: argparse.Namespace) -> int:
 
     if args.plan is not None:
         return _model_plan(args)
+    from shardcost.numeric_model import config_digest, store_model
+
+    digest = config_digest(str(args.config))  # before the engine reads it: an edit misses
     result = model_metrics(
         args.config,
         args.phase,
@@ -459,7 +462,10 @@ def _cmd_model(args: argparse.Namespace) -> int:
         hardware=args.hardware,
         params=_assignments(args.assignments),
     )
-    return _output_result(args, result, model_text)
+    status = _output_result(args, result, model_text)
+    if args.output is None:
+        store_model(args.assignments, args, result, digest)  # the next run needs no SymPy
+    return status
 
 
 def _model_plan(args: argparse.Namespace) -> int:

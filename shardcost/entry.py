@@ -16,8 +16,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     from shardcost.fastverify import try_cached
     from shardcost.numeric import try_compare, try_metrics
+    from shardcost.numeric_model import try_model
 
-    for fast in (try_metrics, try_compare, try_cached):
+    for fast in (try_metrics, try_compare, try_model, try_cached):
         done = fast(args)
         if done is not None:
             return done

@@ -67,6 +67,14 @@ def ceil_log2(n: int | Fraction) -> int:
     return (n - 1).bit_length()
 
 
+def whole(value: int | Fraction) -> int | Fraction:
+    """A Fraction that is a whole number as an int (a count computed through a fraction of
+    a byte, say); anything else as it is."""
+    if type(value) is Fraction and value.denominator == 1:
+        return value.numerator
+    return value
+
+
 def nothing() -> int:
     """A Piecewise with no branch that holds: SymPy gives no number; neither do we."""
     raise Unsure("no branch holds")
@@ -78,11 +86,16 @@ def resolve(
     defaults: Mapping[str, int | None],
     relations: Sequence[tuple[str, str, str]],
     borrowed: Sequence[tuple[str, str]],
+    *,
+    decoupled: bool = False,
 ) -> dict[str, int] | None:
     """Every dimension the layout reads, as ``formulas.inputs`` completes them: the
     relations (any two of ``total = left × right`` give the third, the right factor's
     default first), then the defaults, then the dimensions that default to another's
-    value. None where the inputs do not hold together (the engine says why)."""
+    value. None where the inputs do not hold together (the engine says why).
+
+    ``decoupled``: all three of a relation given are kept as they are, agreeing or not
+    (``resolve_inputs(decoupled_heads=True)``: a model's layers)."""
     if any(k not in used or v < 1 for k, v in given.items()):
         return None
     values: dict[str, int] = dict(given)
@@ -106,7 +119,7 @@ def resolve(
                 lv = total // known
             else:
                 rv = total // known
-        elif total != lv * rv:
+        elif total != lv * rv and not decoupled:
             return None
         values |= {t: total, left: lv, right: rv}  # type: ignore[dict-item]
     for name, default in defaults.items():
