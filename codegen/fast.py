@@ -31,7 +31,7 @@ import itertools
 import math
 import sys
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from functools import cache
 from typing import Any
 
@@ -84,57 +84,95 @@ def kernel_source(
     ``name_wide(*arrays, *scalars, out, ok, wide)``: those rows in int64 where every
     bound stays below 2^62, else ``wide`` 1.
     """
-    substitution = dict(aliases)
-    found, limits = forms(prog)
-    inputs = [d.symbol for d in prog.inputs if d.symbol not in substitution]
-    moving = [s for s in inputs if s in varying]
-    fixed = [s for s in inputs if s not in varying]
-    assert [n for n, _ in prog.outputs] == list(METRICS)  # no timing: counts only
-    exprs = [e.xreplace(substitution) for e in found]
-    bound = [b.xreplace(substitution) for b in limits]
-    relations = [equation(r).xreplace(substitution) for r in prog.relations]
-    relations = [r for r in relations if isinstance(r, sympy.Equality) and r.lhs != r.rhs]
-    checks = [
-        (c.total.xreplace(substitution), c.parts.xreplace(substitution), c.either)
-        for c in prog.checks
-    ]
-    checks = [c for c in checks if c[0] != c[1]]
-    # tests among inputs that do not vary are the caller's, once (``_fixed_valid``)
-    relations = [r for r in relations if r.free_symbols & varying]
-    checks = [c for c in checks if (c[0].free_symbols | c[1].free_symbols) & varying]
-    names = identifiers(inputs, _RESERVED)
-    arrays = [f"{names[s]}_in" for s in moving]
-    scalars = [f"{names[s]}_k" for s in fixed]
-    head = ", ".join([*arrays, *scalars])
-    floats = {s: f"{names[s]}_s" for s in inputs}
-    ints = {s: names[s] for s in inputs}
+    kernel = _Kernel(prog, varying, aliases)
+    return "\n".join(kernel.main(name)) + "\n\n\n" + "\n".join(kernel.wide(name)) + "\n"
 
-    # float64: every form, bound and tested side, common subexpressions shared
-    sides = [side for r in relations for side in r.args]
-    sides += [side for t, p, _ in checks for side in (t, p)]
-    temps = (sympy.Symbol(f"_f{i}") for i in itertools.count())
-    pairs, reduced = sympy.cse([*exprs, *bound, *sides], symbols=temps, optimizations="basic")
-    shadow = PythonPrinter({**floats, **{t: t.name for t, _ in pairs}}, exact=False)
-    values = reduced[: len(exprs)]
-    largest = reduced[len(exprs) : len(exprs) + len(bound)]
-    tested = iter(reduced[len(exprs) + len(bound) :])
-    tests = []
-    for _ in relations:
-        lhs, rhs = next(tested), next(tested)
-        tests.append(f"({shadow.doprint(lhs)} == {shadow.doprint(rhs)})")
-    for _, _, either in checks:
-        t, p = next(tested), next(tested)
-        test = _whole_quotient(shadow.doprint(t), shadow.doprint(p))
-        if either:
-            test = f"({test} | {_whole_quotient(shadow.doprint(p), shadow.doprint(t))})"
-        tests.append(test)
 
-    def read_floats(indent: str) -> list[str]:
+class _Kernel:
+    """The parts of one kernel module: the float64 loop and the int64 loop, each a few
+    lines of per-row reads, tests and outputs."""
+
+    def __init__(
+        self,
+        prog: Program,
+        varying: frozenset[sympy.Symbol],
+        aliases: tuple[tuple[sympy.Symbol, sympy.Symbol], ...],
+    ) -> None:
+        self.substitution = dict(aliases)
+        self.varying = varying
+        self.inputs = [d.symbol for d in prog.inputs if d.symbol not in self.substitution]
+        self.moving = [s for s in self.inputs if s in varying]
+        self.fixed = [s for s in self.inputs if s not in varying]
+        assert [n for n, _ in prog.outputs] == list(METRICS)  # no timing: counts only
+        self._select(prog)
+        self.names = identifiers(self.inputs, _RESERVED)
+        arrays = [f"{self.names[s]}_in" for s in self.moving]
+        scalars = [f"{self.names[s]}_k" for s in self.fixed]
+        self.head = ", ".join([*arrays, *scalars])
+        self.floats = {s: f"{self.names[s]}_s" for s in self.inputs}
+        self.ints = {s: self.names[s] for s in self.inputs}
+        self._float_forms()
+
+    def _select(self, prog: Program) -> None:
+        """The forms, bounds, relations and requirements, aliases substituted; tests
+        among inputs that do not vary are the caller's, once (``_fixed_valid``)."""
+        sub, varying = self.substitution, self.varying
+        found, limits = forms(prog)
+        self.exprs = [e.xreplace(sub) for e in found]
+        self.bound = [b.xreplace(sub) for b in limits]
+        relations = [equation(r).xreplace(sub) for r in prog.relations]
+        relations = [r for r in relations if isinstance(r, sympy.Equality) and r.lhs != r.rhs]
+        checks = [(c.total.xreplace(sub), c.parts.xreplace(sub), c.either) for c in prog.checks]
+        checks = [c for c in checks if c[0] != c[1]]
+        self.relations = [r for r in relations if r.free_symbols & varying]
+        self.checks = [c for c in checks if (c[0].free_symbols | c[1].free_symbols) & varying]
+
+    def _float_forms(self) -> None:
+        """float64: every form, bound and tested side, common subexpressions shared."""
+        sides = [side for r in self.relations for side in r.args]
+        sides += [side for t, p, _ in self.checks for side in (t, p)]
+        exprs, bound = self.exprs, self.bound
+        temps = (sympy.Symbol(f"_f{i}") for i in itertools.count())
+        self.pairs, reduced = sympy.cse(
+            [*exprs, *bound, *sides], symbols=temps, optimizations="basic"
+        )
+        self.shadow = PythonPrinter(
+            {**self.floats, **{t: t.name for t, _ in self.pairs}}, exact=False
+        )
+        self.values = reduced[: len(exprs)]
+        self.largest = self._largest(reduced[len(exprs) : len(exprs) + len(bound)])
+        self.tests = self._tests(iter(reduced[len(exprs) + len(bound) :]))
+        self.good = " & ".join(f"{self.names[s]}_g" for s in self.moving) or "True"
+
+    def _tests(self, tested: Iterator[sympy.Expr]) -> list[str]:
+        """Each relation's and requirement's test, from its shared sides in order."""
+        show = self.shadow.doprint
+        tests = []
+        for _ in self.relations:
+            lhs, rhs = next(tested), next(tested)
+            tests.append(f"({show(lhs)} == {show(rhs)})")
+        for _, _, either in self.checks:
+            t, p = next(tested), next(tested)
+            test = _whole_quotient(show(t), show(p))
+            if either:
+                test = f"({test} | {_whole_quotient(show(p), show(t))})"
+            tests.append(test)
+        return tests
+
+    def _largest(self, bounds: Sequence[sympy.Expr]) -> str:
+        """The largest bound, as nested ``max`` calls."""
+        maximum = [self.shadow.doprint(b) for b in bounds]
+        m = maximum[0]
+        for other in maximum[1:]:
+            m = f"max({m}, {other})"
+        return m
+
+    def _read_floats(self, indent: str) -> list[str]:
         """Each input as a float; a varying one tested, and 1 where it is not valid (no
         division by zero in a row that is masked anyway)."""
         lines = []
-        for s in moving:
-            x = names[s]
+        for s in self.moving:
+            x = self.names[s]
             lines += [
                 f"{indent}{x}_f = float({x}_in[i])",
                 f"{indent}{x}_w = {x}_f == floor({x}_f)",
@@ -143,59 +181,67 @@ def kernel_source(
             ]
         return lines
 
-    good = " & ".join(f"{names[s]}_g" for s in moving) or "True"
-    maximum = [shadow.doprint(b) for b in largest]
-    m = maximum[0]
-    for other in maximum[1:]:
-        m = f"max({m}, {other})"
-    main = [f"def {name}({head}, out, ok):", "    n = ok.shape[0]"]
-    main += [f"    {floats[s]} = float({names[s]}_k)" for s in fixed]
-    main += ["    big = 0", "    frac = 0", "    for i in numba.prange(n):"]
-    main += read_floats("        ")
-    main += [f"        frac += 0 if {names[s]}_w else 1" for s in moving]
-    main += [f"        {t.name} = {shadow.doprint(e)}" for t, e in pairs]
-    main += [
-        f"        good = {good}",
-        f"        m = {m}",
-        f"        holds = {' & '.join(tests) or 'True'}",
-        f"        fine = good & holds & (m < {float(EXACT_FLOAT)!r})",
-        f"        big += 1 if good & (m >= {float(EXACT_FLOAT)!r}) else 0",
-    ]
-    main += [
-        f"        out[{k}, i] = np.int64(({shadow.doprint(v)}) if fine else 0.0)"
-        for k, v in enumerate(values)
-    ]
-    main += ["        ok[i] = fine", "    return big, frac"]
+    def _shared(self) -> list[str]:
+        """The float64 common subexpressions of a row."""
+        return [f"        {t.name} = {self.shadow.doprint(e)}" for t, e in self.pairs]
 
-    # int64: the rows the float loop left, with exact integer division and ``%``
-    ipairs, ireduced = sympy.cse(
-        exprs, symbols=(sympy.Symbol(f"_w{i}") for i in itertools.count()), optimizations="basic"
-    )
-    exact = PythonPrinter({**ints, **{t: t.name for t, _ in ipairs}})
-    holds = [f"({exact.doprint(r)})" for r in relations]
-    holds += [f"({exact.holds(t, p, e)})" for t, p, e in checks]
-    wide = [f"def {name}_wide({head}, out, ok, wide):", "    n = ok.shape[0]"]
-    wide += [f"    {floats[s]} = float({names[s]}_k)" for s in fixed]
-    wide += [f"    {ints[s]} = np.int64({names[s]}_k)" for s in fixed]
-    wide += ["    for i in numba.prange(n):", "        wide[i] = 0", "        if ok[i]:"]
-    wide += ["            continue"]
-    wide += read_floats("        ")
-    wide += [f"        if not ({good}):", "            continue"]
-    wide += [f"        {t.name} = {shadow.doprint(e)}" for t, e in pairs]
-    wide += [
-        f"        m = {m}",
-        f"        if m < {float(EXACT_FLOAT)!r}:  # the float loop decided: not valid",
-        "            continue",
-        f"        if m >= {float(WIDE)!r}:  # past int64: not computed",
-        "            wide[i] = 1",
-        "            continue",
-    ]
-    wide += [f"        {ints[s]} = np.int64({names[s]}_in[i])" for s in moving]
-    wide += [f"        if not ({' and '.join(holds) or 'True'}):", "            continue"]
-    wide += [f"        {t.name} = {exact.doprint(e)}" for t, e in ipairs]
-    wide += [f"        out[{k}, i] = {exact.doprint(v)}" for k, v in enumerate(ireduced)]
-    wide += ["        ok[i] = True"]
-    return "\n".join(main) + "\n\n\n" + "\n".join(wide) + "\n"
+    def main(self, name: str) -> list[str]:
+        """``name``: every row in float64, branch-free; counts the rows left for ``wide``
+        and the float inputs that are not whole."""
+        names, limit = self.names, float(EXACT_FLOAT)
+        lines = [f"def {name}({self.head}, out, ok):", "    n = ok.shape[0]"]
+        lines += [f"    {self.floats[s]} = float({names[s]}_k)" for s in self.fixed]
+        lines += ["    big = 0", "    frac = 0", "    for i in numba.prange(n):"]
+        lines += self._read_floats("        ")
+        lines += [f"        frac += 0 if {names[s]}_w else 1" for s in self.moving]
+        lines += self._shared()
+        lines += [
+            f"        good = {self.good}",
+            f"        m = {self.largest}",
+            f"        holds = {' & '.join(self.tests) or 'True'}",
+            f"        fine = good & holds & (m < {limit!r})",
+            f"        big += 1 if good & (m >= {limit!r}) else 0",
+        ]
+        lines += [
+            f"        out[{k}, i] = np.int64(({self.shadow.doprint(v)}) if fine else 0.0)"
+            for k, v in enumerate(self.values)
+        ]
+        return [*lines, "        ok[i] = fine", "    return big, frac"]
+
+    def wide(self, name: str) -> list[str]:
+        """``name_wide``: the rows the float loop left, with exact integer division and
+        ``%``; past 2^62 not computed, ``wide`` 1."""
+        names = self.names
+        lines = [f"def {name}_wide({self.head}, out, ok, wide):", "    n = ok.shape[0]"]
+        lines += [f"    {self.floats[s]} = float({names[s]}_k)" for s in self.fixed]
+        lines += [f"    {self.ints[s]} = np.int64({names[s]}_k)" for s in self.fixed]
+        lines += ["    for i in numba.prange(n):", "        wide[i] = 0", "        if ok[i]:"]
+        lines += ["            continue"]
+        lines += self._read_floats("        ")
+        lines += [f"        if not ({self.good}):", "            continue"]
+        lines += self._shared()
+        lines += [
+            f"        m = {self.largest}",
+            f"        if m < {float(EXACT_FLOAT)!r}:  # the float loop decided: not valid",
+            "            continue",
+            f"        if m >= {float(WIDE)!r}:  # past int64: not computed",
+            "            wide[i] = 1",
+            "            continue",
+        ]
+        lines += [f"        {self.ints[s]} = np.int64({names[s]}_in[i])" for s in self.moving]
+        return [*lines, *self._exact_row()]
+
+    def _exact_row(self) -> list[str]:
+        """A row of ``wide`` in int64: its relations and requirements, then its outputs."""
+        temps = (sympy.Symbol(f"_w{i}") for i in itertools.count())
+        pairs, reduced = sympy.cse(self.exprs, symbols=temps, optimizations="basic")
+        exact = PythonPrinter({**self.ints, **{t: t.name for t, _ in pairs}})
+        holds = [f"({exact.doprint(r)})" for r in self.relations]
+        holds += [f"({exact.holds(t, p, e)})" for t, p, e in self.checks]
+        lines = [f"        if not ({' and '.join(holds) or 'True'}):", "            continue"]
+        lines += [f"        {t.name} = {exact.doprint(e)}" for t, e in pairs]
+        lines += [f"        out[{k}, i] = {exact.doprint(v)}" for k, v in enumerate(reduced)]
+        return [*lines, "        ok[i] = True"]
 
 
 def _whole_quotient(total: str, parts: str) -> str:
