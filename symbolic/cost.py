@@ -113,8 +113,9 @@ class Cost:
         derivation = self.derivation
         reads = derivation.reads(step)
         groups: dict[sympy.Expr, list[Split | Lone]] = {}
-        for split in (*derivation.splits, *derivation.lone):
-            if not getattr(split, "replicates", False) and split.symbol in reads:
+        shared = [s for s in derivation.splits if not s.replicates]  # replicated: all alike
+        for split in (*shared, *derivation.lone):
+            if split.symbol in reads:
                 groups.setdefault(derivation.resolve(split.parts), []).append(split)
         if not groups:
             return step * self.chips
