@@ -32,7 +32,7 @@ from functools import cache, partial
 
 import sympy
 
-from shardcost.symbolic import METRICS, closed_form
+from shardcost.symbolic import closed_form
 
 from .exactness import bounds, division_form, maximal
 from .lowering import CHOOSE, Hoisting, Instr, Lowering, Reg, allocate, printed
@@ -52,12 +52,12 @@ def forms(prog: Program) -> tuple[tuple[sympy.Expr, ...], tuple[sympy.Expr, ...]
     two sides of each relation and requirement (so that a row's validity is exact too).
     Once per program, whatever inputs vary."""
     found = [
-        division_form(closed_form(prog.resolve(e))) if n in METRICS else prog.resolve(e)
+        division_form(closed_form(prog.resolve(e))) if n in prog.counts else prog.resolve(e)
         for n, e in prog.outputs
     ]
     limits = [d.symbol for d in prog.inputs]
     for (name, _), form in zip(prog.outputs, found, strict=True):
-        if name in METRICS:
+        if name in prog.counts:
             limits += bounds(form)
     for relation in prog.relations:
         limits += bounds(equation(relation).rhs)

@@ -30,7 +30,7 @@ from shardcost.errors import InternalError, InvalidValueError
 from shardcost.formulas import Layout, Phase
 from shardcost.formulas.conventions import phase as parse_phase
 from shardcost.formulas.hardware import NUMERIC_FIELDS
-from shardcost.symbolic import METRICS, Product
+from shardcost.symbolic import Product
 from shardcost.symbolic.dimensions import BY_SYMBOL
 
 from . import runtime
@@ -153,7 +153,7 @@ class ArrayPaths:
                 cast=frozenset(s for s, v in zip(symbols, cast, strict=True) if v),
                 whole=frozenset(s for s, v in zip(symbols, whole, strict=True) if v),
                 aliases=tuple((symbols[j], symbols[i]) for j, i in aliases),
-                outputs=frozenset(METRICS) if integer else None,
+                outputs=frozenset(prog.counts) if integer else None,
             )
             function = load(generated.source, name, {"_ceil": math.ceil, "_floor": math.floor})
             found = self.built[cache_key] = (generated, function)
@@ -241,12 +241,13 @@ class ArrayPaths:
         marked: in int64 where every bound stays below 2^62, else with Python ints."""
         n = inputs.n
         blocked, function = self.blocked(key, inputs.pattern(False), False)
+        prog = self.program(key)
         try:
             _, _, _, wide = run(blocked, function, inputs.floats(), n, np.float64, wide=True)
+            assert wide is not None
         except OverflowError:
             wide = np.ones(n, dtype=bool)
-        assert wide is not None
-        counts = {m: np.empty(n, dtype=object) for m in METRICS}
+        counts = {m: np.empty(n, dtype=object) for m in prog.counts}
         ok = np.empty(n, dtype=bool)
         narrow = np.flatnonzero(~wide)
         if narrow.size:
@@ -255,13 +256,13 @@ class ArrayPaths:
             except (ArithmeticError, UnsupportedNode):  # a constant past int64: Python ints
                 wide[narrow] = True
             else:
-                for m in METRICS:
+                for m in prog.counts:
                     counts[m][narrow] = found[m]
                 ok[narrow] = ok_narrow
         rest = np.flatnonzero(wide)
         if rest.size:
             found, ok_rest = self._python(key, inputs.gather(rest))
-            for m in METRICS:
+            for m in prog.counts:
                 counts[m][rest] = found[m]
             ok[rest] = ok_rest
         return counts, ok & inputs.whole()
@@ -274,7 +275,7 @@ class ArrayPaths:
         found = {
             name: v.astype(object) if isinstance(v, np.ndarray) else v
             for (name, _), v in zip(prog.outputs, values, strict=True)
-            if name in METRICS
+            if name in prog.counts
         }
         return found, ok
 
@@ -291,7 +292,7 @@ class ArrayPaths:
         found = {
             name: np.broadcast_to(v, (inputs.n,))
             for (name, _), v in zip(prog.outputs, out, strict=True)
-            if name in METRICS
+            if name in prog.counts
         }
         return found, positive & np.broadcast_to(fine, (inputs.n,))
 
@@ -310,7 +311,7 @@ class ArrayPaths:
         rows = np.flatnonzero(rough)
         result = {}
         for name, _ in prog.outputs:
-            if name not in METRICS:  # a time: floats, as the exact steps give them
+            if name not in prog.counts:  # a time: floats, as the exact steps give them
                 result[name] = np.full(shape, np.nan, dtype=object)
                 if floats:
                     result[name][...] = floats[name]
@@ -370,6 +371,19 @@ def requirement_side(expr: sympy.Expr, arrays: dict[sympy.Symbol, np.ndarray]) -
         f"def side({', '.join(names.values())}):\n    return {NumpyPrinter(names).doprint(expr)}\n"
     )
     return load(source, "side", {})(*arrays.values())
+
+
+@cache
+def array_paths(
+    layout: Layout, phase: str | Phase, timing: bool = False, fixed: Fixed = ()
+) -> ArrayPaths:
+    """The numpy paths a sweep evaluates (``codegen.sweep``): those of ``compile_layout``
+    (no scalar function), their programs with the extra counts (``program(extras=True)``:
+    chips and each collective's payload bytes) after the nine metrics."""
+    ph = parse_phase(phase)
+    layout.cost(ph)  # the phase must exist for this layout
+    found = variants(layout, ph, timing, fixed, extras=True)
+    return ArrayPaths(layout, ph, {v.values: v for v in found}, merged(found))
 
 
 @cache

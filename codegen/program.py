@@ -18,12 +18,12 @@ from functools import cache
 
 import sympy
 
-from shardcost.errors import InternalError
+from shardcost.errors import InputError, InternalError
 from shardcost.formulas import Conventions, Layout, Phase, timing_model
 from shardcost.formulas.hardware import NUMERIC_FIELDS, HardwareField
 from shardcost.formulas.inputs import describe
 from shardcost.formulas.registry import relations_for
-from shardcost.symbolic import METRICS, PER_CHIP, Derivation, Section, Step
+from shardcost.symbolic import METRICS, PER_CHIP, Cost, Derivation, Section, Step
 from shardcost.symbolic.dimensions import BY_NAME, BY_SYMBOL, DIMENSIONS, Dimension
 from shardcost.symbolic.divides import Divides
 from shardcost.symbolic.relation import Product
@@ -97,6 +97,14 @@ class Program:
     outputs: tuple[tuple[str, sympy.Expr], ...]  # metric name -> expression
     overlap: bool | None = None  # timing programs: whether communication overlaps
     relations: tuple[Product, ...] = ()  # the layer's relations among the inputs
+    # counts output beside the nine metrics, after them (``program(extras=True)``):
+    # ``chips``, then ``<collective>_bytes`` for each collective
+    extras: tuple[str, ...] = ()
+
+    @property
+    def counts(self) -> tuple[str, ...]:
+        """The names of the outputs that are whole counts (the others are times)."""
+        return (*METRICS, *self.extras)
 
     def default(self, dim: Dimension) -> int | Dimension | None:
         """What input ``dim`` is when not given (``default_of``)."""
@@ -188,10 +196,13 @@ def program(
     conventions: Conventions | None = None,
     overlap: bool | None = None,
     decoupled: bool = False,
+    extras: bool = False,
 ) -> Program:
     """The Program of ``layout`` in ``phase``; with ``overlap`` set, timing outputs too.
     ``decoupled``: without the layer's relations, so every dimension of one is an input
-    of its own (a model whose config sets head_dim apart from hidden_size / num_heads)."""
+    of its own (a model whose config sets head_dim apart from hidden_size / num_heads).
+    ``extras``: after the nine metrics, the counts a sweep writes beside them
+    (``extra_outputs``): the chips the layout spans and each collective's payload bytes."""
     phase = Phase(phase)
     conventions = conventions or Conventions()
     cost = layout.cost(phase, conventions)
@@ -202,6 +213,8 @@ def program(
     outputs += [(f"{n}_total", total) for n, total in cost.totals.items()]
     outputs.append(("communication_bytes", cost.communication_bytes))
     assert tuple(n for n, _ in outputs) == METRICS
+    counted = extra_outputs(cost) if extras else ()
+    outputs += counted
     hardware: tuple[HardwareField, ...] = ()
     if overlap is not None:
         model = timing_model(cost, phase, overlap, conventions)
@@ -211,6 +224,8 @@ def program(
     steps = [Assignment(s.symbol, s.expr, s.label, _count(s)) for s in derivation.steps]
     live = _live(steps, [e for _, e in outputs])
     used = set(cost.dimensions)
+    for _, expr in counted:
+        used |= derivation.resolve(expr).free_symbols
     checks = tuple(
         dataclasses.replace(
             r,
@@ -237,7 +252,34 @@ def program(
         tuple(outputs),
         overlap,
         () if decoupled else relations_for(layout, {d.symbol for d in inputs}),
+        tuple(n for n, _ in counted),
     )
+
+
+CHIPS = "chips"
+
+
+def extra_outputs(cost: Cost) -> list[tuple[str, sympy.Expr]]:
+    """The counts beside the nine metrics: ``chips`` (``Cost.chips``), then
+    ``<name>_bytes`` for each collective, its payload bytes per chip (the derivation step
+    ``Cost.collective_bytes`` resolves; zero on a group of one chip). InputError for a
+    collective whose name would repeat a metric's (a user layout's ``communication``)."""
+    out = [(CHIPS, cost.chips)]
+    out += [(collective_column(c.name), c.symbol) for c in cost.collectives]
+    taken = set(METRICS)
+    for name, _ in out:
+        if name in taken:
+            raise InputError(
+                f"the payload of collective {name.removesuffix('_bytes')!r} would be named "
+                f"{name}, which is taken: rename the collective"
+            )
+        taken.add(name)
+    return out
+
+
+def collective_column(name: str) -> str:
+    """The output (and sweep column) holding collective ``name``'s payload bytes."""
+    return f"{name}_bytes"
 
 
 def _count(step: Step) -> bool:

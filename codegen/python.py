@@ -131,17 +131,19 @@ def variants(
     fixed: Fixed = (),
     decoupled: bool = False,
     pinned: Fixed = (),
+    extras: bool = False,
 ) -> list[Variant]:
     """Every combination of the switches, each with its Program (the static conventions
     at ``fixed``, else their defaults); the defaults first. ``decoupled``: programs
-    without the layer's relations (``program``)."""
+    without the layer's relations; ``extras``: with chips and each collective's payload
+    among their outputs (``program``)."""
     switches = choices(layout, phase, timing, pinned)
     out = []
     for combo in itertools.product(*switches.values()):
         chosen = dict(fixed) | dict(zip(switches, combo, strict=True))
         overlap = chosen.pop(OVERLAP, None)
         conv = Conventions(**chosen)
-        out.append(Variant(combo, program(layout, phase, conv, overlap, decoupled)))
+        out.append(Variant(combo, program(layout, phase, conv, overlap, decoupled, extras)))
     return out
 
 

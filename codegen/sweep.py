@@ -4,6 +4,9 @@ Values are lists (``seq_len=1024,2048``), inclusive ranges (``seq_len=1024:8192:
 or geometric ranges (``batch_size=1:64:*2``). A range is counted, never built: the row
 limit is checked before anything is allocated, and each chunk computes its own values.
 Invalid combinations (heads not divisible by TP, say) are dropped and counted by reason.
+A row holds the inputs, the switches, the nine metrics, ``chips`` and each collective's
+payload bytes per chip (``<name>_bytes``; 0 in a combination of switches without it),
+then the timings when timed.
 
 Each chunk holds as many rows as fit in ``chunk_bytes`` and takes three steps::
 
@@ -53,7 +56,7 @@ from shardcost.symbolic import METRICS, Product
 from shardcost.symbolic.dimensions import BY_NAME as DIMENSIONS_BY_NAME
 
 from . import runtime
-from .compiled import ArrayPaths, broken, compile_layout, parse_phase
+from .compiled import ArrayPaths, array_paths, broken, parse_phase
 from .program import Program
 from .python import OVERLAP, Fixed, choices, fixed_conventions
 
@@ -232,11 +235,14 @@ class Grid:
     swept: Mapping[str, Sequence[Any]]
     switches: Mapping[str, Sequence[Any]]
     combos: tuple[tuple[Any, ...], ...]
+    # after the metrics: chips, then each collective's payload bytes (those of every
+    # combination of switches; a combination without one moves 0 bytes in it)
+    extras: tuple[str, ...] = ()
 
     @property
     def paths(self) -> ArrayPaths:
-        """The compiled numpy paths (built once per process: ``compile_layout`` caches)."""
-        return compile_layout(self.layout, self.phase, self.timed, self.static).arrays
+        """The compiled numpy paths (built once per process: ``array_paths`` caches)."""
+        return array_paths(self.layout, self.phase, self.timed, self.static)
 
     @property
     def sizes(self) -> tuple[int, ...]:
@@ -253,13 +259,14 @@ class Grid:
 
     @property
     def columns(self) -> list[str]:
-        return [*self.inputs, *self.switches, *METRICS, *(TIMINGS if self.timed else ())]
+        timings = TIMINGS if self.timed else ()
+        return [*self.inputs, *self.switches, *METRICS, *self.extras, *timings]
 
     def chunk_rows(self, chunk_bytes: int = CHUNK_BYTES) -> int:
         """Rows per chunk so that one chunk's working memory stays near ``chunk_bytes``:
         per row, the swept inputs, the evaluation's float64 outputs and temporaries, the
         int64 columns and the text of a line (numpy's assembly holds it twice over)."""
-        outputs = len(METRICS) + (len(TIMINGS) if self.timed else 0)
+        outputs = len(METRICS) + len(self.extras) + (len(TIMINGS) if self.timed else 0)
         per_row = 8 * (2 * len(self.inputs) + 4 * outputs + 16) + 64 * len(self.columns)
         return max(256, chunk_bytes // per_row)
 
@@ -324,6 +331,11 @@ class Grid:
         columns = [_input_column(args[name], n, keep) for name in self.inputs]
         columns += [Column(None, value) for value in key]
         columns += [_count_column(outputs[m], n, keep, at, exact.get(m)) for m in METRICS]
+        own = paths.program(key).extras
+        columns += [
+            _count_column(outputs[m], n, keep, at, exact.get(m)) if m in own else Column(None, 0)
+            for m in self.extras
+        ]
         if self.timed:
             columns += [_input_column(outputs[t], n, keep) for t in TIMINGS]
         return Block(count, columns, dropped)
@@ -340,7 +352,7 @@ def grid(
     ph = parse_phase(phase)
     static = _static(layout, ph, values, timed)
     values = {k: v for k, v in values.items() if k not in dict(static)}
-    paths: ArrayPaths = compile_layout(layout, ph, timed, static).arrays
+    paths: ArrayPaths = array_paths(layout, ph, timed, static)
     inputs = [*paths.names, *(_HARDWARE[s] for s in paths.params[paths.counts :])]
     switches = _switches(paths, values, hardware_name, timed)
     stray = [k for k in values if k not in inputs and k not in switches]
@@ -357,6 +369,15 @@ def grid(
     total = math.prod(len(v) for v in (*swept.values(), *switches.values()))
     if total > MAX_ROWS:
         raise InputError(f"{total:,} combinations: a sweep is limited to {MAX_ROWS:,}")
+    combos = tuple(itertools.product(*switches.values()))
+    extras = tuple(dict.fromkeys(n for key in combos for n in paths.program(key).extras))
+    columns = [*inputs, *switches, *METRICS, *extras]
+    repeated = next((c for c in columns if columns.count(c) > 1), None)
+    if repeated is not None:
+        raise InputError(
+            f"{layout.layer} layout {layout.name!r}: a collective's payload column would be "
+            f"named {repeated}, as another column is: rename the collective"
+        )
     return Grid(
         layout=layout,
         phase=ph,
@@ -366,7 +387,8 @@ def grid(
         fixed=fixed,
         swept=swept,
         switches=switches,
-        combos=tuple(itertools.product(*switches.values())),
+        combos=combos,
+        extras=extras,
     )
 
 

@@ -34,10 +34,18 @@ def degrees(lay) -> dict[str, int]:
     return {dim.name: 2 for dim in lay.degrees}
 
 
-def reference(lay, phase: str) -> dict:
+def reference(lay, phase: str, key: str = "metrics") -> dict:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", shardcost.UnevenSplitWarning)
-        return shardcost.metrics(lay.name, phase, layer=lay.layer, **degrees(lay))["metrics"]
+        return shardcost.metrics(lay.name, phase, layer=lay.layer, **degrees(lay))[key]
+
+
+def extras(lay, phase: str) -> dict[str, int]:
+    """What a sweep writes after the metrics: chips and each collective's payload."""
+    out = {"chips": reference(lay, phase, "chips")}
+    return out | {
+        f"{c['name']}_bytes": c["bytes_per_chip"] for c in reference(lay, phase, "collectives")
+    }
 
 
 def test_every_layer_is_declared_with_a_role_and_has_layouts() -> None:
@@ -59,6 +67,9 @@ def test_metrics_compile_and_sweep_agree(lay, phase: str) -> None:
     sweep(lay, phase, values, text, progress=False)
     (row,) = csv.DictReader(io.StringIO(text.getvalue()))
     assert {m: int(row[m]) for m in METRICS} == want
+    more = extras(lay, phase)
+    assert list(row)[list(row).index("communication_bytes") + 1 :] == list(more)
+    assert {k: int(row[k]) for k in more} == more
 
 
 @pytest.mark.parametrize(("lay", "phase"), CASES, ids=IDS)

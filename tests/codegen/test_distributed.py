@@ -58,6 +58,33 @@ def test_partitions_read_back_as_the_single_process_rows(scheduler: str, tmp_pat
     assert {k: row[k] for k in want} == want
 
 
+def test_parts_carry_chips_and_each_collective_as_the_single_process_sweep(
+    scheduler: str, tmp_path: Path
+) -> None:
+    values = {
+        "tensor_parallel": [1, 2, 4],
+        "context_parallel": [1, 2, 4],
+        "seq_len": list(range(1024, 1024 * 40 + 1, 1024)),
+    }
+    lay = get_layout("tp-cp")
+    single = tmp_path / "single.parquet"
+    sweep(lay, "prefill", values, single, fmt="parquet")
+    target = tmp_path / "parts"
+    sweep_dask(lay, "prefill", values, target, scheduler=scheduler, partition_rows=128)
+    assert len(parts(target)) == 3
+    got = pq.read_table(target)
+    assert got.equals(pq.read_table(single))
+    names = got.column_names
+    extras = ["chips", "softmax_stats_allreduce_bytes", "output_allreduce_bytes"]
+    extras.append("tp_allgather_bytes")
+    assert names[names.index("communication_bytes") + 1 :] == extras
+    for row in got.slice(0, 360).to_pylist()[::37]:
+        want = shardcost.metrics("tp-cp", **{k: row[k] for k in values})
+        assert row["chips"] == want["chips"] == row["tensor_parallel"] * row["context_parallel"]
+        for c in want["collectives"]:
+            assert row[f"{c['name']}_bytes"] == c["bytes_per_chip"]
+
+
 def test_a_part_past_int64_makes_the_column_strings_everywhere(
     scheduler: str, tmp_path: Path
 ) -> None:

@@ -60,9 +60,11 @@ def run(layout: str, values: dict[str, list], fmt: str = "csv", **kwargs: Any) -
 def reference(layout: str, values: dict[str, list], fmt: str = "csv") -> bytes:
     """The rows from shardcost.metrics (SymPy), one call per combination, written by the
     csv module (bools as true/false) or json.dumps: the bytes sweeps have always written.
-    Rows in column order, the last swept column varying fastest."""
+    Rows in column order, the last swept column varying fastest; after the metrics, chips
+    and each collective's payload bytes."""
     names = [c for c in COLUMNS[layout] if c in values]
     rows = []
+    extras: dict[str, None] = {}
     for combo in np.ndindex(*(len(values[n]) for n in names)):
         params = {n: values[n][i] for n, i in zip(names, combo, strict=True)}
         try:
@@ -70,8 +72,11 @@ def reference(layout: str, values: dict[str, list], fmt: str = "csv") -> bytes:
         except ImpossibleSplitError:
             continue
         row = {k: got["params"][k] for k in COLUMNS[layout]}
-        rows.append(row | got["metrics"])
-    columns = [*COLUMNS[layout], *METRICS]
+        more = {"chips": got["chips"]}
+        more |= {f"{c['name']}_bytes": c["bytes_per_chip"] for c in got["collectives"]}
+        extras |= dict.fromkeys(more)
+        rows.append(row | got["metrics"] | more)
+    columns = [*COLUMNS[layout], *METRICS, *extras]
     if fmt == "jsonl":
         return b"".join(json.dumps(r).encode() + b"\n" for r in rows)
     buffer = io.StringIO()
