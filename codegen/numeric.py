@@ -316,7 +316,8 @@ class _Program:
             f"    _chips = _whole({p(cost.chips)})",
             "    per = tuple(map(_whole, (" + ", ".join(p(s) for s in whole) + ",)))",
             f"    comm = _whole({p(cost.communication_bytes)})",
-            "    coll = tuple(map(_whole, (" + "".join(f"{p(c.symbol)}, " for c in cost.collectives)
+            "    coll = tuple(map(_whole, ("
+            + "".join(f"{p(c.symbol)}, " for c in cost.collectives)
             + ")))",
             "    tot = tuple(map(_whole, (" + ", ".join(p(cost.totals[k]) for k in keys) + ",)))",
             "    for v in (_chips, *per, *tot, comm, *coll):",
