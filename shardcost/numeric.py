@@ -242,20 +242,27 @@ def run_metrics(argv: Sequence[str]) -> tuple[str, list[str]] | None:
     return render_result(view, args["format"]), []
 
 
-def try_metrics(argv: Sequence[str]) -> int | None:
-    """Print ``shardcost metrics ...`` from a cached program and return 0, or None."""
+def attempt(run: Callable[[Sequence[str]], Any], argv: Sequence[str]) -> int | None:
+    """Print what ``run`` answers for ``argv`` from the cache (its text, or its text and
+    the notes for stderr) and return the exit status, or None: no answer, or any failure
+    (the fast path never fails a command the engine can answer)."""
     try:
-        done = run_metrics(argv)
-    except Exception:  # never let the fast path fail a command the engine can answer
+        done = run(argv)
+    except Exception:
         return None
     if done is None:
         return None
-    text, notes = done
+    text, notes = (done, []) if isinstance(done, str) else done
     status = _write(text)
     if status == 0:
         for line in notes:
             print(line, file=sys.stderr)
     return status
+
+
+def try_metrics(argv: Sequence[str]) -> int | None:
+    """Print ``shardcost metrics ...`` from a cached program and return 0, or None."""
+    return attempt(run_metrics, argv)
 
 
 def _built_in(layout: Any) -> bool:
@@ -404,13 +411,7 @@ def run_compare(argv: Sequence[str]) -> tuple[str, list[str]] | None:
 
 def try_compare(argv: Sequence[str]) -> int | None:
     """Print ``shardcost compare ...`` from cached programs and return 0, or None."""
-    try:
-        done = run_compare(argv)
-    except Exception:
-        return None
-    if done is None:
-        return None
-    return _write(done[0])
+    return attempt(run_compare, argv)
 
 
 def _write(text: str) -> int:

@@ -33,7 +33,7 @@ from fractions import Fraction
 from typing import Any
 
 from shardcost import cache
-from shardcost.numeric import _INTEGER, KIND, _load, _scan, _split, _write, resolve
+from shardcost.numeric import _INTEGER, KIND, _load, _scan, _split, attempt, resolve
 
 METRIC_NAMES = (
     "flops_per_chip",
@@ -514,13 +514,7 @@ def run_model(argv: Sequence[str]) -> str | None:
 
 def try_model(argv: Sequence[str]) -> int | None:
     """Print ``shardcost model ...`` from a cached entry and return 0, or None."""
-    try:
-        text = run_model(argv)
-    except Exception:  # never let the fast path fail a command the engine can answer
-        return None
-    if text is None:
-        return None
-    return _write(text)
+    return attempt(run_model, argv)
 
 
 # ------------------------------------------------------------ storing (after the engine)
