@@ -11,6 +11,7 @@ from typing import Any
 import sympy
 
 from shardcost.errors import InputError, InternalError
+from shardcost.reports.text import UNITS
 from shardcost.symbolic import METRICS, Derivation
 from shardcost.symbolic.cost import PER_CHIP, Cost
 from shardcost.symbolic.dimensions import PAST_SEQ_LEN
@@ -27,12 +28,6 @@ Requests = Sequence[Mapping[sympy.Symbol, sympy.Expr]]  # each request's, as a b
 
 
 # What the numbers of ``Result.to_dict`` count (stated in every JSON object).
-UNITS = {
-    "flops": "floating-point operations (a multiply-add is 2)",
-    "memory": "bytes",
-    "communication": "payload bytes per chip",
-    "timing": "milliseconds",
-}
 
 
 @dataclass(frozen=True)
@@ -157,6 +152,18 @@ class Result:
         """FLOPs per byte loaded (weights, plus the KV cache in decode)."""
         return Fraction(self.metrics.flops_per_chip, self.loaded_bytes_per_chip)
 
+    def collective_list(self) -> list[dict[str, Any]]:
+        """Each collective as the JSON gives it: name, kind, group, bytes per chip."""
+        return [
+            {
+                "name": c.name,
+                "kind": str(c.kind),
+                "group": str(c.group),
+                "bytes_per_chip": self.collectives[c.name],
+            }
+            for c in self.inputs.cost.collectives
+        ]
+
     def to_dict(self) -> dict[str, Any]:
         """The JSON object of DESIGN.md: layout, phase, params, metrics, timing (with hardware)
         and, for a ragged batch, ``ragged``."""
@@ -167,15 +174,7 @@ class Result:
             "params": self.inputs.params(),
             "chips": self.chips,
             "metrics": asdict(self.metrics),
-            "collectives": [
-                {
-                    "name": c.name,
-                    "kind": str(c.kind),
-                    "group": str(c.group),
-                    "bytes_per_chip": self.collectives[c.name],
-                }
-                for c in self.inputs.cost.collectives
-            ],
+            "collectives": self.collective_list(),
             "notes": list(self.notes),
         }
         if self.timing is not None:

@@ -141,6 +141,8 @@ class Component:
     timing: Timing | None
     result: Result | None = field(default=None, repr=False)
     block: int = -1  # the decoder block it belongs to; -1 outside the decoder layers
+    chips: int = 1  # the chips it spans (a row of vectors: those of the layer it follows)
+    collectives: tuple[dict[str, Any], ...] = ()  # as the metrics JSON gives them
 
     def row(self) -> dict[str, Any]:
         """The component as plain data (``numeric_model``: what the sums and renderers read)."""
@@ -152,6 +154,8 @@ class Component:
             "metrics": asdict(self.metrics),
             "timing": None if self.timing is None else asdict(self.timing),
             "block": self.block,
+            "chips": self.chips,
+            "collectives": list(self.collectives),
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -406,6 +410,8 @@ class _Stack:
                 None if r["timing"] is None else Timing(**r["timing"]),
                 None if r["eval"] is None else results[r["eval"]],
                 r["block"],
+                r["chips"],
+                tuple(r["collectives"]),
             )
             for r in self.rows
         ]
@@ -420,6 +426,7 @@ def record(result: Result) -> dict[str, Any]:
         "timing": None if result.timing is None else asdict(result.timing),
         "notes": result.notes,
         "chips": result.chips,
+        "collectives": result.collective_list(),
         "tp": int(inputs.dims.get(TENSOR_PARALLEL.name, 1)) if over_tp else 1,  # type: ignore[arg-type]
         "chip": chip_figures(inputs.hardware),
         "params": inputs.params(),

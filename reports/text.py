@@ -49,6 +49,15 @@ class Table(NamedTuple):
         return "\n".join([line(self.headers), *(line(row) for row in self.rows)])
 
 
+# what the JSON objects' numbers are counted in (``units`` of every JSON answer)
+UNITS = {
+    "flops": "floating-point operations (a multiply-add is 2)",
+    "memory": "bytes",
+    "communication": "payload bytes per chip",
+    "timing": "milliseconds",
+}
+
+
 def count(n: int) -> str:
     """An exact count with thousands separators, as the seeds write them."""
     return f"{n:,}"

@@ -34,6 +34,7 @@ from typing import Any
 
 from shardcost import cache
 from shardcost.numeric import _INTEGER, KIND, _load, _scan, _split, attempt, resolve
+from shardcost.reports.text import UNITS
 
 METRIC_NAMES = (
     "flops_per_chip",
@@ -168,7 +169,7 @@ def assemble(
             metrics, timing = vector_row(
                 elements * bytes_per_elem, kernels, like["chips"], like["chip"]
             )
-            rows.append(_row(piece, None, None, metrics, timing, None))
+            rows.append(_row(piece, None, None, metrics, timing, None, like["chips"], []))
             continue
         i = piece["eval"]
         if i not in done:
@@ -184,7 +185,18 @@ def assemble(
             said.append(TIED_NOTE)
         timing = record["timing"]
         timing = None if timing is None else {k: timing[k] for k in TIMING_NAMES}
-        rows.append(_row(piece, piece["layer"], piece["layout"], metrics, timing, i))
+        rows.append(
+            _row(
+                piece,
+                piece["layer"],
+                piece["layout"],
+                metrics,
+                timing,
+                i,
+                record["chips"],
+                record["collectives"],
+            )
+        )
     return rows, said, list(done.values())
 
 
@@ -195,6 +207,8 @@ def _row(
     metrics: dict[str, int],
     timing: dict[str, float] | None,
     evaluation: int | None,
+    chips: int,
+    collectives: Sequence[Mapping[str, Any]],
 ) -> dict[str, Any]:
     return {
         "name": piece["name"],
@@ -205,6 +219,8 @@ def _row(
         "timing": timing,
         "block": piece["block"],
         "eval": evaluation,
+        "chips": chips,
+        "collectives": [dict(c) for c in collectives],
     }
 
 
@@ -270,7 +286,9 @@ def component_json(row: Mapping[str, Any]) -> dict[str, Any]:
         "count": row["count"],
         "layer": row["layer"],
         "layout": row["layout"],
+        "chips": row["chips"],
         "metrics": dict(row["metrics"]),
+        "collectives": [dict(c) for c in row["collectives"]],
     }
     if row["timing"] is not None:
         out["timing"] = dict(row["timing"])
@@ -296,6 +314,7 @@ def model_json(view: Mapping[str, Any]) -> dict[str, Any]:
     }
     if view["timing"] is not None:
         out["timing"] = dict(view["timing"])
+    out["units"] = UNITS
     return out
 
 
@@ -436,6 +455,7 @@ def answer(entry: Mapping[str, Any], counts: Mapping[str, int]) -> dict[str, Any
             "timing": view["timing"],
             "notes": view["notes"],
             "chips": view["chips"],
+            "collectives": out["collectives"],
             "tp": int(dims.get("tensor_parallel", 1)) if ev["over_tp"] else 1,
             "chip": None if ev["chip"] is None else tuple(map(_fraction, ev["chip"])),
             "params": out["params"],

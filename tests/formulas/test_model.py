@@ -271,3 +271,22 @@ def test_bad_json_is_named(tmp_path: Path) -> None:
     path.write_text("{not json")
     with pytest.raises(shardcost.InputError, match=r"config.json: not valid JSON \(line 1"):
         shardcost.model_metrics(path)
+
+
+def test_model_json_components_carry_chips_collectives_and_units() -> None:
+    # Llama 3.2 1B, prefill, tp = 2, defaults batch_size = 1, seq_len = 2048: each layer's
+    # output all-reduce moves its tokens' hidden rows, 2048 · 2048 · 2 bytes = 8,388,608
+    got = shardcost.model_metrics(LLAMA_1B, layout="tp", tensor_parallel=2)
+    assert got["chips"] == 2
+    assert got["units"]["memory"] == "bytes"
+    by_name = {c["name"]: c for c in got["components"]}
+    allreduce = {
+        "name": "output_allreduce",
+        "kind": "all-reduce",
+        "group": "tp",
+        "bytes_per_chip": 2048 * 2048 * 2,
+    }
+    assert by_name["attention"]["collectives"] == [allreduce]
+    assert by_name["ffn"]["collectives"] == [allreduce]
+    assert by_name["norms"]["collectives"] == []  # vectors send nothing
+    assert all(c["chips"] == 2 for c in got["components"])
