@@ -44,7 +44,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from shardcost.errors import InputError, InternalError, WideCountWarning
+from shardcost.errors import InputError, InternalError, InvalidValueError, WideCountWarning
 from shardcost.formulas import TIMINGS, Layout, Phase
 from shardcost.formulas.conventions import BY_NAME as CONVENTIONS_BY_NAME
 from shardcost.formulas.conventions import parse_bool
@@ -313,7 +313,18 @@ class Grid:
             ) from None
         inputs = tuple(args[n] for n in self.inputs)
         n = hi - lo
-        outputs, ok, inexact = paths.evaluate(key, inputs, exact=False, strict=False)
+        try:
+            outputs, ok, inexact = paths.evaluate(key, inputs, exact=False, strict=False)
+        except InvalidValueError:  # a fixed input past int64: every row exactly, below
+            if self.timed:  # times come from the float64 pass only
+                raise InputError(
+                    "a fixed input past int64 leaves a timed sweep without its float64 "
+                    "pass; sweep without --hardware for exact counts"
+                ) from None
+            outputs, ok, _ = paths.evaluate(key, inputs, exact=True, strict=False)
+            counted = paths.program(key).counts
+            outputs = {k: np.zeros(n) if k in counted else v for k, v in outputs.items()}
+            inexact = np.ones(n, dtype=bool)
         ok = np.broadcast_to(ok, (n,))
         dropped: dict[str, int] = {}
         everything = bool(ok.all())

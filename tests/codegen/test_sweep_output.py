@@ -209,6 +209,21 @@ def test_exact_rows_sit_beside_int64_without_a_cliff() -> None:
         assert got == [w[m] for w in want], m
 
 
+def test_a_fixed_value_past_int64_with_one_swept_dimension_is_exact() -> None:
+    # seq_len = 2^70 fixed, tensor_parallel swept alone: the float64 pass cannot take the
+    # fixed part (a Python int past int64), so the block is computed in Python ints
+    values = {"seq_len": [2**70], "tensor_parallel": [1, 2]}
+    text = io.StringIO()
+    sweep(get_layout("tp"), "prefill", values, text, progress=False)
+    rows = list(csv.DictReader(io.StringIO(text.getvalue())))
+    for row, tp in zip(rows, values["tensor_parallel"], strict=True):
+        want = shardcost.metrics("tp", seq_len=2**70, tensor_parallel=tp)["metrics"]
+        assert {m: int(row[m]) for m in METRICS} == want
+    # times come from the float64 pass: a timed sweep says so in one line
+    argv = ["sweep", "tp", f"seq_len={2**70}", "tensor_parallel=1,2", "--hardware", "h100-sxm"]
+    assert main(argv) == 2
+
+
 def test_ranges_are_counted_never_built() -> None:
     seq = parse_values("seq_len", "1:40000000")
     assert isinstance(seq, Range) and len(seq) == 40_000_000
