@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from fractions import Fraction
 from functools import cache, cached_property
@@ -204,14 +204,19 @@ def evaluate(inputs: Inputs, *, each_request: bool = False) -> Result:
     lengths = inputs.ragged
     values: Values
     requests: Requests = ()
+    again: Callable[[Mapping[sympy.Symbol, sympy.Expr]], Values] | None = None
     if lengths is None:
         values = derivation.values(subs)
     else:
         ragged_values = ragged.evaluate_each if each_request else ragged.evaluate
         batch = ragged_values(_with_totals(derivation, cost), subs, lengths)
         values, requests = batch.values, batch.requests
+
+        def again(pinned: Mapping[sympy.Symbol, sympy.Expr]) -> Values:
+            return ragged_values(_pinned(derivation, pinned), subs, lengths).values
+
     chips = count(cost.chips, subs)
-    metrics, collectives, rough = _metrics(inputs, values, chips)
+    metrics, collectives, rough = _metrics(inputs, values, chips, again)
     timing = None
     if model is not None:
         timing = Timing(*(float(ratio(values[symbol], {})) for symbol in model.times.values()))
@@ -228,30 +233,37 @@ def evaluate(inputs: Inputs, *, each_request: bool = False) -> Result:
     )
 
 
-def _metrics(inputs: Inputs, values: Values, chips: int) -> tuple[Metrics, dict[str, int], bool]:
+def _metrics(
+    inputs: Inputs, values: Values, chips: int, again: Again | None = None
+) -> tuple[Metrics, dict[str, int], bool]:
     """The nine metrics and each collective's payload, each a whole number of at least 0,
     and whether a total had to be the busiest chip × chips (``_totals``)."""
     cost = inputs.cost
     per_chip = (cost.flops, cost.weight_bytes, cost.activation_bytes, cost.kv_cache_bytes)
     per_chip_values = [_whole(inputs, values, symbol) for symbol in per_chip]
-    totals, rough = _totals(inputs, values, per_chip_values, chips)
+    totals, rough = _totals(inputs, values, per_chip_values, chips, again)
     metrics = Metrics(*per_chip_values, *totals, _whole(inputs, values, cost.communication_bytes))
     return metrics, {c.name: _whole(inputs, values, c.symbol) for c in cost.collectives}, rough
 
 
 def _totals(
-    inputs: Inputs, values: Values, per_chip: list[int], chips: int
+    inputs: Inputs, values: Values, per_chip: list[int], chips: int, again: Again | None
 ) -> tuple[list[int], bool]:
     """The four totals over every chip (``Cost.totals``: uneven splits counted rank class
-    by rank class; in a ragged batch, request by request, ``_with_totals``). A ragged
-    batch keeps the busiest chip × chips for a total that is no sum over its requests
-    (``RAGGED_TOTALS``, in its notes when a split is uneven)."""
+    by rank class). A ragged batch adds them up request by request where they are such
+    sums (``_with_totals``), else evaluates each rank class as a batch of its own
+    (``_by_class``: a split of the batch's tokens); where neither can, it keeps the
+    busiest chip × chips (``RAGGED_TOTALS``, in its notes when a split is uneven)."""
+    cost = inputs.cost
+    steps = (cost.flops, cost.weight_bytes, cost.activation_bytes, cost.kv_cache_bytes)
     out, rough = [], False
-    for (name, expr), busiest in zip(inputs.cost.totals.items(), per_chip, strict=True):
-        if inputs.ragged is None:
+    for (name, expr), step, busiest in zip(cost.totals.items(), steps, per_chip, strict=True):
+        if inputs.ragged is None or again is None:
             value = sympy.sympify(expr).xreplace(values)  # type: ignore[arg-type]
         else:
             value = values.get(_TOTAL_SYMBOLS[name])
+            if value is None:
+                value = _by_class(cost, step, values, again)
             if value is None:
                 out.append(busiest * chips)
                 rough = True
@@ -263,6 +275,43 @@ def _totals(
 
 
 _TOTAL_SYMBOLS = {name: sympy.Symbol(f"{name}_over_chips") for name in PER_CHIP}
+Again = Callable[[Mapping[sympy.Symbol, sympy.Expr]], Values]  # the batch, steps pinned
+
+
+def _by_class(cost: Cost, step: sympy.Symbol, values: Values, again: Again) -> sympy.Expr | None:
+    """``step`` over every chip of a ragged batch, each rank class (``Cost.rank_classes``)
+    evaluated as the batch with its smaller shares pinned; None where a class's size
+    differs request by request (a split of a per-request length) or a pass has no value."""
+    found = cost.rank_classes(step)
+    if found is None:
+        return None
+    alike, classes = found
+    known = {s: v for s, v in values.items() if v is not None}
+    total = sympy.S.Zero
+    for ranks, pinned in classes:
+        n = sympy.sympify(ranks).xreplace(known)
+        if not n.is_Integer:
+            return None
+        if n == 0:
+            continue
+        try:
+            share = values[step] if not pinned else again(pinned).get(step)
+        except InputError:  # the pinned batch has no single value for a step
+            return None
+        if share is None:
+            return None
+        total += n * share
+    value = sympy.sympify(alike).xreplace(known) * total
+    return value if value.is_Integer else None
+
+
+def _pinned(derivation: Derivation, pinned: Mapping[sympy.Symbol, sympy.Expr]) -> Derivation:
+    """``derivation`` with the steps in ``pinned`` defined as given instead."""
+    steps = tuple(
+        replace(step, expr=pinned[step.symbol]) if step.symbol in pinned else step
+        for step in derivation.steps
+    )
+    return replace(derivation, steps=steps)
 
 
 @cache

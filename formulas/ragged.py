@@ -388,6 +388,9 @@ def _value(expr: sympy.Expr, columns: Mapping[sympy.Symbol, Column]) -> Column:
         return _rounded(args[0], up=isinstance(expr, sympy.ceiling))
     if isinstance(expr, sympy.Min | sympy.Max):
         return _extreme(args, minimum=isinstance(expr, sympy.Min))
+    if isinstance(expr, sympy.Mod):  # an uneven split's ranks with one more (totals)
+        (num, parts), den, bound = _common(args)
+        return Column(num % parts, den, bound)
     if expr.is_Piecewise:
         return _piecewise(expr, columns)
     raise NotImplementedError(type(expr).__name__)

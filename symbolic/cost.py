@@ -110,6 +110,21 @@ class Cost:
         return {name: self._summed(step) for name, step in zip(PER_CHIP, steps, strict=True)}
 
     def _summed(self, step: sympy.Symbol) -> sympy.Expr:
+        found = self.rank_classes(step)
+        if found is None:
+            return step * self.chips
+        alike, classes = found
+        derivation = self.derivation
+        shares = (n * (derivation.resolve_with(step, p) if p else step) for n, p in classes)
+        return alike * sympy.Add(*shares)
+
+    def rank_classes(
+        self, step: sympy.Symbol
+    ) -> tuple[sympy.Expr, list[tuple[sympy.Expr, dict[sympy.Symbol, sympy.Expr]]]] | None:
+        """The chips in classes of equal shares of what ``step`` reads (None: every chip
+        holds the same): how many chips each rank class stands for (the degrees no split
+        reads), and each class as (its ranks, the split steps it holds less of, with
+        their values there)."""
         derivation = self.derivation
         reads = derivation.reads(step)
         groups: dict[sympy.Expr, list[Split | Lone]] = {}
@@ -118,7 +133,7 @@ class Cost:
             if split.symbol in reads:
                 groups.setdefault(derivation.resolve(split.parts), []).append(split)
         if not groups:
-            return step * self.chips
+            return None
         classes: list[tuple[sympy.Expr, dict[sympy.Symbol, sympy.Expr]]] = [(sympy.S.One, {})]
         spanned = sympy.S.One
         for parts, splits in groups.items():
@@ -128,8 +143,7 @@ class Cost:
                 for n, pinned in classes
                 for m, more in _rank_classes(parts, splits, derivation)
             ]
-        shares = (n * (derivation.resolve_with(step, p) if p else step) for n, p in classes)
-        return self.chips / spanned * sympy.Add(*shares)
+        return self.chips / spanned, classes
 
     @cached_property
     def collective_bytes(self) -> dict[str, sympy.Expr]:

@@ -58,13 +58,12 @@ def share(n: int, parts: int, rank: int) -> int:
 def over_ranks(rank_metrics: list[dict], other: int) -> dict:
     """The nine metrics from each CP rank's own four quantities (and ``other`` ranks of the
     other degrees alike): per chip, the busiest rank's (rank 0 holds every larger share);
-    totals, every chip's added up; ``busiest_totals``, the busiest chip × chips."""
+    totals, every chip's added up."""
     busiest = rank_metrics[0]
     assert all(busiest[k] >= m[k] for m in rank_metrics for k in busiest)
-    chips = other * len(rank_metrics)
     metrics = {f"{k}_per_chip": v for k, v in busiest.items()}
     metrics |= {f"{k}_total": other * sum(m[k] for m in rank_metrics) for k in busiest}
-    return metrics, {f"{k}_total": v * chips for k, v in busiest.items()}
+    return metrics
 
 
 def reference(layout: str, phase: str, p: dict, conv: dict | None = None) -> dict:
@@ -88,10 +87,10 @@ def reference(layout: str, phase: str, p: dict, conv: dict | None = None) -> dic
     tp = p["tensor_parallel"] if layout in TP_LAYOUTS else 1
     cp = p["context_parallel"] if layout in CP_LAYOUTS else 1
     ranks = [_rank(layout, phase, p, conv, tp, cp, j) for j in range(cp)]
-    metrics, busiest = over_ranks([r[0] for r in ranks], tp)
+    metrics = over_ranks([r[0] for r in ranks], tp)
     comm = ranks[0][1]
     metrics["communication_bytes"] = sum(comm.values())
-    return {"metrics": metrics, "collectives": comm, "chips": tp * cp, "busiest_totals": busiest}
+    return {"metrics": metrics, "collectives": comm, "chips": tp * cp}
 
 
 def _rank(
@@ -181,10 +180,10 @@ def _ulysses(phase: str, p: dict, conv: dict) -> dict:
     sends the outputs back to the tokens' ranks."""
     cp = p["context_parallel"]
     ranks = [_ulysses_rank(phase, p, conv, j) for j in range(cp)]
-    metrics, busiest = over_ranks([r[0] for r in ranks], 1)
+    metrics = over_ranks([r[0] for r in ranks], 1)
     comm = ranks[0][1]
     metrics["communication_bytes"] = sum(comm.values())
-    return {"metrics": metrics, "collectives": comm, "chips": cp, "busiest_totals": busiest}
+    return {"metrics": metrics, "collectives": comm, "chips": cp}
 
 
 def _ulysses_rank(phase: str, p: dict, conv: dict, j: int) -> tuple[dict, dict]:

@@ -59,14 +59,8 @@ def test_matches_independent_reference(layout: str, data: st.DataObject) -> None
     p |= {"past_seq_len": lengths, "batch_size": len(lengths)}
     got = run(layout, **for_layout(layout, p, conv))
     want = reference(layout, "decode", p, conv)
-    exact = {k: v for k, v in want["metrics"].items() if not k.endswith("_total")}
-    assert {k: v for k, v in got["metrics"].items() if not k.endswith("_total")} == exact
-    # totals: every chip's share added up, or, where a per-request length splits unevenly,
-    # the busiest chip × chips, which the notes then say
-    for key, total in want["metrics"].items():
-        if key.endswith("_total") and got["metrics"][key] != total:
-            assert got["metrics"][key] == want["busiest_totals"][key]
-            assert RAGGED_TOTALS in got["notes"]
+    assert got["metrics"] == want["metrics"]  # totals: every chip's share added up
+    assert RAGGED_TOTALS not in got["notes"]
     assert all(type(v) is int for v in got["metrics"].values())
 
 
@@ -74,13 +68,6 @@ def test_matches_independent_reference(layout: str, data: st.DataObject) -> None
 def test_equal_lengths_are_the_uniform_batch(layout: str) -> None:
     uniform = run(layout, past_seq_len=1000, batch_size=3, hardware="h100-sxm")
     ragged = run(layout, past_seq_len=[1000, 1000, 1000], hardware="h100-sxm")
-    if RAGGED_TOTALS in ragged["notes"]:  # ulysses: 3 new tokens over 2 CP ranks
-        assert layout == "ulysses"
-        chips = ragged["chips"]
-        for key in ("flops", "weight_memory", "activation_memory", "kv_cache"):
-            got, busiest = ragged["metrics"][f"{key}_total"], ragged["metrics"][f"{key}_per_chip"]
-            assert got in (uniform["metrics"][f"{key}_total"], busiest * chips)
-        ragged["metrics"] |= {k: v for k, v in uniform["metrics"].items() if k.endswith("_total")}
     assert ragged["metrics"] == uniform["metrics"]
     assert ragged["timing"] == uniform["timing"]
     assert ragged["ragged"]["max_over_mean"] == 1.0
