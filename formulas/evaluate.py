@@ -234,7 +234,7 @@ def evaluate(inputs: Inputs, *, each_request: bool = False) -> Result:
 
 
 def _metrics(
-    inputs: Inputs, values: Values, chips: int, again: Again | None = None
+    inputs: Inputs, values: Values, chips: int, again: Again | None
 ) -> tuple[Metrics, dict[str, int], bool]:
     """The nine metrics and each collective's payload, each a whole number of at least 0,
     and whether a total had to be the busiest chip × chips (``_totals``)."""
@@ -258,7 +258,7 @@ def _totals(
     steps = (cost.flops, cost.weight_bytes, cost.activation_bytes, cost.kv_cache_bytes)
     out, rough = [], False
     for (name, expr), step, busiest in zip(cost.totals.items(), steps, per_chip, strict=True):
-        if inputs.ragged is None or again is None:
+        if again is None:  # one batch, not ragged
             value = sympy.sympify(expr).xreplace(values)  # type: ignore[arg-type]
         else:
             value = values.get(_TOTAL_SYMBOLS[name])
