@@ -47,6 +47,18 @@ ASSUMPTIONS = (
     "Prefill overlap is counted in tokens of a fresh seq_len-token prefill, at its "
     "wall-clock time per token.",
 )
+# the JSON's collectives (the text report does not list them)
+COLLECTIVES = (
+    "Collectives: the decode step's, per component (count: its layers), payload bytes per "
+    "chip for the whole batch; the host copies are no collective."
+)
+# What the numbers of the JSON are in
+UNITS = {
+    "memory": "bytes",
+    "communication": "payload bytes per chip",
+    "timing": "milliseconds",
+    "bandwidth": "GB/s (10^9 bytes per second) per direction",
+}
 _DECODE_ONLY = {"past_seq_len", "new_tokens"} | {
     name for name, c in CONVENTIONS_BY_NAME.items() if c.phases == (Phase.DECODE,)
 }
@@ -116,7 +128,20 @@ class KVTier:
             "prefill_seq_len": self.prefill_seq_len,
             "prefill_ms_per_token": self.prefill_ms_per_token,
             "requests": [asdict(r) for r in self.requests],
-            "assumptions": list(ASSUMPTIONS),
+            "collectives": [
+                {
+                    "component": c.name,
+                    "layer": c.layer,
+                    "layout": c.layout,
+                    "count": c.count,
+                    **collective,
+                }
+                for c in self.decode.components
+                for collective in c.collectives
+            ],
+            "notes": list(self.decode.notes),
+            "assumptions": [*ASSUMPTIONS, COLLECTIVES],
+            "units": dict(UNITS),
         }
 
 

@@ -50,11 +50,20 @@ import numpy as np
 
 from shardcost.errors import InputError, ShardcostError
 
-from .conventions import Phase
+from .conventions import TIMING_CONVENTIONS, Phase
 from .families import ModelConfig, Part, load_config
 from .hardware import FIELDS_BY_NAME as HARDWARE_BY_NAME
 from .hardware import Hardware
-from .model import FROM_CONFIG, Slot, _given, _per_chip, layer_call, part_params, walk
+from .model import (
+    FROM_CONFIG,
+    Slot,
+    _given,
+    _per_chip,
+    layer_call,
+    part_params,
+    piece_name,
+    walk,
+)
 from .registry import Layout, Role, get_layer, get_layout
 
 CP_LAYOUTS = {
@@ -105,6 +114,20 @@ DEFINITIONS = (
     "Experts span the stage's tensor- and data-parallel chips; data-parallel replicas step "
     "together so that their tokens meet at the experts.",
 )
+# the JSON's collectives (the text reports do not list them)
+COLLECTIVES = (
+    "Collectives: each layer's, per stage and phase (name, kind, group, payload bytes per "
+    "chip, and how many layers of the stage issue it): a prefill microbatch at the prompt's "
+    "length, a decode microbatch at the last step's past length; the stage-to-stage send "
+    "once per boundary a microbatch crosses (v·pp − 1)."
+)
+# What the numbers of a plan's JSON are in
+UNITS = {
+    "memory": "bytes (the *_gb figures: decimal GB, 10^9 bytes; *_gib: binary GiB, 2^30)",
+    "communication": "payload bytes per chip",
+    "timing": "milliseconds",
+    "throughput": "tokens per second",
+}
 
 
 # -- plans ---------------------------------------------------------------------------------
@@ -327,6 +350,8 @@ class PlanResult:
     pipeline: Pipeline
     serving: Serving
     notes: tuple[str, ...] = ()
+    # every stage's collectives in each phase, and the stage-to-stage send (DEFINITIONS)
+    collectives: tuple[dict[str, Any], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -335,6 +360,7 @@ class PlanResult:
             "memory": self.memory.to_dict(),
             "pipeline": self.pipeline.to_dict(),
             "serving": self.serving.to_dict(),
+            "collectives": [dict(c) for c in self.collectives],
             "notes": list(self.notes),
         }
 
@@ -396,6 +422,7 @@ class _Evaluator:
         self.given = dict(given)
         self.calls: dict[tuple, dict[str, Any]] = {}
         self.read: set[str] = set()
+        self.said: dict[tuple, list[dict[str, Any]]] = {}
 
     def __call__(
         self, lay: Layout, part: Part, ph: Phase, extra: Mapping[str, object]
@@ -409,6 +436,32 @@ class _Evaluator:
         found = self.calls.get(key)
         if found is None:
             found = self.calls[key] = call.function(**call.kwargs)
+        return found
+
+    def collectives(
+        self, lay: Layout, part: Part, ph: Phase, extra: Mapping[str, object]
+    ) -> list[dict[str, Any]]:
+        """Each collective of ``lay`` for ``part`` with ``extra`` (scalars): name, kind,
+        group and payload bytes per chip, as ``metrics --format json`` gives them. The
+        engine's evaluation (a compiled call gives only their sum), without the chip: bytes
+        do not depend on it."""
+        from .evaluate import evaluate
+        from .inputs import applicable_params, resolve_inputs
+
+        offered = part_params(self.config, lay.layer, part, self.given) | dict(extra)
+        counted = {
+            k: v
+            for k, v in offered.items()
+            if k not in HARDWARE_BY_NAME and k not in TIMING_CONVENTIONS
+        }
+        mine = applicable_params(lay, ph, counted)
+        key = (lay.layer, lay.name, ph, tuple(sorted((k, str(v)) for k, v in mine.items())))
+        found = self.said.get(key)
+        if found is None:
+            inputs = resolve_inputs(
+                lay.name, str(ph), layer=lay.layer, params=mine, decoupled_heads=True
+            )
+            found = self.said[key] = evaluate(inputs).collective_list()
         return found
 
 
@@ -499,6 +552,31 @@ class _Placement:
                 out = dict(out) | {"weight_memory_per_chip": 0}  # counted with the embedding
             found.add(out, piece.count)
         return found
+
+    def collectives(self, stage: Stage, ph: Phase, batch: int, length: int) -> list[dict[str, Any]]:
+        """Stage ``stage``'s collectives for ``batch`` requests at ``length``, one entry per
+        component and collective, ``count`` its layers on the stage."""
+        found: dict[tuple[str, str], dict[str, Any]] = {}
+        for piece in walk(self.config, stage.layers, first=stage.first, last=stage.last):
+            if piece.part is None:
+                continue
+            lay = self.layouts[piece.part.layer]
+            extra = self._extra(lay.layer, ph, batch, length)
+            for c in self.ev.collectives(lay, piece.part, ph, extra):
+                key = (piece_name(piece, lay), c["name"])
+                if key in found:
+                    found[key]["count"] += piece.count
+                    continue
+                found[key] = {
+                    "phase": str(ph),
+                    "stage": stage.index,
+                    "component": key[0],
+                    "layer": lay.layer,
+                    "layout": lay.name,
+                    "count": piece.count,
+                    **c,
+                }
+        return list(found.values())
 
 
 # -- a plan, evaluated ---------------------------------------------------------------------
@@ -653,9 +731,12 @@ def evaluate_plan(
     reserve: Fraction = DEFAULT_RESERVE,
     min_context: int = 0,
     evaluator: _Evaluator | None = None,
+    collectives: bool = True,
 ) -> PlanResult:
     """Memory, pipeline and serving figures of ``plan``; InputError when the plan cannot
-    run the model (from the plan, or from a layer's validation)."""
+    run the model (from the plan, or from a layer's validation). ``collectives``: with
+    each stage's collectives (``with_collectives``; a search adds them to the plans it
+    reports only)."""
     ev = evaluator or _Evaluator(config, hw, given or {})
     place = _Placement(config, plan, ev)
     w = workload
@@ -678,7 +759,7 @@ def evaluate_plan(
             f"{w.concurrency} requests over dp={plan.dp}: the busiest replica serves "
             f"{batches.replica}"
         )
-    return PlanResult(
+    result = PlanResult(
         plan,
         {k: lay.name for k, lay in place.layouts.items()},
         memory,
@@ -686,6 +767,41 @@ def evaluate_plan(
         _serving(plan, w, batches, costs, sends_ms, fit),
         tuple(notes),
     )
+    return with_collectives(result, w, ev) if collectives else result
+
+
+def with_collectives(result: PlanResult, w: Workload, ev: _Evaluator) -> PlanResult:
+    """``result`` with every stage's collectives: a prefill microbatch at the prompt's
+    length, a decode microbatch at the last step's past length (none without decode
+    steps); then, with stages, the stage-to-stage send of each phase, once per boundary
+    a microbatch crosses."""
+    plan, out = result.plan, []
+    place = _Placement(ev.config, plan, ev)
+    b = _Batches.of(plan, w)
+    sends = (result.pipeline.p2p_bytes_prefill, result.pipeline.p2p_bytes_decode)
+    phases = [(Phase.PREFILL, w.prompt, sends[0])]
+    if w.output > 1:
+        phases.append((Phase.DECODE, w.prompt + w.output - 2, sends[1]))
+    for ph, length, _ in phases:
+        for stage in place.stages:
+            out += place.collectives(stage, ph, b.micro, length)
+    if plan.pp > 1:
+        out += [
+            {
+                "phase": str(ph),
+                "stage": None,
+                "component": "stage_send",
+                "layer": None,
+                "layout": None,
+                "count": plan.chunks * plan.pp - 1,
+                "name": "stage_send",
+                "kind": "send-recv",
+                "group": "2",
+                "bytes_per_chip": payload,
+            }
+            for ph, _, payload in phases
+        ]
+    return replace(result, collectives=tuple(out))
 
 
 def _bottleneck(dec: list[_StageCost], tpot: float, sends: float) -> str:
@@ -764,7 +880,8 @@ class PlanSearch:
             "front": [r.to_dict() for r in self.front],
             "best": {k: r.to_dict() for k, r in self.best.items()},
             "seconds": self.seconds,
-            "definitions": list(DEFINITIONS),
+            "definitions": [*DEFINITIONS, COLLECTIVES],
+            "units": dict(UNITS),
         }
 
 
@@ -856,6 +973,7 @@ def search(
                 reserve=reserve,
                 min_context=limits.min_context,
                 evaluator=ev,
+                collectives=False,
             )
         except InputError as exc:
             invalid[_reason(exc)] = invalid.get(_reason(exc), 0) + 1
@@ -873,6 +991,12 @@ def search(
     best = (
         {name: min(results, key=rank) for name, (_, rank) in OBJECTIVES.items()} if results else {}
     )
+    front = pareto(results)
+    # what the search reports gets its collectives (the engine's, a few ms a plan)
+    told = {id(r): with_collectives(r, workload, ev) for r in (*front, *best.values())}
+    results = [told.get(id(r), r) for r in results]
+    front = [told[id(r)] for r in front]
+    best = {k: told[id(r)] for k, r in best.items()}
     return PlanSearch(
         config,
         hw,
@@ -886,7 +1010,7 @@ def search(
         {k: tuple(v) for k, v in big_plans.items()},
         over,
         tuple(results),
-        tuple(pareto(results)),
+        tuple(front),
         best,
         time.perf_counter() - start,
     )
@@ -961,7 +1085,8 @@ class PlannedModel:
             "hardware": self.hardware.name,
             "workload": asdict(self.workload),
             **self.result.to_dict(),
-            "definitions": list(DEFINITIONS),
+            "definitions": [*DEFINITIONS, COLLECTIVES],
+            "units": dict(UNITS),
         }
 
 
