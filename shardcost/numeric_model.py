@@ -21,13 +21,14 @@ Standard library only at module level and on the fast path.
 """
 
 # open(), not pathlib: the fast path keeps its cold start short
-# ruff: noqa: PTH123
+# ruff: noqa: PTH116, PTH123
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import stat
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from fractions import Fraction
 from typing import Any
@@ -379,8 +380,10 @@ def _config_path(text: str) -> str | None:
 
 def _config_digest(path: str) -> str | None:
     """The sha256 of the config file's bytes, or None (then the engine reads it, and
-    says what is wrong)."""
+    says what is wrong). Only a regular file is opened: a FIFO would block ``open``."""
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return None
         with open(path, "rb") as f:
             data = f.read(MAX_CONFIG + 1)
     except (OSError, ValueError):

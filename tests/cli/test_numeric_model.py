@@ -283,3 +283,23 @@ def test_the_second_process_imports_neither_sympy_nor_numpy(tmp_path: Path) -> N
     base = ["model", config, "--layout", "tp", "--hardware", "h100-sxm", "tensor_parallel=8"]
     assert runs[1].stdout == _fresh([*base, "batch_size=8"])[1]
     assert runs[2].stdout == _fresh([*base, "--format", "json", "batch_size=2"])[1]
+
+
+def test_a_fifo_is_refused_not_waited_on(tmp_path: Path) -> None:
+    """The fast path hashes the config before the engine reads it: it must not open a
+    FIFO (``open`` blocks until a writer comes), only a regular file."""
+    fifo = tmp_path / "config.json"
+    os.mkfifo(fifo)
+    done = subprocess.run(
+        [sys.executable, "-m", "shardcost", "model", str(fifo)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stderr == (
+        f"shardcost: error: {fifo}: not a regular file (a device, pipe or socket); "
+        "give a local config.json\n"
+    )
