@@ -48,6 +48,7 @@ from .python import (
     module_source,
     variants,
 )
+from .stored import ident, stored
 
 HARDWARE_NAMES = {f.symbol: f.name for f in NUMERIC_FIELDS}
 
@@ -75,6 +76,9 @@ class ArrayPaths:
     # (conventions, call pattern, int64) -> the generated program and its function
     built: dict[tuple[Any, ...], tuple[Blocked, Callable[..., tuple]]] = field(default_factory=dict)
     _exact: dict[tuple[Any, ...], Callable[..., tuple]] = field(default_factory=dict)
+    # what names these paths across processes (``stored.ident``): blocked programs are
+    # kept on disk under it; None: never
+    ident: tuple[Any, ...] | None = None
 
     @cached_property
     def params(self) -> tuple[sympy.Symbol, ...]:
@@ -145,15 +149,19 @@ class ArrayPaths:
             symbols = prog.symbols
             varying, cast, whole, aliases = pattern
             name = f"{prog.name}_{'int64' if integer else 'float64'}"
-            generated = blocked_source(
-                prog,
-                name,
-                frozenset(s for s, v in zip(symbols, varying, strict=True) if v),
-                integer=integer,
-                cast=frozenset(s for s, v in zip(symbols, cast, strict=True) if v),
-                whole=frozenset(s for s, v in zip(symbols, whole, strict=True) if v),
-                aliases=tuple((symbols[j], symbols[i]) for j, i in aliases),
-                outputs=frozenset(prog.counts) if integer else None,
+            generated = stored(
+                "blocked",
+                None if self.ident is None else (*self.ident, cache_key),
+                lambda: blocked_source(
+                    prog,
+                    name,
+                    frozenset(s for s, v in zip(symbols, varying, strict=True) if v),
+                    integer=integer,
+                    cast=frozenset(s for s, v in zip(symbols, cast, strict=True) if v),
+                    whole=frozenset(s for s, v in zip(symbols, whole, strict=True) if v),
+                    aliases=tuple((symbols[j], symbols[i]) for j, i in aliases),
+                    outputs=frozenset(prog.counts) if integer else None,
+                ),
             )
             function = load(generated.source, name, {"_ceil": math.ceil, "_floor": math.floor})
             found = self.built[cache_key] = (generated, function)
@@ -373,6 +381,12 @@ def requirement_side(expr: sympy.Expr, arrays: dict[sympy.Symbol, np.ndarray]) -
     return load(source, "side", {})(*arrays.values())
 
 
+def _exists(layout: Layout, ph: Phase) -> None:
+    """InputError unless ``layout`` is defined in ``ph`` (without building its cost)."""
+    if ph not in layout.phases:
+        layout.cost(ph)  # says which phases it has
+
+
 @cache
 def array_paths(
     layout: Layout, phase: str | Phase, timing: bool = False, fixed: Fixed = ()
@@ -381,9 +395,10 @@ def array_paths(
     (no scalar function), their programs with the extra counts (``program(extras=True)``:
     chips and each collective's payload bytes) after the nine metrics."""
     ph = parse_phase(phase)
-    layout.cost(ph)  # the phase must exist for this layout
-    found = variants(layout, ph, timing, fixed, extras=True)
-    return ArrayPaths(layout, ph, {v.values: v for v in found}, merged(found))
+    _exists(layout, ph)
+    name = ident(layout, str(ph), timing, fixed, False, (), True)
+    found = stored("variants", name, lambda: variants(layout, ph, timing, fixed, extras=True))
+    return ArrayPaths(layout, ph, {v.values: v for v in found}, merged(found), ident=name)
 
 
 @cache
@@ -405,10 +420,15 @@ def compile_layout(
     generated instead of every combination.
     """
     ph = parse_phase(phase)
-    layout.cost(ph)  # the phase must exist for this layout
-    found = variants(layout, ph, timing, fixed, decoupled, pinned)
-    paths = ArrayPaths(layout, ph, {v.values: v for v in found}, merged(found))
-    name, source, relations = module_source(layout, ph, timing, fixed, decoupled, pinned)
+    _exists(layout, ph)
+    what = ident(layout, str(ph), timing, fixed, decoupled, pinned, False)
+    found = stored("variants", what, lambda: variants(layout, ph, timing, fixed, decoupled, pinned))
+    paths = ArrayPaths(layout, ph, {v.values: v for v in found}, merged(found), ident=what)
+    name, source, relations = stored(
+        "module",
+        what,
+        lambda: module_source(layout, ph, timing, fixed, decoupled, pinned, found),
+    )
     function = load(source, name, {"_arrays": paths, "_inf": math.inf, "_relations": relations})
     function.layout = layout
     function.phase = ph

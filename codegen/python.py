@@ -166,14 +166,17 @@ def module_source(
     fixed: Fixed = (),
     decoupled: bool = False,
     pinned: Fixed = (),
+    found: list[Variant] | None = None,
 ) -> tuple[str, str, tuple[Product, ...]]:
     """(function name, Python source, the relations the source reads as ``_relations``)
-    of the compiled function for ``layout`` in ``phase``.
+    of the compiled function for ``layout`` in ``phase``; ``found``: its ``variants``,
+    when the caller has them.
 
     Scalar Python ints take the derivation's steps in exact integers; anything else
     (arrays, numpy scalars, floats) is handed to the numpy paths.
     """
-    found = variants(layout, phase, timing, fixed, decoupled, pinned)
+    if found is None:
+        found = variants(layout, phase, timing, fixed, decoupled, pinned)
     head = merged(found)
     switches = choices(layout, phase, timing, pinned)
     optimized = [inlined(v.program) for v in found]

@@ -754,13 +754,19 @@ def _peak(hw: Hardware, static: tuple[tuple[str, Any], ...], b: int) -> float:
 
 @cache
 def _used(lay: Layout, ph: Phase, static: tuple[tuple[str, Any], ...]) -> frozenset[str]:
-    """The dimensions ``lay`` reads in ``ph`` under the static conventions given."""
+    """The dimensions ``lay`` reads in ``ph`` under the static conventions given (kept on
+    disk between runs, ``codegen.stored``: deriving them builds the layer's cost)."""
+    from shardcost.codegen.stored import ident, stored
     from shardcost.symbolic.dimensions import BY_SYMBOL
 
     from .inputs import choose_conventions
 
-    chosen = choose_conventions(lay, ph, dict(static), timed=True)
-    return frozenset(BY_SYMBOL[s].name for s in lay.cost(ph, chosen).dimensions if s in BY_SYMBOL)
+    def derive() -> frozenset[str]:
+        chosen = choose_conventions(lay, ph, dict(static), timed=True)
+        cost = lay.cost(ph, chosen)
+        return frozenset(BY_SYMBOL[s].name for s in cost.dimensions if s in BY_SYMBOL)
+
+    return stored("used", ident(lay, str(ph), static), derive)
 
 
 def _convention(name: str, given: Mapping[str, object]) -> Any:
