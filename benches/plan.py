@@ -7,13 +7,20 @@ model and of 64 and 1,024 chips for a DeepSeek-V3-shaped one: the first search i
 process (the layers' compiled functions built) and repeated ones. Each figure: seconds,
 and the ratio to the baseline (min, median, spread over the repeats).
 
+Then the command in a new process, as a user runs it (``shardcost plan llama-3.1-8b
+--chips 8``): with the cache off (every program derived), and with a warm cache (the
+programs loaded from disk, ``codegen.stored``), against ``python -c "import sympy"``.
+
     python benches/plan.py [REPEATS]
 """
 
 from __future__ import annotations
 
+import os
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -78,5 +85,37 @@ def main() -> None:
         )
 
 
+def _process(argv: list[str], env: dict[str, str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(argv, env=env, check=True, capture_output=True)
+    return time.perf_counter() - start
+
+
+def new_processes(repeats: int) -> None:
+    """The plan command in fresh processes: cache off, warm cache; against importing SymPy."""
+    root = Path(__file__).resolve().parents[1]
+    config = str(CONFIGS / "llama-3.1-8b.json")
+    plan = [sys.executable, "-m", "shardcost", "plan", config, "--chips", "8"]
+    plan += ["--hardware", "h100-sxm", "--format", "json"]
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {**os.environ, "PYTHONPATH": str(root), "SHARDCOST_CACHE_DIR": tmp}
+        env.pop("SHARDCOST_NO_CACHE", None)
+        sympy = [_process([sys.executable, "-c", "import sympy"], env) for _ in range(repeats)]
+        base = min(sympy)
+        off = [_process(plan, {**env, "SHARDCOST_NO_CACHE": "1"}) for _ in range(repeats)]
+        _process(plan, env)  # fills the cache
+        warm = [_process(plan, env) for _ in range(repeats)]
+    print(f"\nbaseline: python -c 'import sympy' {base:.3f} s (min of {repeats})")
+    heads = ("min s", "median s", "min x", "median x", "spread x")
+    print(f"{'plan llama-3.1-8b, 8 chips':28} " + " ".join(f"{h:>8}" for h in heads))
+    for label, runs in (("new process, cache off", off), ("new process, warm cache", warm)):
+        ratios = [t / base for t in runs]
+        print(
+            f"{label:28} {min(runs):8.2f} {statistics.median(runs):8.2f} {min(ratios):8.2f} "
+            f"{statistics.median(ratios):8.2f} {max(ratios) - min(ratios):8.2f}"
+        )
+
+
 if __name__ == "__main__":
     main()
+    new_processes(int(sys.argv[1]) if len(sys.argv) > 1 else 3)
