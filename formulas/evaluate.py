@@ -350,27 +350,42 @@ def _whole(inputs: Inputs, values: Values, symbol: sympy.Symbol) -> int:
 
 
 def _ragged_notes(derivation: Derivation, values: Values, requests: Requests) -> tuple[str, ...]:
-    """The uneven splits of a ragged batch: a split of a per-request length is reported
-    once for each distinct length (in the order of their first requests)."""
+    """The uneven splits of a ragged batch, one note per split: its numbers where every
+    request that splits unevenly splits alike, else how many requests do (a batch of
+    10,000 lengths gives a few notes, not thousands); in the order of their first
+    requests."""
     known = {k: v for k, v in values.items() if v is not None}
+    lone = _lone_notes(derivation, {**requests[0], **known}) if len(requests) else ()
     if isinstance(requests, ragged.Requests):
         try:
-            return _distinct_notes(derivation, known, requests)
+            found = _distinct_splits(derivation, known, requests)
+            return (*_summarised(derivation, found, len(requests)), *lone)
         except NotImplementedError:
             pass  # request by request below
-    notes = (note for r in requests for note in _uneven_notes(derivation, {**r, **known}))
-    return tuple(dict.fromkeys(notes))
+    found: list[_Uneven] = []
+    for i, request in enumerate(requests):
+        given = {**request, **known}
+        for k, split in enumerate(derivation.splits):
+            total, parts = count(split.total, given), count(split.parts, given)
+            if (split.replicates and total < parts) or total % parts:
+                found.append((i, k, total, parts, 1))
+    return (*_summarised(derivation, found, len(requests)), *lone)
 
 
-def _distinct_notes(
+# An uneven split in a ragged batch: (its first request's place, the split's index,
+# total, parts, how many requests have these numbers)
+_Uneven = tuple[int, int, int, int, int]
+
+
+def _distinct_splits(
     derivation: Derivation, known: Mapping[sympy.Symbol, sympy.Expr], requests: ragged.Requests
-) -> tuple[str, ...]:
-    """``_ragged_notes`` with each split's two sides evaluated over the distinct lengths at
-    once: the notes of the first request of each length, in request order."""
+) -> list[_Uneven]:
+    """Each split's two sides evaluated over the distinct lengths at once: where they
+    split unevenly."""
     import numpy as np
 
-    rank = requests.distinct.rank
-    found: list[tuple[int, int, str]] = []  # (its first request's place, split, note)
+    rank, counts = requests.distinct.rank, requests.distinct.counts
+    found: list[_Uneven] = []
     for k, split in enumerate(derivation.splits):
         total, parts = (requests.counts(side, known) for side in (split.total, split.parts))
         same = not (np.ndim(total) or np.ndim(parts))  # one value for every request
@@ -378,13 +393,46 @@ def _distinct_notes(
         flagged = np.asarray(total % parts != 0, dtype=bool)
         if split.replicates:
             flagged |= np.asarray(total < parts, dtype=bool)
-        names = _names(split, derivation)
         for row in np.flatnonzero(flagged).tolist():
-            note = _split_note(split, names, int(total[row]), int(parts[row]))
-            if note is not None:
-                found.append((0 if same else int(rank[row]), k, note))
-    found.sort(key=lambda f: f[:2])
-    return tuple(dict.fromkeys(note for _, _, note in found))
+            place, n = (0, len(requests)) if same else (int(rank[row]), int(counts[row]))
+            found.append((place, k, int(total[row]), int(parts[row]), n))
+    return found
+
+
+def _summarised(derivation: Derivation, found: list[_Uneven], batch: int) -> list[str]:
+    """One note per split and kind (fewer positions than ranks, or an uneven split): the
+    numbers themselves when every request concerned has the same, else how many have
+    them (``reports.text.uneven_summary``)."""
+    from shardcost.reports.text import uneven_summary
+
+    groups: dict[tuple[int, bool], list[_Uneven]] = {}
+    for entry in sorted(found):
+        _, k, total, parts, _ = entry
+        fewer = derivation.splits[k].replicates and total < parts
+        groups.setdefault((k, fewer), []).append(entry)
+    notes = []
+    for (k, fewer), entries in sorted(groups.items(), key=lambda g: (g[1][0][0], g[0])):
+        split = derivation.splits[k]
+        names = _names(split, derivation)
+        shapes = {(total, parts) for _, _, total, parts, _ in entries}
+        first = entries[0]
+        if len(shapes) == 1:
+            note = _split_note(split, names, first[2], first[3])
+        else:
+            every = {parts for _, parts in shapes}
+            note = uneven_summary(
+                names[0],
+                names[1],
+                first[3] if len(every) == 1 else None,
+                split.what,
+                fewer,
+                sum(n for *_, n in entries),
+                batch,
+                first[2],
+            )
+        if note is not None:
+            notes.append(note)
+    return notes
 
 
 def _ragged_batch(
@@ -399,13 +447,22 @@ def _ragged_batch(
 def _uneven_notes(
     derivation: Derivation, values: Mapping[sympy.Symbol, sympy.Expr]
 ) -> tuple[str, ...]:
-    from shardcost.reports.text import lone_note
 
     notes = []
     for split in derivation.splits:
         total, parts = count(split.total, values), count(split.parts, values)
         if (split.replicates and total < parts) or total % parts:
             notes.append(_split_note(split, _names(split, derivation), total, parts))
+    return (*notes, *_lone_notes(derivation, values))
+
+
+def _lone_notes(
+    derivation: Derivation, values: Mapping[sympy.Symbol, sympy.Expr]
+) -> tuple[str, ...]:
+    """The notes of the steps one rank holds (``symbolic.trace.Lone``)."""
+    from shardcost.reports.text import lone_note
+
+    notes = []
     for lone in derivation.lone:
         note = lone_note(lone.what, describe(lone.parts, derivation), count(lone.parts, values))
         if note is not None:

@@ -122,6 +122,34 @@ def uneven_note(
     return None
 
 
+def uneven_summary(
+    total_name: str,
+    parts_name: str,
+    parts: int | None,
+    what: str,
+    fewer: bool,
+    requests: int,
+    batch: int,
+    first: int,
+) -> str:
+    """The note for a split that many requests of a ragged batch, each at its own length,
+    split unevenly (``fewer``: into fewer positions than ranks); ``parts`` None when the
+    ranks differ among them; ``batch``: the requests in all; ``first``: the first such
+    request's total."""
+    over = parts_name if parts is None else f"{parts_name}={parts}"
+    which = f"in {requests:,} of the {batch:,} requests (the first: {first})"
+    if fewer:
+        return (
+            f"{total_name} is less than {over} {which}: each of their {what} is replicated "
+            "over the ranks (one per chip)"
+        )
+    return (
+        f"{total_name} does not divide evenly by {over} {which}: per-chip metrics describe "
+        f"each request's busiest chip ({what}: the ceiling of its share); totals add up "
+        "every rank's share, as torch.tensor_split cuts"
+    )
+
+
 def lone_note(what: str, parts_name: str, parts: int) -> str | None:
     """The note for a step one rank of ``parts`` holds (``symbolic.trace.Lone``), or None
     on one rank."""

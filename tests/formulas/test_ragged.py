@@ -344,3 +344,32 @@ def test_requests_are_computed_when_read() -> None:
     key_len = result.derivation.step("key_len").symbol
     assert [r[key_len] for r in requests] == [65, 9, 65]  # S_past + 1 each
     assert requests[0] is requests[2]  # one length, one evaluation
+
+
+def test_many_uneven_requests_make_one_note_per_split() -> None:
+    """Past lengths 4096, 63, 64, 17, 4098 and 1 over 4 ranks. Keys (past + 1): 4097, 64,
+    65, 18, 4099, 2 — all but 64 split unevenly, 5 of 6. Cache: 4096, 63, 64, 17, 4098, 1
+    — 63, 17, 4098 and 1 do, 4 of 6. One note each, not one per request; and the same from
+    the request-by-request definition."""
+    lengths = [4096, 63, 64, 17, 4098, 1]
+    inputs = resolve_inputs("cp-kv-sharded", "decode", params={"past_seq_len": lengths})
+    notes = [n for n in evaluate(inputs).notes if "divide" in n]
+    assert notes == [
+        "keys each new token attends to (S_k) does not divide evenly by context_parallel=4 "
+        "in 5 of the 6 requests (the first: 4097): per-chip metrics describe each request's "
+        "busiest chip (attended key positions: the ceiling of its share); totals add up every "
+        "rank's share, as torch.tensor_split cuts",
+        "positions per sequence in the KV cache (S_kv) does not divide evenly by "
+        "context_parallel=4 in 4 of the 6 requests (the first: 63): per-chip metrics describe "
+        "each request's busiest chip (cached positions: the ceiling of its share); totals add "
+        "up every rank's share, as torch.tensor_split cuts",
+    ]
+    assert evaluate(inputs, each_request=True).notes == evaluate(inputs).notes
+    many = resolve_inputs(
+        "cp-kv-sharded", "decode", params={"past_seq_len": list(range(1, 10_001))}
+    )
+    # keys 2..10,001: all but the 2,500 multiples of 4 are uneven, 7,500; the cache
+    # (1..10,000) likewise
+    found = [n.split(" (the first")[0] for n in evaluate(many).notes]
+    assert len(found) == 2
+    assert all(n.endswith("=4 in 7,500 of the 10,000 requests") for n in found)
