@@ -33,6 +33,7 @@ from shardcost.formulas.hardware import NUMERIC_FIELDS
 from shardcost.symbolic import Product
 from shardcost.symbolic.dimensions import BY_SYMBOL
 
+from . import blocked as generator
 from . import runtime
 from .arrays import Inputs, Pattern, constant, run
 from .blocked import Blocked, blocked_source
@@ -151,7 +152,10 @@ class ArrayPaths:
             name = f"{prog.name}_{'int64' if integer else 'float64'}"
             generated = stored(
                 "blocked",
-                None if self.ident is None else (*self.ident, cache_key),
+                # the limits the generator reads (tests lower them) are part of the name
+                None
+                if self.ident is None
+                else (*self.ident, cache_key, generator.EXACT_FLOAT, generator.WIDE),
                 lambda: blocked_source(
                     prog,
                     name,

@@ -164,10 +164,8 @@ def test_kv_tier_collectives_by_hand() -> None:
 def test_plan_collectives_match_the_model_command(config: str) -> None:
     """One stage, one request: a plan's collectives are the `model` command's, component by
     component, at the prompt's length (prefill) and the last step's past length (decode)."""
-    plan = _json(
-        ["model", config, "--plan", "tp=8", "--hardware", "h200", "--prompt", "512"]
-        + ["--output-tokens", "9"]
-    )
+    workload = ("--prompt", "512", "--output-tokens", "9")
+    plan = _json(["model", config, "--plan", "tp=8", "--hardware", "h200", *workload])
     for phase, length in (("prefill", "seq_len=512"), ("decode", "past_seq_len=519")):
         model = _json(
             ["model", config, "--layout", "tp", "tensor_parallel=8", "--phase", phase, length]
