@@ -4,8 +4,9 @@ Every shardcost command is a fresh Python process. The baseline is a process tha
 imports SymPy, measured in the same run (round-robin with the commands, so load on the
 machine hits all alike); the floor is a process that does nothing. Prints min, median
 and spread (max/min) of N runs of each command and its ratios to the baseline.
-``metrics`` runs twice: from the program cache (``shardcost.numeric``, no SymPy: what a
-user sees from the second run on) and with the cache off (the engine every time). The
+``metrics`` and ``sweep`` run twice: from the program cache (``shardcost.numeric``,
+``numeric_sweep``; no SymPy: what a user sees from the second run on) and with the cache
+off (the engine every time). The
 first rows are imports: ``import shardcost`` loads no SymPy; ``import shardcost.symbolic``
 is the engine alone, no formulas.
 
@@ -72,6 +73,26 @@ COMMANDS = {
         "past_seq_len=32768,4096,64",
     ],
     "shardcost spec render (15 documents)": [PY, "-m", "shardcost", "spec", "render", OUT],
+    "shardcost sweep tp batch_size=1:64 seq_len=1024,2048": [
+        PY,
+        "-m",
+        "shardcost",
+        "sweep",
+        "tp",
+        "batch_size=1:64",
+        "seq_len=1024,2048",
+    ],
+    "shardcost sweep tp batch_size=1:1000 seq_len=1:1000 -o FILE": [
+        PY,
+        "-m",
+        "shardcost",
+        "sweep",
+        "tp",
+        "batch_size=1:1000",
+        "seq_len=1:1000",
+        "-o",
+        str(Path(OUT) / "sweep.csv"),
+    ],
 }
 
 
@@ -80,6 +101,8 @@ NO_CACHE = {"SHARDCOST_NO_CACHE": "1"}
 ENGINE_ALSO = (
     "shardcost metrics tp --format json",
     "shardcost metrics tp-cp --phase decode --hardware seed-test",
+    "shardcost sweep tp batch_size=1:64 seq_len=1024,2048",
+    "shardcost sweep tp batch_size=1:1000 seq_len=1:1000 -o FILE",
 )
 
 

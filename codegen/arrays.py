@@ -18,13 +18,14 @@ import weakref
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from shardcost.errors import InvalidValueError
 
-from .blocked import Blocked
+if TYPE_CHECKING:  # a cached sweep runs these programs without importing SymPy
+    from .blocked import Blocked
 
 PARALLEL_MIN = 1 << 16  # rows below which one thread is quicker
 SPARE_BYTES = 64 << 20  # output memory kept for the next call, once nothing reads it

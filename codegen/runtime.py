@@ -21,9 +21,9 @@ from shardcost.formulas.hardware import FRACTIONS, ZERO_ALLOWED, number
 from shardcost.symbolic.dimensions import Dimension
 from shardcost.symbolic.relation import Product
 
+from . import plain
+from .plain import EXACT_FLOAT, ceil_log2, valid  # noqa: F401  (generated code: _rt.*)
 from .program import Given, Program
-
-EXACT_FLOAT = 2**53  # float64 holds every integer below this, and not all above
 
 
 def not_divisible(
@@ -81,17 +81,8 @@ def complete_rows(relation: Product, total: Any, left: Any, right: Any) -> tuple
     """``relation``'s three values row by row, derived as ``product`` does, but never
     raising: where the missing factor does not divide out, the derived one is the floor
     and the row breaks the relation (the compiled paths mask such rows)."""
-    if total is None:
-        left = relation.left.default if left is None else left
-        right = relation.right.default if right is None else right
-        return np.multiply(left, right), left, right
-    if left is not None and right is not None:
-        return total, left, right
-    if left is None and right is None:
-        right = relation.right.default
-    known = right if left is None else left
-    derived = np.floor_divide(total, np.maximum(known, 1))  # a size below 1 is refused anyway
-    return (total, derived, right) if left is None else (total, left, derived)
+    defaults = (relation.left.default, relation.right.default)
+    return plain.complete_product(total, left, right, *defaults)
 
 
 def mismatch(relation: Product, total: Any, left: Any, right: Any) -> ImpossibleSplitError:
@@ -115,19 +106,24 @@ def complete(prog: Program, given: Mapping[str, Any]) -> dict[str, Any]:
     """``given`` with every input of ``prog`` filled in row by row, never raising: each
     relation derives a missing dimension (``complete_rows``), a dimension defaulting to
     another takes its value, and the rest take their defaults."""
-    values = dict(given)
+    return plain.complete(preamble(prog), given)
+
+
+def preamble(prog: Program) -> tuple[plain.Node, ...]:
+    """``prog``'s preamble as plain data (``codegen.plain``): what a cached sweep
+    program keeps of it."""
+    nodes: list[plain.Node] = []
     for node in prog.preamble:
         if isinstance(node, Given):
-            if values.get(node.dimension.name) is None:
-                source = node.default
-                values[node.dimension.name] = (
-                    values[source.name] if isinstance(source, Dimension) else source
-                )
-            continue
-        names = [d.name for d in node.dimensions]
-        derived = complete_rows(node, *(values.get(n) for n in names))
-        values.update(zip(names, derived, strict=True))
-    return values
+            source = node.default
+            borrowed = isinstance(source, Dimension)
+            nodes.append(
+                ("given", node.dimension.name, source.name if borrowed else source, borrowed)
+            )
+        else:
+            names = tuple(d.name for d in node.dimensions)
+            nodes.append(("product", names, (node.left.default, node.right.default)))
+    return tuple(nodes)
 
 
 def not_positive(names: tuple[str, ...], values: tuple[object, ...]) -> InvalidValueError:
@@ -202,14 +198,6 @@ def all_valid(values: tuple[np.ndarray, ...]) -> bool:
     return True
 
 
-def valid(values: tuple[np.ndarray, ...]) -> np.ndarray:
-    """Where every input is a positive whole number."""
-    mask = np.ones(np.broadcast_shapes(*(np.shape(v) for v in values)), dtype=bool)
-    for value in values:
-        mask &= (value >= 1) & (value == np.floor(value)) if value.dtype != object else value >= 1
-    return mask
-
-
 def where(condition: object, then: object, otherwise: object) -> np.ndarray:
     """``np.where`` on object arrays: exact for Python ints of any size."""
     return np.where(condition, np.asarray(then, dtype=object), np.asarray(otherwise, dtype=object))
@@ -223,18 +211,6 @@ def maximum(a: object, b: object) -> np.ndarray:
 def minimum(a: object, b: object) -> np.ndarray:
     """``np.minimum`` on object arrays: exact for Python ints of any size."""
     return np.minimum(np.asarray(a, dtype=object), np.asarray(b, dtype=object))
-
-
-def ceil_log2(n: Any) -> Any:
-    """⌈log2 n⌉ of whole n ≥ 1 (``symbolic.functions.CeilLog2``): Python ints in integers,
-    arrays by their binary exponent (``frexp``: exact, no logarithm rounds)."""
-    if isinstance(n, int):
-        return (n - 1).bit_length()
-    array = np.asarray(n)
-    if array.dtype == object:  # exact mode: Python ints of any size
-        return np.vectorize(lambda x: (int(x) - 1).bit_length(), otypes=[object])(array)
-    mantissa, exponent = np.frexp(array.astype(np.float64))
-    return np.where(mantissa == 0.5, exponent - 1, exponent)  # n = 0.5·2^e: a power of 2
 
 
 def full(value: object, shape_: tuple[int, ...]) -> np.ndarray:

@@ -349,6 +349,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     import warnings
 
     from shardcost.codegen.sweep import WideCountWarning, output_format, parse_values, sweep
+    from shardcost.codegen.sweep_rows import summary
 
     given: dict[str, Sequence[Any]] = {}
     for item in args.assignments:
@@ -388,14 +389,11 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         raise InputError(f"cannot write {target}: {exc.strerror or exc}") from None
     for warning in caught:
         print(f"{PROG}: warning: {warning.message}", file=sys.stderr)
-    dropped = "; ".join(f"{reason}: {n:,}" for reason, n in result.dropped.items())
-    where = f" to {target}" if target else ""
-    print(
-        f"wrote {result.rows:,} rows{where} in {result.seconds:.2f} s; dropped "
-        f"{result.total - result.rows:,} of {result.total:,} combinations"
-        + (f" ({dropped})" if dropped else ""),
-        file=sys.stderr,
-    )
+    print(summary(result, target), file=sys.stderr)
+    if not dask:
+        from shardcost.numeric_sweep import store_sweep
+
+        store_sweep(args, fmt)  # the next run needs no SymPy
     return 0
 
 

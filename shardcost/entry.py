@@ -1,8 +1,8 @@
 """The ``shardcost`` command's entry point: answers from the cache first, then the engine.
 
-A numeric command whose program is cached (``shardcost.numeric``) and a ``verify`` whose
-verdicts are (``shardcost.fastverify``) are answered without importing SymPy or the
-formulas; anything else goes to ``shardcost.cli``.
+A numeric command whose program is cached (``shardcost.numeric``, ``numeric_model``,
+``numeric_sweep``) and a ``verify`` whose verdicts are (``shardcost.fastverify``) are
+answered without importing SymPy or the formulas; anything else goes to ``shardcost.cli``.
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from shardcost.fastverify import try_cached
     from shardcost.numeric import try_compare, try_metrics
     from shardcost.numeric_model import try_model
+    from shardcost.numeric_sweep import try_sweep
 
-    for fast in (try_metrics, try_compare, try_model, try_cached):
+    for fast in (try_metrics, try_compare, try_model, try_sweep, try_cached):
         done = fast(args)
         if done is not None:
             return done
