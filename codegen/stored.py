@@ -29,16 +29,10 @@ KIND = "codegen"
 T = TypeVar("T")
 
 
-def built_in(layout: Layout) -> bool:
-    """Whether ``layout`` is one of the package's own (defined in formulas/layers/)."""
-    module = str(getattr(layout.build, "__module__", ""))
-    return module.startswith("shardcost.formulas.layers.")
-
-
 def ident(layout: Layout, *args: Any) -> tuple[Any, ...] | None:
     """What names a derivation of ``layout`` with ``args`` across processes, or None for a
     layout that is not the package's own."""
-    return (layout.layer, layout.name, *args) if built_in(layout) else None
+    return (layout.layer, layout.name, *args) if layout.built_in else None
 
 
 def stored(what: str, name: tuple[Any, ...] | None, build: Callable[[], T]) -> T:

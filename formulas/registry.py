@@ -129,6 +129,13 @@ class Layout:
     # parallel degrees does not pick one
     companions: tuple[tuple[str, str], ...] = ()
 
+    @property
+    def built_in(self) -> bool:
+        """Whether this is one of the package's own layouts (defined in formulas/layers/):
+        its formulas are the package's source, so what is derived from them may be cached
+        under the source's digest; a user's would outlive the file it came from."""
+        return str(getattr(self.build, "__module__", "")).startswith("shardcost.formulas.layers.")
+
     def cost(self, phase: Phase, conventions: Conventions | None = None) -> Cost:
         """The symbolic cost of this layout in ``phase`` (built once, then cached)."""
         if Phase(phase) not in self.phases:

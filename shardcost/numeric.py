@@ -265,12 +265,6 @@ def try_metrics(argv: Sequence[str]) -> int | None:
     return attempt(run_metrics, argv)
 
 
-def _built_in(layout: Any) -> bool:
-    """Whether ``layout`` is one of the package's own (defined in formulas/layers/)."""
-    module = str(getattr(layout.build, "__module__", ""))
-    return module.startswith("shardcost.formulas.layers.")
-
-
 def store_metrics(argv_assignments: Sequence[str], args: Any, result: Any) -> None:
     """After the engine answered ``metrics``: write the program for next time, when the
     call is one a program can take (counts as plain numbers, conventions as text, a
@@ -278,7 +272,7 @@ def store_metrics(argv_assignments: Sequence[str], args: Any, result: Any) -> No
     from shardcost.codegen.numeric import Unsupported, metrics_source
     from shardcost.formulas.conventions import BY_NAME as CONVENTIONS
 
-    if not _built_in(result.inputs.layout) or getattr(args, "file", None):
+    if not result.inputs.layout.built_in or getattr(args, "file", None):
         return  # a user's layout: its program would outlive the file it came from
     pairs = [tuple(a.partition("=")[::2]) for a in argv_assignments]
     counts, fixed = _split(pairs)  # type: ignore[arg-type]
@@ -455,7 +449,7 @@ def _store_compare(
         return
     if getattr(args, "file", None):
         return  # user layouts: their programs would outlive the files they came from
-    if not all(_built_in(r.inputs.layout) for table in tables for r in table.results):
+    if not all(r.inputs.layout.built_in for table in tables for r in table.results):
         return
     if args.hardware is not None and (args.hardware.endswith(".toml") or "/" in args.hardware):
         return

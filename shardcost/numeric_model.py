@@ -632,7 +632,6 @@ def _entry(
         _Stack,
         record,
     )
-    from shardcost.numeric import _built_in
     from shardcost.symbolic.dimensions import BY_NAME as DIMENSIONS
     from shardcost.symbolic.dimensions import BYTES_PER_ELEM
 
@@ -645,7 +644,7 @@ def _entry(
     for piece, component in zip(pieces, result.components, strict=True):
         if piece["kind"] == "layer":
             results.setdefault(piece["eval"], component.result)
-    if not all(_built_in(r.inputs.layout) for r in results.values()):
+    if not all(r.inputs.layout.built_in for r in results.values()):
         return None  # a user's layout: its program would outlive the file it came from
     # the config's inputs of each layer: what the engine gives it but the user's counts
     base = {BYTES_PER_ELEM.name: config.bytes_per_elem}

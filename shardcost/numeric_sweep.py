@@ -303,7 +303,6 @@ def _store(args: argparse.Namespace, fmt: str) -> None:
     from shardcost.formulas.conventions import BY_NAME as CONVENTIONS
     from shardcost.formulas.hardware import SUPPORTS_OVERLAP
     from shardcost.formulas.registry import get_layout
-    from shardcost.numeric import _built_in
     from shardcost.symbolic.dimensions import BY_NAME as DIMENSIONS
 
     if not cache.enabled() or args.engine != "local" or args.file or fmt not in ("csv", "jsonl"):
@@ -322,7 +321,7 @@ def _store(args: argparse.Namespace, fmt: str) -> None:
     if not _agree(counts, values):
         return
     layout = get_layout(args.layout, args.layer)
-    if not _built_in(layout):
+    if not layout.built_in:
         return  # a user's layout: its programs would outlive the file they came from
     given = {k: parse_values(k, t) for k, t in pairs}
     if any(not _same(values[k], given[k]) for k in counts):
