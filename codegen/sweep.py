@@ -69,6 +69,7 @@ from .sweep_rows import (
     Rows,
     Rule,
     SweepResult,
+    fixed_inputs,
     numbers,
     output_format,
     reason,
@@ -349,19 +350,12 @@ def _fixed(
     it), None where a default applies."""
     chip = hardware(hardware_name).for_class(kernel_class(layer)) if hardware_name else None
     catalog = chip.fields() if chip is not None else {}
-    fixed: dict[str, Any] = {}
-    for name in inputs:
-        if name in values and len(values[name]) == 1:
-            fixed[name] = values[name][0]
-        elif name in values:
-            continue
-        elif name in catalog:
-            fixed[name] = float(catalog[name])
-        elif name in _HARDWARE.values():
+
+    def missing(name: str) -> None:
+        if name in _HARDWARE.values():
             raise InputError(f"timing needs {name}: give --hardware NAME or {name}=VALUE")
-        else:
-            fixed[name] = None
-    return fixed
+
+    return fixed_inputs(inputs, values, catalog, missing)
 
 
 # ---------------------------------------------------------------- the sweep

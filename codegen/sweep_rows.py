@@ -148,6 +148,29 @@ def _range(
     return Range(start, step, length)
 
 
+def fixed_inputs(
+    inputs: Sequence[str],
+    values: Mapping[str, Sequence[Any]],
+    catalog: Mapping[str, Any],
+    missing: Callable[[str], None],
+) -> dict[str, Any]:
+    """Inputs given once, hardware figures from ``catalog``, None where a default
+    applies; ``missing(name)`` first for an input that has none of those (it raises where
+    the input needs a value)."""
+    fixed: dict[str, Any] = {}
+    for name in inputs:
+        if name in values and len(values[name]) == 1:
+            fixed[name] = values[name][0]
+        elif name in values:
+            continue
+        elif name in catalog:
+            fixed[name] = float(catalog[name])
+        else:
+            missing(name)
+            fixed[name] = None
+    return fixed
+
+
 def output_format(fmt: str | None, target: str | os.PathLike[str] | None) -> str:
     """The format to write: ``fmt`` when given, else by the output file's suffix (.parquet,
     .pq: Parquet; .jsonl, .ndjson: JSON lines; anything else: CSV)."""

@@ -27,7 +27,7 @@ import numpy as np
 
 from shardcost.codegen import plain
 from shardcost.codegen.arrays import Inputs, constant, run
-from shardcost.codegen.sweep_rows import MAX_ROWS, Rows, Rule
+from shardcost.codegen.sweep_rows import MAX_ROWS, Rows, Rule, fixed_inputs
 
 FORMAT = 1  # bump when the entry's layout changes
 _HELPERS = re.compile(r"\b_rt\.(\w+)")
@@ -92,20 +92,12 @@ class CachedRows(Rows):
         self._rules: dict[int, tuple[Any, ...]] = {}
         if any(k not in self._counts for k in values):
             raise Unsure("a count the layout does not read")
-        catalog = entry["catalog"]
-        fixed: dict[str, Any] = {}
-        for name in self.inputs:
-            if name in values and len(values[name]) == 1:
-                fixed[name] = values[name][0]
-            elif name in values:
-                continue
-            elif name in catalog:
-                fixed[name] = float(catalog[name])
-            elif name not in self._counts:
+
+        def missing(name: str) -> None:
+            if name not in self._counts:
                 raise Unsure(f"no value for {name}")
-            else:
-                fixed[name] = None
-        self.fixed = fixed
+
+        self.fixed = fixed_inputs(self.inputs, values, entry["catalog"], missing)
         self.swept = {n: values[n] for n in self.inputs if len(values.get(n, ())) > 1}
         if self.total > MAX_ROWS:
             raise Unsure("more rows than a sweep takes")
