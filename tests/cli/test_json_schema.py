@@ -181,3 +181,15 @@ def test_plan_collectives_match_the_model_command(config: str) -> None:
             if c["phase"] == phase
         )
         assert found == expected
+
+
+def test_an_interleaved_pipeline_sends_across_every_chunk_boundary() -> None:
+    """Two stages of two chunks each: a microbatch crosses v·pp − 1 = 2·2 − 1 = 3
+    boundaries, each carrying its hidden state (prefill 1 · 2048 · 4096 · 2 bytes)."""
+    plan = "tp=4,pp=2,schedule=interleaved,chunks=2"
+    found = _json(["model", LLAMA_8B, "--plan", plan, "--hardware", "h100-sxm"])
+    sends = [c for c in found["collectives"] if c["name"] == "stage_send"]
+    assert [(c["phase"], c["count"], c["bytes_per_chip"]) for c in sends] == [
+        ("prefill", 3, 16_777_216),
+        ("decode", 3, 8_192),
+    ]
