@@ -280,6 +280,11 @@ class Calibration:
                 + (("held_out",) if self.hold_out_half else ())
             },
             "notes": list(self.notes),
+            "units": {
+                "latency_us": "microseconds",
+                "efficiencies": "fractions of the peak (compute) and of the bandwidth (memory)",
+                "errors": "relative, |predicted - measured| / measured: mean and max",
+            },
         }
 
 

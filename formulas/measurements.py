@@ -297,7 +297,15 @@ class Validation:
             "classes": [asdict(c) for c in self.classes()],
             "overall": asdict(self.overall()),
             "worst": [p.to_dict() for p in self.worst()],
+            "units": dict(UNITS),
         }
+
+
+# What the numbers of the JSON are in
+UNITS = {
+    "time": "microseconds (measured_us, predicted_us)",
+    "error": "relative: (predicted - measured) / measured; mean_abs and max_abs of its size",
+}
 
 
 def _errors(name: str, errors: list[float]) -> ClassError:

@@ -193,3 +193,16 @@ def test_an_interleaved_pipeline_sends_across_every_chunk_boundary() -> None:
         ("prefill", 3, 16_777_216),
         ("decode", 3, 8_192),
     ]
+
+
+def test_measurement_commands_say_their_units(tmp_path: Path) -> None:
+    csv = str(Path(__file__).parents[2] / "examples" / "seed-002-a100.csv")
+    found = _json(["validate", csv, "--hardware", "a100-sxm-80gb"])
+    assert found["units"]["time"].startswith("microseconds")
+    # seed 002's first row: measured 25.21 µs; the relative error is predicted / 25.21 − 1
+    first = found["rows"][0]
+    assert first["measured_us"] == 25.21
+    assert first["error"] == pytest.approx(first["predicted_us"] / 25.21 - 1)
+    out = str(tmp_path / "fitted.toml")
+    fitted = _json(["calibrate", csv, "--hardware", "a100-sxm-80gb", "-o", out])
+    assert fitted["units"]["latency_us"] == "microseconds"
