@@ -114,7 +114,7 @@ DEFINITIONS = (
     "Experts span the stage's tensor- and data-parallel chips; data-parallel replicas step "
     "together so that their tokens meet at the experts.",
 )
-# the JSON's collectives (the text reports do not list them)
+# the collectives (the JSON, and the text of one plan; a search lists none)
 COLLECTIVES = (
     "Collectives: each layer's, per stage and phase (name, kind, group, payload bytes per "
     "chip, and how many layers of the stage issue it): a prefill microbatch at the prompt's "

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from shardcost.formulas.hardware import Hardware
 from shardcost.formulas.plan import (
+    COLLECTIVES,
     DEFINITIONS,
     GIB,
     PlannedModel,
@@ -227,9 +228,30 @@ def planned_text(planned: PlannedModel, fmt: str) -> str:
         "lr",
     )
     lines += [serving.render(fmt), ""]
-    lines += [item(d, fmt) for d in DEFINITIONS]
+    if r.collectives:
+        lines += [heading("Collectives per chip", fmt, 2), "", _collectives(r, fmt), ""]
+    lines += [item(d, fmt) for d in (*DEFINITIONS, *((COLLECTIVES,) if r.collectives else ()))]
     lines += [f"note: {n}" for n in r.notes]
     return "\n".join(lines) + "\n"
+
+
+def _collectives(r: PlanResult, fmt: str) -> str:
+    """Each stage's collectives in each phase, then the stage-to-stage sends."""
+    rows = tuple(
+        (
+            c["phase"],
+            "—" if c["stage"] is None else str(c["stage"]),
+            c["component"],
+            c["name"],
+            c["kind"],
+            c["group"],
+            f"{c['count']:,}",
+            f"{c['bytes_per_chip']:,}",
+        )
+        for c in r.collectives
+    )
+    headers = ("phase", "stage", "component", "collective", "kind", "group", "times", "bytes each")
+    return Table(headers, rows, "lrllllrr").render(fmt)
 
 
 def write_front_plot(found: PlanSearch, path: Path) -> None:

@@ -116,6 +116,13 @@ def test_model_with_a_plan(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "model", LLAMA_70B, "--plan", "tp=8", "--hardware", "h100-sxm")
     assert code == 0
     assert "Memory per chip (the busiest stage)" in out and "fits:" in out and "GiB" in out
+    # and the collectives, as the JSON lists them: llama-3.1-70b (d = 8192, 80 layers) on
+    # tp=8 all-reduces a 2048-token prompt's hidden state, 2048 · 8192 · 2 = 33,554,432
+    # bytes, after attention and after the FFN of each of the 80 layers
+    assert "Collectives per chip" in out
+    rows = [line.split() for line in out.splitlines() if "output_allreduce" in line]
+    want = ["prefill", "0", "attention", "output_allreduce", "all-reduce", "tp", "80"]
+    assert rows[1] == [*want, "33,554,432"]
 
 
 @pytest.mark.parametrize(
