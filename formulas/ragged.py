@@ -55,8 +55,19 @@ class StepKind(StrEnum):
 
 @cache
 def step_kinds(derivation: Derivation) -> dict[sympy.Symbol, StepKind]:
-    """How each step of ``derivation`` adds up over a ragged batch."""
-    return {step.symbol: _kind(derivation.resolve(step.symbol)) for step in derivation.steps}
+    """How each step of ``derivation`` adds up over a ragged batch.
+
+    Deciding it differentiates every step (a tenth of a second for a timed layer, each new
+    process); the kinds are kept on disk (``codegen.stored``) under a digest of the steps'
+    expressions themselves, so an entry can only ever be read for the same expressions."""
+    import hashlib
+
+    from shardcost.codegen.stored import stored
+
+    exprs = [derivation.resolve(step.symbol) for step in derivation.steps]
+    digest = hashlib.sha256("\n".join(map(sympy.srepr, exprs)).encode()).hexdigest()
+    kinds = stored("ragged-kinds", (digest,), lambda: [_kind(e) for e in exprs])
+    return dict(zip((step.symbol for step in derivation.steps), kinds, strict=True))
 
 
 def _kind(expr: sympy.Expr) -> StepKind:

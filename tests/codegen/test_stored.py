@@ -121,3 +121,27 @@ def test_a_plan_from_a_warm_cache_is_the_same(tmp_path: Path) -> None:
     warm = _plan(env)
     none = _plan({**env, "SHARDCOST_NO_CACHE": "1"})
     assert warm == cold == none
+
+
+@pytest.mark.parametrize("name", ["tp", "cp-kv-sharded", "ulysses"])
+def test_ragged_step_kinds_from_disk_are_the_derived_ones(
+    fresh_cache: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    """The kinds are stored under a digest of the steps' expressions: a warm run reads
+    what a run with the cache off derives."""
+    from shardcost.formulas import ragged
+    from shardcost.formulas.evaluate import _with_totals
+    from shardcost.formulas.inputs import resolve_inputs
+    from shardcost.formulas.timing import timing_model
+
+    inputs = resolve_inputs(name, "decode", hardware="h100-sxm", params={"past_seq_len": [9, 99]})
+    model = timing_model(inputs.cost, inputs.phase, True, inputs.conventions)
+    derivation = _with_totals(model.derivation, inputs.cost)
+    kinds = []
+    for off in ("1", "", ""):  # derived (cache off), derived and stored, loaded
+        monkeypatch.setenv("SHARDCOST_NO_CACHE", off)
+        ragged.step_kinds.cache_clear()
+        kinds.append(ragged.step_kinds(derivation))
+    assert kinds[0] == kinds[1] == kinds[2]
+    assert set(kinds[0].values()) >= {ragged.StepKind.CONSTANT, ragged.StepKind.AFFINE}
+    assert list((fresh_cache / stored_module.KIND).glob("*.pickle"))
