@@ -265,6 +265,19 @@ def try_metrics(argv: Sequence[str]) -> int | None:
     return attempt(run_metrics, argv)
 
 
+def answered_call(args: Any, assignments: Sequence[str]) -> dict[str, Any]:
+    """The call the engine answered (``args``: argparse's namespace; ``assignments``: its
+    KEY=VALUE words) as the fast paths' parsers give it: each entry's key is computed
+    from this, so it is stored under the key a later call looks for."""
+    return {
+        "layout": args.layout,
+        "layer": getattr(args, "layer", None),
+        "phase": args.phase,
+        "hardware": args.hardware,
+        "assignments": [tuple(a.partition("=")[::2]) for a in assignments],
+    }
+
+
 def store_metrics(argv_assignments: Sequence[str], args: Any, result: Any) -> None:
     """After the engine answered ``metrics``: write the program for next time, when the
     call is one a program can take (counts as plain numbers, conventions as text, a
@@ -274,19 +287,12 @@ def store_metrics(argv_assignments: Sequence[str], args: Any, result: Any) -> No
 
     if not result.inputs.layout.built_in or getattr(args, "file", None):
         return  # a user's layout: its program would outlive the file it came from
-    pairs = [tuple(a.partition("=")[::2]) for a in argv_assignments]
-    counts, fixed = _split(pairs)  # type: ignore[arg-type]
+    parsed = answered_call(args, argv_assignments)
+    counts, fixed = _split(parsed["assignments"])
     if any(k not in result.inputs.dims for k in counts):
         return
     if any(k not in CONVENTIONS for k, _ in fixed):
         return
-    parsed = {
-        "layout": args.layout,
-        "layer": args.layer,
-        "phase": args.phase,
-        "hardware": args.hardware,
-        "assignments": pairs,
-    }
     if args.hardware is not None and (args.hardware.endswith(".toml") or "/" in args.hardware):
         return
     try:

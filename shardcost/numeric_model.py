@@ -34,7 +34,16 @@ from fractions import Fraction
 from typing import Any
 
 from shardcost import cache
-from shardcost.numeric import _INTEGER, KIND, _load, _scan, _split, attempt, resolve
+from shardcost.numeric import (
+    _INTEGER,
+    KIND,
+    _load,
+    _scan,
+    _split,
+    answered_call,
+    attempt,
+    resolve,
+)
 from shardcost.reports.text import UNITS
 
 METRIC_NAMES = (
@@ -593,8 +602,9 @@ def _store_model(
         return
     if _is_file(args.layout):
         return
-    pairs = [tuple(a.partition("=")[::2]) for a in argv_assignments]
-    counts, fixed = _split(pairs)  # type: ignore[arg-type]
+    parsed = answered_call(args, argv_assignments)
+    pairs = parsed["assignments"]
+    counts, fixed = _split(pairs)
     if any(k not in DIMENSIONS or k in CONVENTIONS for k in counts):
         return  # an integer convention or a hardware field: it would fix the programs
     if any(k not in CONVENTIONS or k in FROM_CONFIG for k, _ in fixed):
@@ -607,12 +617,6 @@ def _store_model(
     except (TypeError, ValueError):
         raise Unsupported("a value JSON does not hold") from None
     _check(text, counts, result)
-    parsed = {
-        "layout": args.layout,
-        "phase": args.phase,
-        "hardware": args.hardware,
-        "assignments": pairs,
-    }
     cache.write(KIND, model_key(str(args.config), digest, parsed), text, ".json")
 
 

@@ -33,7 +33,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from shardcost import cache
-from shardcost.numeric import _NAME, _scan
+from shardcost.numeric import _NAME, _scan, answered_call
 
 if TYPE_CHECKING:
     import argparse
@@ -309,10 +309,11 @@ def _store(args: argparse.Namespace, fmt: str) -> None:
         return
     if _is_file(args.layout) or (args.hardware is not None and _is_file(args.hardware)):
         return
-    pairs = [tuple(a.partition("=")[::2]) for a in args.assignments]
+    parsed = answered_call(args, args.assignments)
+    pairs = parsed["assignments"]
     if any(not _NAME.fullmatch(k) for k, _ in pairs):
         return
-    counts, fixed = _split(pairs)  # type: ignore[arg-type]
+    counts, fixed = _split(pairs)
     if any(k not in DIMENSIONS or k in CONVENTIONS for k in counts):
         return  # a hardware field, an integer convention: they would fix the programs
     if any(k not in CONVENTIONS and k != SUPPORTS_OVERLAP.name for k, _ in fixed):
@@ -330,13 +331,6 @@ def _store(args: argparse.Namespace, fmt: str) -> None:
     entry = _entry(g, values)
     if entry is None:
         return
-    parsed = {
-        "layout": args.layout,
-        "layer": args.layer,
-        "phase": args.phase,
-        "hardware": args.hardware,
-        "assignments": pairs,
-    }
     cache.write(KIND, sweep_key(parsed), json.dumps(entry), ".json")
 
 
