@@ -22,10 +22,7 @@ from shardcost.numeric import _parse_metrics, metrics_key, run_compare, run_metr
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(autouse=True)
-def _own_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SHARDCOST_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv("SHARDCOST_DEBUG", "1")  # a program that cannot be written fails
+pytestmark = pytest.mark.usefixtures("fast_path_cache")  # tests/cli/conftest.py
 
 
 def _engine(argv: list[str]) -> tuple[int, str, str]:

@@ -52,11 +52,7 @@ POINTS = {
 STORED = {"single": [], "tp": ["tensor_parallel=2"], "cp-kv-sharded": ["context_parallel=2"]}
 
 
-@pytest.fixture(autouse=True)
-def _own_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SHARDCOST_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv("SHARDCOST_DEBUG", "1")  # an entry that cannot be written fails
-    monkeypatch.delenv("SHARDCOST_NO_CACHE", raising=False)
+pytestmark = pytest.mark.usefixtures("fast_path_cache")  # tests/cli/conftest.py
 
 
 def _run(main: object, argv: list[str]) -> tuple[int, str, str]:
