@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from shardcost.formulas.hardware import Hardware
-from shardcost.formulas.plan import (
+from shardcost.planning import (
     COLLECTIVES,
     DEFINITIONS,
     GIB,
@@ -15,7 +15,7 @@ from shardcost.formulas.plan import (
     Workload,
 )
 
-from .tables import Table, heading, item
+from .text import Table, heading, item
 
 _HEADERS = (
     "plan",
@@ -38,7 +38,7 @@ def _size(n: int) -> str:
     return f"{n / 1e9:,.1f} GB ({n / GIB:,.1f} GiB)"
 
 
-def _capacity(hw: Hardware) -> str:
+def _capacity(hw: Any) -> str:
     if hw.capacity_bytes is None:
         return "capacity (not given: nothing is checked)"
     return _size(hw.capacity_bytes)
