@@ -8,8 +8,10 @@ process (the layers' compiled functions built) and repeated ones. Each figure: s
 and the ratio to the baseline (min, median, spread over the repeats).
 
 Then the command in a new process, as a user runs it (``shardcost plan llama-3.1-8b
---chips 8``): with the cache off (every program derived), and with a warm cache (the
-programs loaded from disk, ``codegen.stored``), against ``python -c "import sympy"``.
+--chips 8``, ``deepseek-v3 --chips 64``), against ``python -c "import sympy"``: with the
+cache off (every program derived); with the layers' programs on disk (``codegen.stored``)
+but no plan entry, the engine's path; and answered from the plan entry the engine stored
+(``shardcost.numeric_plan``: no SymPy), at other concurrencies.
 
     python benches/plan.py [REPEATS]
 """
@@ -17,6 +19,7 @@ programs loaded from disk, ``codegen.stored``), against ``python -c "import symp
 from __future__ import annotations
 
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -92,28 +95,45 @@ def _process(argv: list[str], env: dict[str, str]) -> float:
 
 
 def new_processes(repeats: int) -> None:
-    """The plan command in fresh processes: cache off, warm cache; against importing SymPy."""
+    """The plan command in fresh processes, as a user runs it, against importing SymPy:
+    with the cache off; with the layers' programs on disk but no plan entry (the engine,
+    which then stores the entry); and answered from the entry (``shardcost.numeric_plan``,
+    no SymPy), each repeat at another concurrency."""
     root = Path(__file__).resolve().parents[1]
-    config = str(CONFIGS / "llama-3.1-8b.json")
-    plan = [sys.executable, "-m", "shardcost", "plan", config, "--chips", "8"]
-    plan += ["--hardware", "h100-sxm", "--format", "json"]
+    cases = (("llama-3.1-8b", 8, "h100-sxm"), ("deepseek-v3", 64, "h200"))
     with tempfile.TemporaryDirectory() as tmp:
         env = {**os.environ, "PYTHONPATH": str(root), "SHARDCOST_CACHE_DIR": tmp}
         env.pop("SHARDCOST_NO_CACHE", None)
         sympy = [_process([sys.executable, "-c", "import sympy"], env) for _ in range(repeats)]
         base = min(sympy)
-        off = [_process(plan, {**env, "SHARDCOST_NO_CACHE": "1"}) for _ in range(repeats)]
-        _process(plan, env)  # fills the cache
-        warm = [_process(plan, env) for _ in range(repeats)]
-    print(f"\nbaseline: python -c 'import sympy' {base:.3f} s (min of {repeats})")
-    heads = ("min s", "median s", "min x", "median x", "spread x")
-    print(f"{'plan llama-3.1-8b, 8 chips':28} " + " ".join(f"{h:>8}" for h in heads))
-    for label, runs in (("new process, cache off", off), ("new process, warm cache", warm)):
-        ratios = [t / base for t in runs]
-        print(
-            f"{label:28} {min(runs):8.2f} {statistics.median(runs):8.2f} {min(ratios):8.2f} "
-            f"{statistics.median(ratios):8.2f} {max(ratios) - min(ratios):8.2f}"
-        )
+        print(f"\nbaseline: python -c 'import sympy' {base:.3f} s (min of {repeats})")
+        heads = ("min s", "median s", "min x", "median x", "spread x")
+        for name, chips, hw in cases:
+            config = str(CONFIGS / f"{name}.json")
+            plan = [sys.executable, "-m", "shardcost", "plan", config, "--chips", str(chips)]
+            plan += ["--hardware", hw, "--format", "json"]
+            off = [_process(plan, {**env, "SHARDCOST_NO_CACHE": "1"}) for _ in range(repeats)]
+            _process(plan, env)  # the layers' programs to disk
+            engine = []
+            for _ in range(repeats):
+                shutil.rmtree(Path(tmp) / "plan", ignore_errors=True)
+                engine.append(_process(plan, env))  # stores the entry
+            entry = sum(f.stat().st_size for f in (Path(tmp) / "plan").iterdir())
+            warm = [_process([*plan, "--concurrency", str(3 + k)], env) for k in range(repeats)]
+            label = f"plan {name}, {chips} chips"
+            print(f"\n{label:34} " + " ".join(f"{h:>8}" for h in heads))
+            for what, runs in (
+                ("cache off", off),
+                ("engine, programs on disk", engine),
+                ("from the entry (no SymPy)", warm),
+            ):
+                ratios = [t / base for t in runs]
+                print(
+                    f"{what:34} {min(runs):8.2f} {statistics.median(runs):8.2f} "
+                    f"{min(ratios):8.2f} {statistics.median(ratios):8.2f} "
+                    f"{max(ratios) - min(ratios):8.2f}"
+                )
+            print(f"{'entry size':34} {entry / 1e6:8.2f} MB")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
-"""Run-time helpers of generated numpy code that need no SymPy: what a cached sweep
-program calls (``shardcost.numeric_sweep``), and what ``codegen.runtime`` re-exports for
-the engine, so that both run the same lines.
+"""Run-time helpers of generated code that need no SymPy: what a cached sweep program
+calls (``shardcost.numeric_sweep``), the errors a compiled function raises (which a
+cached plan's functions raise too, ``shardcost.numeric_plan``), and what
+``codegen.runtime`` re-exports for the engine, so that both run the same lines.
 
 The preamble of a program (``Program.preamble``) as plain data: each node either
 ``("given", name, default, borrowed)`` (``borrowed``: the default is another input's
@@ -13,6 +14,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+
+from shardcost.errors import ImpossibleSplitError, InputError, InvalidValueError
 
 EXACT_FLOAT = 2**53  # float64 holds every integer below this, and not all above
 
@@ -74,3 +77,49 @@ def ceil_log2(n: Any) -> Any:
         return np.vectorize(lambda x: (int(x) - 1).bit_length(), otypes=[object])(array)
     mantissa, exponent = np.frexp(array.astype(np.float64))
     return np.where(mantissa == 0.5, exponent - 1, exponent)  # n = 0.5·2^e: a power of 2
+
+
+# ------------------------------------------------------------ the errors compiled functions raise
+
+
+def not_divisible(
+    total_name: str, total: object, parts_name: str, parts: object, why: str, either: bool = False
+) -> ImpossibleSplitError:
+    """The error for a split that cannot be made."""
+    if either:
+        if np.ndim(total) or np.ndim(parts):
+            t, p = np.asarray(total), np.asarray(parts)
+            bad = (t % p != 0) & (p % t != 0)
+            return ImpossibleSplitError(
+                f"{total_name} and {parts_name} do not divide one another in "
+                f"{int(np.sum(bad))} of {bad.size} configurations: {why}"
+            )
+        return ImpossibleSplitError(
+            f"{total_name}={total} and {parts_name}={parts} do not divide one another: {why}"
+        )
+    if np.ndim(total) or np.ndim(parts):
+        bad = np.asarray(total) % np.asarray(parts) != 0
+        return ImpossibleSplitError(
+            f"{total_name} is not divisible by {parts_name} in {int(np.sum(bad))} of "
+            f"{bad.size} configurations: {why}"
+        )
+    return ImpossibleSplitError(
+        f"{total_name}={total} is not divisible by {parts_name}={parts}: {why}"
+    )
+
+
+def not_positive(names: tuple[str, ...], values: tuple[object, ...]) -> InvalidValueError:
+    """The error naming the first input that is not a positive integer."""
+    for name, value in zip(names, values, strict=True):
+        bad = np.asarray(value)
+        if bad.dtype == bool or not np.all(bad >= 1) or not np.all(bad == np.floor(bad)):
+            return InvalidValueError(
+                f"{name}={value!r} is not allowed; {name} takes a positive integer"
+            )
+    return InvalidValueError("an input is not a positive integer")
+
+
+def bad_conventions(names: tuple[str, ...], values: tuple[object, ...], allowed: str) -> InputError:
+    """The error for convention values no compiled variant has."""
+    given = ", ".join(f"{n}={v!r}" for n, v in zip(names, values, strict=True))
+    return InvalidValueError(f"conventions {given} are not allowed; {allowed}")

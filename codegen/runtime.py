@@ -22,34 +22,15 @@ from shardcost.symbolic.dimensions import Dimension
 from shardcost.symbolic.relation import Product
 
 from . import plain
-from .plain import EXACT_FLOAT, ceil_log2, valid  # noqa: F401  (generated code: _rt.*)
+from .plain import (  # noqa: F401  (generated code: _rt.*)
+    EXACT_FLOAT,
+    bad_conventions,
+    ceil_log2,
+    not_divisible,
+    not_positive,
+    valid,
+)
 from .program import Given, Program
-
-
-def not_divisible(
-    total_name: str, total: object, parts_name: str, parts: object, why: str, either: bool = False
-) -> ImpossibleSplitError:
-    """The error for a split that cannot be made."""
-    if either:
-        if np.ndim(total) or np.ndim(parts):
-            t, p = np.asarray(total), np.asarray(parts)
-            bad = (t % p != 0) & (p % t != 0)
-            return ImpossibleSplitError(
-                f"{total_name} and {parts_name} do not divide one another in "
-                f"{int(np.sum(bad))} of {bad.size} configurations: {why}"
-            )
-        return ImpossibleSplitError(
-            f"{total_name}={total} and {parts_name}={parts} do not divide one another: {why}"
-        )
-    if np.ndim(total) or np.ndim(parts):
-        bad = np.asarray(total) % np.asarray(parts) != 0
-        return ImpossibleSplitError(
-            f"{total_name} is not divisible by {parts_name} in {int(np.sum(bad))} of "
-            f"{bad.size} configurations: {why}"
-        )
-    return ImpossibleSplitError(
-        f"{total_name}={total} is not divisible by {parts_name}={parts}: {why}"
-    )
 
 
 def product(relation: Product, total: Any, left: Any, right: Any) -> tuple[Any, Any, Any]:
@@ -126,17 +107,6 @@ def preamble(prog: Program) -> tuple[plain.Node, ...]:
     return tuple(nodes)
 
 
-def not_positive(names: tuple[str, ...], values: tuple[object, ...]) -> InvalidValueError:
-    """The error naming the first input that is not a positive integer."""
-    for name, value in zip(names, values, strict=True):
-        bad = np.asarray(value)
-        if bad.dtype == bool or not np.all(bad >= 1) or not np.all(bad == np.floor(bad)):
-            return InvalidValueError(
-                f"{name}={value!r} is not allowed; {name} takes a positive integer"
-            )
-    return InvalidValueError("an input is not a positive integer")
-
-
 def hardware_error(names: tuple[str, ...], values: tuple[object, ...]) -> InputError | None:
     """The error ``metrics`` would give for the first hardware value it refuses (not a
     finite number; zero or less, or below zero where zero is allowed; an efficiency
@@ -155,12 +125,6 @@ def hardware_error(names: tuple[str, ...], values: tuple[object, ...]) -> InputE
             except InputError as exc:
                 return exc
     return None
-
-
-def bad_conventions(names: tuple[str, ...], values: tuple[object, ...], allowed: str) -> InputError:
-    """The error for convention values no compiled variant has."""
-    given = ", ".join(f"{n}={v!r}" for n, v in zip(names, values, strict=True))
-    return InvalidValueError(f"conventions {given} are not allowed; {allowed}")
 
 
 def as_arrays(

@@ -122,8 +122,8 @@ class EngineModel(Model):
     layer's compiled function called (each distinct call once), collectives evaluated.
 
     What it placed and called is kept (``functions``, ``sayers``) so that the cache can
-    store it (``shardcost.numeric_plan``); ``said_results`` keeps each collective
-    evaluation's engine result when ``keep_results`` is set."""
+    store it (``shardcost.numeric_plan``); ``said_results`` keeps, when ``keep_results``
+    is set, the inputs and engine result of each call's collectives."""
 
     def __init__(self, config: ModelConfig, hw: Hardware, given: Mapping[str, object]) -> None:
         super().__init__(config, hw, facts(config, given), chip(hw, given))
@@ -133,9 +133,9 @@ class EngineModel(Model):
         self._names: dict[int, str] = {}
         # a call's collectives: its layout, part, phase and fixed inputs
         self.sayers: dict[str, tuple[Layout, Any, Phase, dict[str, object]]] = {}
-        self._said: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+        self._said: dict[tuple[Any, ...], tuple[dict[str, object], Any]] = {}
         self.keep_results = False
-        self.said_results: dict[str, list[tuple[dict[str, object], Any]]] = {}
+        self.said_results: dict[str, tuple[dict[str, object], Any]] = {}
 
     def placement(self, plan: Plan) -> Placement:
         config = self.config
@@ -228,11 +228,10 @@ class EngineModel(Model):
             inputs = resolve_inputs(
                 lay.name, str(ph), layer=lay.layer, params=mine, decoupled_heads=True
             )
-            result = evaluate_layer(inputs)
-            found = self._said[key] = result.collective_list()
-            if self.keep_results:
-                self.said_results.setdefault(piece.said, []).append((mine, result))
-        return found
+            found = self._said[key] = (mine, evaluate_layer(inputs))
+        if self.keep_results:
+            self.said_results.setdefault(piece.said, found)
+        return found[1].collective_list()  # type: ignore[no-any-return]
 
 
 def facts(config: ModelConfig, given: Mapping[str, object]) -> Facts:

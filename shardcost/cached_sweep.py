@@ -66,6 +66,36 @@ def pattern_key(pattern: Any) -> str:
     return json.dumps(pattern)
 
 
+def float_pass(
+    variant: Mapping[str, Any], prog: _Program, given: Inputs, chosen: Inputs
+) -> tuple[dict[str, Any], Any, Any]:
+    """``ArrayPaths._float`` and the unread inputs' validity, from a stored variant
+    (``picks``, ``unread``, ``outputs``) and its program for the way ``chosen`` varies:
+    the outputs (shaped), where rows are valid and where a count may be inexact;
+    Unsure where the engine would settle rows exactly."""
+    try:
+        values, ok, rough, _ = run(prog, prog.function, chosen.floats(), chosen.n, np.float64)
+    except OverflowError:
+        raise Unsure("an input past float64") from None
+    shape = chosen.shape
+    reshape = shape != (chosen.n,)
+    result = {
+        name: (v.reshape(shape) if reshape else v)
+        if isinstance(v, np.ndarray)
+        else constant(v, shape, np.float64)
+        for name, v in zip(variant["outputs"], values, strict=True)
+    }
+    if variant["unread"]:
+        unread = tuple(np.asarray(given.values[k]) for k in variant["unread"])
+        ok &= np.broadcast_to(plain.valid(unread), ok.shape)
+    assert rough is not None
+    if rough.any():
+        raise Unsure("rows the engine settles exactly")
+    if ok.shape != shape:
+        ok, rough = ok.reshape(shape), rough.reshape(shape)
+    return result, ok, rough
+
+
 class CachedRows(Rows):
     """A sweep's rows from a cache entry and the counts' values (each a list or a
     ``Range``): the engine's programs, without SymPy. ``handover(rows)``: the engine's
@@ -140,30 +170,8 @@ class CachedRows(Rows):
         """``ArrayPaths.evaluate(exact=False, strict=False)``, from the stored program;
         Unsure where it would settle rows exactly."""
         combo = self._index[key]
-        variant = self._variants[combo]
         (given, chosen), pattern = self.pattern(key, inputs)
-        prog = self.program(combo, pattern)
-        try:
-            values, ok, rough, _ = run(prog, prog.function, chosen.floats(), chosen.n, np.float64)
-        except OverflowError:
-            raise Unsure("an input past float64") from None
-        shape = chosen.shape
-        reshape = shape != (chosen.n,)
-        result = {
-            name: (v.reshape(shape) if reshape else v)
-            if isinstance(v, np.ndarray)
-            else constant(v, shape, np.float64)
-            for name, v in zip(variant["outputs"], values, strict=True)
-        }
-        if variant["unread"]:
-            unread = tuple(np.asarray(given.values[k]) for k in variant["unread"])
-            ok &= np.broadcast_to(plain.valid(unread), ok.shape)
-        assert rough is not None
-        if rough.any():
-            raise Unsure("rows the engine settles exactly")
-        if ok.shape != shape:
-            ok, rough = ok.reshape(shape), rough.reshape(shape)
-        return result, ok, rough
+        return float_pass(self._variants[combo], self.program(combo, pattern), given, chosen)
 
     def exactly(self, key: tuple[Any, ...], inputs: tuple[Any, ...]) -> Mapping[str, Any]:
         raise Unsure("counts the engine recomputes exactly")

@@ -468,45 +468,58 @@ def _cmd_model(args: argparse.Namespace) -> int:
 
 def _model_plan(args: argparse.Namespace) -> int:
     """``model --plan``: one plan of the model, its memory per chip and serving figures."""
-    from shardcost.formulas.plan import plan_model, reserve_fraction
+    from shardcost.formulas.plan import engine_model, parse_plan, plan_model, reserve_fraction
+    from shardcost.numeric_model import config_digest
+    from shardcost.numeric_plan import storable, store_plan
     from shardcost.reports.plans import planned_text
 
     if args.hardware is None:
         raise InputError("--plan needs --hardware NAME: memory and times are per chip")
     if args.layout != "single":
         raise InputError("--plan sets every layer's layout; leave out --layout")
-    planned = plan_model(
-        args.config,
-        args.plan,
-        args.hardware,
-        _workload(args),
-        reserve=reserve_fraction(args.reserve),
-        params=_assignments(args.assignments),
-    )
-    return _output_result(args, planned, planned_text)
+    # the plan's, the workload's and the reserve's errors first, then the config's
+    plan, workload, reserve = parse_plan(args.plan), _workload(args), reserve_fraction(args.reserve)
+    digest = config_digest(str(args.config))  # before the engine reads it: an edit misses
+    model = engine_model(args.config, args.hardware, _assignments(args.assignments))
+    model.keep_results = storable(args)
+    planned = plan_model(args.config, plan, args.hardware, workload, reserve=reserve, model=model)
+    status = _output_result(args, planned, planned_text)
+    store_plan(args, model, planned, digest)  # the next run needs no SymPy
+    return status
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
-    from shardcost.formulas.plan import Limits, reserve_fraction, search
+    from shardcost.formulas.plan import Limits, engine_model, reserve_fraction, search
+    from shardcost.numeric_model import config_digest
+    from shardcost.numeric_plan import storable, store_plan
     from shardcost.reports.plans import search_text, write_front_plot
 
     if args.plot and (args.output is None or args.format != "markdown"):
         raise InputError(
             "--plot writes an SVG beside the report: give --format markdown -o FILE.md"
         )
+    # the workload's and the reserve's errors first, then the chips', then the config's
+    workload, reserve = _workload(args), reserve_fraction(args.reserve)
+    digest = config_digest(str(args.config))  # before the engine reads it: an edit misses
+    model = None
+    if 1 <= args.chips <= 65536:  # else search says what is wrong, before reading anything
+        model = engine_model(args.config, args.hardware, _assignments(args.assignments))
+        model.keep_results = storable(args)
     found = search(
         args.config,
         args.chips,
         args.hardware,
-        _workload(args),
+        workload,
         limits=Limits(args.max_tpot_ms, args.max_ttft_ms, args.min_context),
-        reserve=reserve_fraction(args.reserve),
+        reserve=reserve,
         params=_assignments(args.assignments),
         interleaved=args.interleaved,
+        model=model,
     )
     print(f"{found.tried} plans evaluated in {found.seconds:.2f} s", file=sys.stderr)
     if args.format == "json":
         _output(args, _json(found.to_dict()))
+        store_plan(args, model, found, digest)  # the next run needs no SymPy
         return 0
     link = None
     if args.plot and found.results:
@@ -515,6 +528,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         print(f"wrote {svg}", file=sys.stderr)
         link = svg.name
     _output(args, search_text(found, args.format, every=args.all, plot=link))
+    store_plan(args, model, found, digest)
     return 0
 
 

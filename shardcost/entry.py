@@ -1,8 +1,9 @@
 """The ``shardcost`` command's entry point: answers from the cache first, then the engine.
 
 A numeric command whose program is cached (``shardcost.numeric``, ``numeric_model``,
-``numeric_sweep``) and a ``verify`` whose verdicts are (``shardcost.fastverify``) are
-answered without importing SymPy or the formulas; anything else goes to ``shardcost.cli``.
+``numeric_plan``, ``numeric_sweep``) and a ``verify`` whose verdicts are
+(``shardcost.fastverify``) are answered without importing SymPy or the formulas;
+anything else goes to ``shardcost.cli``.
 """
 
 from __future__ import annotations
@@ -19,10 +20,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     from shardcost.numeric_model import try_model
     from shardcost.numeric_sweep import try_sweep
 
-    for fast in (try_metrics, try_compare, try_model, try_sweep, try_cached):
+    for fast in (try_metrics, try_compare, try_model, try_plan, try_sweep, try_cached):
         done = fast(args)
         if done is not None:
             return done
     from shardcost.cli import main as engine
 
     return engine(args)
+
+
+def try_plan(argv: Sequence[str]) -> int | None:
+    """``plan`` and ``model --plan`` from a cached entry (``shardcost.numeric_plan``,
+    which loads numpy: only for these commands)."""
+    if not argv or argv[0] not in ("plan", "model"):
+        return None
+    from shardcost.numeric_plan import try_plan as answered
+
+    return answered(argv)
