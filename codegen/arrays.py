@@ -307,3 +307,23 @@ def run(
         fixed = done[0]
     values = [o if o is not None else v for o, v in zip(outs, fixed, strict=True)]
     return values, ok, rough_, wide_
+
+
+def float_outputs(
+    names: Sequence[str], blocked: Blocked, function: Callable[..., tuple], inputs: Inputs
+) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    """A float64 pass of a blocked program over ``inputs``: each output by name, shaped
+    as the inputs broadcast (a read-only view where it does not vary), and where rows
+    are valid and where a count may be inexact (flat). OverflowError for an input past
+    float64's range."""
+    values, ok, rough, _ = run(blocked, function, inputs.floats(), inputs.n, np.float64)
+    shape = inputs.shape
+    reshape = shape != (inputs.n,)
+    result = {
+        name: (v.reshape(shape) if reshape else v)
+        if isinstance(v, np.ndarray)
+        else constant(v, shape, np.float64)
+        for name, v in zip(names, values, strict=True)
+    }
+    assert rough is not None
+    return result, ok, rough

@@ -35,7 +35,7 @@ from shardcost.symbolic.dimensions import BY_SYMBOL
 
 from . import blocked as generator
 from . import runtime
-from .arrays import Inputs, Pattern, constant, run
+from .arrays import Inputs, Pattern, float_outputs, run
 from .blocked import Blocked, blocked_source
 from .printers import NumpyPrinter, UnsupportedNode
 from .program import Check, Program, equation
@@ -235,16 +235,7 @@ class ArrayPaths:
     ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
         """The float64 pass: outputs (shaped), ok and rough (flat)."""
         blocked, function = self.blocked(key, inputs.pattern(False), False)
-        values, ok, rough, _ = run(blocked, function, inputs.floats(), inputs.n, np.float64)
-        shape = inputs.shape
-        reshape = shape != (inputs.n,)
-        result = {
-            name: (v.reshape(shape) if reshape else v)
-            if isinstance(v, np.ndarray)
-            else constant(v, shape, np.float64)
-            for (name, _), v in zip(prog.outputs, values, strict=True)
-        }
-        return result, ok, rough  # type: ignore[return-value]
+        return float_outputs([name for name, _ in prog.outputs], blocked, function, inputs)
 
     def _settle(
         self, key: tuple[Any, ...], inputs: Inputs

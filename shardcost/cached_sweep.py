@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from shardcost.codegen import plain
-from shardcost.codegen.arrays import Inputs, constant, run
+from shardcost.codegen.arrays import Inputs, float_outputs
 from shardcost.codegen.sweep_rows import MAX_ROWS, Rows, Rule, fixed_inputs
 
 FORMAT = 1  # bump when the entry's layout changes
@@ -74,21 +74,13 @@ def float_pass(
     the outputs (shaped), where rows are valid and where a count may be inexact;
     Unsure where the engine would settle rows exactly."""
     try:
-        values, ok, rough, _ = run(prog, prog.function, chosen.floats(), chosen.n, np.float64)
+        result, ok, rough = float_outputs(variant["outputs"], prog, prog.function, chosen)  # type: ignore[arg-type]
     except OverflowError:
         raise Unsure("an input past float64") from None
     shape = chosen.shape
-    reshape = shape != (chosen.n,)
-    result = {
-        name: (v.reshape(shape) if reshape else v)
-        if isinstance(v, np.ndarray)
-        else constant(v, shape, np.float64)
-        for name, v in zip(variant["outputs"], values, strict=True)
-    }
     if variant["unread"]:
         unread = tuple(np.asarray(given.values[k]) for k in variant["unread"])
         ok &= np.broadcast_to(plain.valid(unread), ok.shape)
-    assert rough is not None
     if rough.any():
         raise Unsure("rows the engine settles exactly")
     if ok.shape != shape:
