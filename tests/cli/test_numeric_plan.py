@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from shardcost import cache
 from shardcost.cached_sweep import Unsure
@@ -309,3 +311,40 @@ def test_a_stage_send_is_timed_as_the_collective_rules_time_it(
     assert sends.send_ms(0) == 0.0
     # one latency step of 1 µs at least, and 1 byte over 450 GB/s · η: exact fractions
     assert isinstance(sends.send_fixed_ms, Fraction)
+
+
+SMALL = ["plan", str(CONFIGS / "llama-3.2-1b.json"), "--chips", "4", "--hardware", "h100-sxm"]
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+    derandomize=True,
+)
+@given(
+    prompt=st.integers(1, 5000),
+    output=st.integers(1, 300),
+    concurrency=st.integers(1, 200),
+    reserve=st.sampled_from(["0", "0.1", "0.95", "1/3"]),
+    tpot=st.one_of(st.none(), st.sampled_from(["0.5", "2", "40"])),
+    fmt=st.sampled_from(["table", "json", "markdown"]),
+)
+def test_any_workload_is_answered_as_the_engine_does(
+    prompt: int, output: int, concurrency: int, reserve: str, tpot: str | None, fmt: str
+) -> None:
+    """Random workloads, reserves and limits (plans that fit or not, replicas served
+    unevenly, one decode step or none) against one stored search: the entry's answer is
+    the engine's, or, where the engine refuses the call, there is none."""
+    if run_plan([*SMALL, "--format", "json"]) is None:
+        assert _run(engine, [*SMALL, "--format", "json"])[0] == 0  # stores the entry
+    argv = [*SMALL, "--prompt", str(prompt), "--output-tokens", str(output)]
+    argv += ["--concurrency", str(concurrency), "--reserve", reserve, "--format", fmt]
+    argv += [] if tpot is None else ["--max-tpot-ms", tpot]
+    rc, out, err = _fresh(argv)
+    fast = run_plan(argv)
+    if rc != 0:
+        assert fast is None, (argv, err)
+        return
+    assert fast is not None, argv
+    assert _timeless(fast[0], argv) == _timeless(out, argv), argv
