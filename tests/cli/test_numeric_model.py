@@ -4,8 +4,6 @@ answer, byte for byte, at counts other than those it was stored at; or no answer
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import shutil
@@ -26,6 +24,7 @@ from shardcost.numeric_model import (
     model_key,
     run_model,
 )
+from tests.helpers import captured, engine_alone
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = sorted((ROOT / "examples" / "configs").glob("*.json"))
@@ -55,26 +54,10 @@ STORED = {"single": [], "tp": ["tensor_parallel=2"], "cp-kv-sharded": ["context_
 pytestmark = pytest.mark.usefixtures("fast_path_cache")  # tests/cli/conftest.py
 
 
-def _run(main: object, argv: list[str]) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        rc = main(argv)  # type: ignore[operator]
-    return rc, out.getvalue(), err.getvalue()
-
-
-def _fresh(argv: list[str]) -> tuple[int, str, str]:
-    """The engine alone: no entry read, none written."""
-    os.environ["SHARDCOST_NO_CACHE"] = "1"
-    try:
-        return _run(engine, argv)
-    finally:
-        del os.environ["SHARDCOST_NO_CACHE"]
-
-
 def _agrees(argv: list[str]) -> bool:
     """True when the fast path answered ``argv`` exactly as the engine does (which prints
     nothing on standard error); False when both refuse (the engine with exit 2)."""
-    rc, out, err = _fresh(argv)
+    rc, out, err = engine_alone(argv)
     fast = run_model(argv)
     if rc != 0:
         assert rc == 2 and err.startswith("shardcost: error: "), (argv, err)
@@ -103,7 +86,7 @@ def test_every_example_is_answered_as_the_engine_does(config: Path, layout: str)
     for phase in ("prefill", "decode"):
         for hardware in HARDWARE:
             base = ["model", str(config), "--layout", layout, "--phase", phase, *hardware]
-            rc, _, err = _run(engine, [*base, *STORED[layout]])  # stores the entry
+            rc, _, err = captured(engine, [*base, *STORED[layout]])  # stores the entry
             if rc != 0:  # a layout the model's layers have no match for (MLA, MoE)
                 assert "layout" in err
                 assert run_model(base) is None
@@ -139,7 +122,7 @@ def test_conventions_and_other_layouts_fix_the_entry(
 ) -> None:
     config = str(ROOT / "examples" / "configs" / "llama-3.2-1b.json")
     base = ["model", config, *argv]
-    assert _run(engine, base)[0] == 0
+    assert captured(engine, base)[0] == 0
     for point in points:
         for fmt in FORMATS:
             assert _agrees([*base, "--format", fmt, *point])
@@ -153,13 +136,13 @@ def test_a_changed_config_misses(tmp_path: Path) -> None:
     config = tmp_path / "llama-3.1-8b.json"
     shutil.copy(ROOT / "examples" / "configs" / "llama-3.1-8b.json", config)
     argv = ["model", str(config), "--layout", "tp", "tensor_parallel=8", "batch_size=4"]
-    assert _run(engine, argv)[0] == 0
+    assert captured(engine, argv)[0] == 0
     assert run_model([*argv[:-1], "batch_size=8"]) is not None
     raw = json.loads(config.read_text())
     config.write_text(json.dumps(raw | {"num_hidden_layers": 16}))  # other bytes
     assert run_model(argv) is None
     assert run_model([*argv[:-1], "batch_size=8"]) is None
-    rc, out, _ = _run(entry, argv)  # the engine answers, and stores the new config's
+    rc, out, _ = captured(entry, argv)  # the engine answers, and stores the new config's
     assert rc == 0 and "16 layers" in out
     assert run_model(argv) == out
     renamed = tmp_path / "other.json"  # its name is the model's: another entry
@@ -167,14 +150,14 @@ def test_a_changed_config_misses(tmp_path: Path) -> None:
     assert run_model(["model", str(renamed), *argv[2:]]) is None
     config.unlink()
     assert run_model(argv) is None  # a file that is gone: the engine says so
-    rc, _, err = _run(entry, argv)
+    rc, _, err = captured(entry, argv)
     assert rc == 2 and "shardcost: error:" in err
 
 
 def test_invalid_input_gets_the_engines_error() -> None:
     config = str(ROOT / "examples" / "configs" / "mistral-7b.json")
     base = ["model", config, "--layout", "tp", "--hardware", "h100-sxm"]
-    assert _run(engine, [*base, "tensor_parallel=8"])[0] == 0
+    assert captured(engine, [*base, "tensor_parallel=8"])[0] == 0
     assert run_model([*base, "tensor_parallel=4"]) is not None
     for bad in (
         "bogus=1",
@@ -189,9 +172,9 @@ def test_invalid_input_gets_the_engines_error() -> None:
     ):
         argv = [*base, bad]
         assert run_model(argv) is None, bad
-        rc, out, err = _run(entry, argv)
+        rc, out, err = captured(entry, argv)
         assert (rc, out) == (2, ""), bad
-        assert err == _fresh(argv)[2], bad
+        assert err == engine_alone(argv)[2], bad
         assert err.startswith("shardcost: error: ") and err.count("\n") == 1, bad
 
 
@@ -220,7 +203,7 @@ def test_calls_the_fast_path_does_not_take() -> None:
 def test_a_damaged_entry_is_a_miss() -> None:
     config = str(ROOT / "examples" / "configs" / "qwen2.5-7b.json")
     argv = ["model", config, "--layout", "tp", "tensor_parallel=4"]
-    assert _run(engine, argv)[0] == 0
+    assert captured(engine, argv)[0] == 0
     path = str(Path(config))
     digest = __import__("hashlib").sha256(Path(config).read_bytes()).hexdigest()
     parsed = _parse(argv)
@@ -237,7 +220,7 @@ def test_a_damaged_entry_is_a_miss() -> None:
 
 def test_a_changed_source_misses(monkeypatch: pytest.MonkeyPatch) -> None:
     argv = ["model", str(CONFIGS[0]), "--layout", "single"]
-    assert _run(engine, argv)[0] == 0
+    assert captured(engine, argv)[0] == 0
     assert run_model(argv) is not None
     monkeypatch.setattr(cache, "source_digest", lambda: "another version of the formulas")
     assert run_model(argv) is None
@@ -246,7 +229,7 @@ def test_a_changed_source_misses(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_no_cache_means_no_entry(monkeypatch: pytest.MonkeyPatch) -> None:
     argv = ["model", str(CONFIGS[0])]
     monkeypatch.setenv("SHARDCOST_NO_CACHE", "1")
-    assert _run(engine, argv)[0] == 0
+    assert captured(engine, argv)[0] == 0
     monkeypatch.delenv("SHARDCOST_NO_CACHE")
     assert run_model(argv) is None
 
@@ -277,8 +260,8 @@ def test_the_second_process_imports_neither_sympy_nor_numpy(tmp_path: Path) -> N
     assert runs[0].stderr.startswith("HEAVY sympy")  # the first run: the engine
     assert [r.stderr for r in runs[1:]] == ["LIGHT\n", "LIGHT\n"]
     base = ["model", config, "--layout", "tp", "--hardware", "h100-sxm", "tensor_parallel=8"]
-    assert runs[1].stdout == _fresh([*base, "batch_size=8"])[1]
-    assert runs[2].stdout == _fresh([*base, "--format", "json", "batch_size=2"])[1]
+    assert runs[1].stdout == engine_alone([*base, "batch_size=8"])[1]
+    assert runs[2].stdout == engine_alone([*base, "--format", "json", "batch_size=2"])[1]
 
 
 def test_a_fifo_is_refused_not_waited_on(tmp_path: Path) -> None:

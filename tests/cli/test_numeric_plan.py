@@ -4,13 +4,9 @@ was stored at; or no answer at all (then the engine answers); and no SymPy on th
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import io
 import json
-import os
 import subprocess
-import sys
 from fractions import Fraction
 from pathlib import Path
 
@@ -34,27 +30,12 @@ from shardcost.numeric_plan import (
     plan_key,
     run_plan,
 )
+from tests.helpers import captured, engine_alone, fresh_process
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ROOT / "examples" / "configs"
 
 pytestmark = pytest.mark.usefixtures("fast_path_cache")  # tests/cli/conftest.py
-
-
-def _run(main: object, argv: list[str]) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        rc = main(argv)  # type: ignore[operator]
-    return rc, out.getvalue(), err.getvalue()
-
-
-def _fresh(argv: list[str]) -> tuple[int, str, str]:
-    """The engine alone: no entry read, none written."""
-    os.environ["SHARDCOST_NO_CACHE"] = "1"
-    try:
-        return _run(engine, argv)
-    finally:
-        del os.environ["SHARDCOST_NO_CACHE"]
 
 
 def _timeless(text: str, argv: list[str]) -> str:
@@ -68,7 +49,7 @@ def _timeless(text: str, argv: list[str]) -> str:
 
 def _agrees(argv: list[str]) -> None:
     """The fast path answers ``argv`` as the engine does."""
-    rc, out, err = _fresh(argv)
+    rc, out, err = engine_alone(argv)
     assert rc == 0, err
     fast = run_plan(argv)
     assert fast is not None, argv
@@ -151,7 +132,7 @@ def test_other_workloads_are_answered_as_the_engine_does(
     stored: list[str], others: list[list[str]]
 ) -> None:
     assert run_plan(stored) is None  # nothing stored yet
-    rc, _, err = _run(engine, stored)
+    rc, _, err = captured(engine, stored)
     assert rc == 0, err
     for extra in others:
         for fmt in ("table", "json", "markdown"):
@@ -161,26 +142,9 @@ def test_other_workloads_are_answered_as_the_engine_does(
 def test_no_sympy_in_a_warm_run(tmp_path: Path) -> None:
     """A fresh process answers from the entry an earlier one stored, importing neither
     SymPy nor the formulas, and prints the engine's bytes."""
-    env = {**os.environ, "SHARDCOST_CACHE_DIR": str(tmp_path / "cache")}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    code = (
-        "import sys\n"
-        "from shardcost.entry import main\n"
-        "rc = main(sys.argv[1:])\n"
-        "sys.stdout.flush()\n"
-        "loaded = [m for m in ('sympy', 'shardcost.formulas', 'shardcost.symbolic') "
-        "if m in sys.modules]\n"
-        "print(rc, loaded, file=sys.stderr)\n"
-    )
 
     def run(argv: list[str], **extra: str) -> subprocess.CompletedProcess[bytes]:
-        return subprocess.run(
-            [sys.executable, "-c", code, *argv],
-            env={**env, **extra},
-            capture_output=True,
-            check=True,
-            cwd=tmp_path,
-        )
+        return fresh_process(tmp_path / "cache", argv, **extra)
 
     config = str(CONFIGS / "llama-3.2-1b.json")
     base = ["plan", config, "--chips", "4", "--hardware", "h100-sxm", "--format", "json"]
@@ -224,7 +188,7 @@ BASE = ["plan", str(CONFIGS / "llama-3.2-1b.json"), "--chips", "2", "--hardware"
     ],
 )
 def test_what_the_entry_does_not_answer_goes_to_the_engine(argv: list[str]) -> None:
-    rc, _, err = _run(engine, BASE)
+    rc, _, err = captured(engine, BASE)
     assert rc == 0, err
     assert run_plan(BASE) is not None
     assert run_plan(argv) is None
@@ -234,7 +198,7 @@ def test_an_edited_config_or_a_damaged_entry_is_not_answered(tmp_path: Path) -> 
     config = tmp_path / "model.json"
     config.write_bytes((CONFIGS / "llama-3.2-1b.json").read_bytes())
     argv = ["plan", str(config), "--chips", "2", "--hardware", "h100-sxm", "--format", "json"]
-    assert _run(engine, argv)[0] == 0
+    assert captured(engine, argv)[0] == 0
     assert run_plan(argv) is not None
     key = _key(argv)
     entry = json.loads(cache.read(KIND, key, ".json") or "")
@@ -248,7 +212,7 @@ def test_an_edited_config_or_a_damaged_entry_is_not_answered(tmp_path: Path) -> 
         damage(damaged)
         cache.write(KIND, key, json.dumps(damaged), ".json")
         assert run_plan(argv) is None
-        rc, out, _ = _run(shardcost_main, argv)  # the engine answers, stores again
+        rc, out, _ = captured(shardcost_main, argv)  # the engine answers, stores again
         # 2 chips: single, pp=2, cp=2 under each of 4 layouts, tp=2: 7 plans
         assert rc == 0 and json.loads(out)["tried"] == 7
         assert run_plan(argv) is not None
@@ -263,7 +227,7 @@ def test_a_row_the_engine_refuses_is_left_to_it() -> None:
     configuration: a past length of 0 makes the stored function unsure (the engine says
     why), and so does a chip figure the engine refuses."""
     argv = [*BASE, "--format", "json"]
-    assert _run(engine, argv)[0] == 0
+    assert captured(engine, argv)[0] == 0
     entry = json.loads(cache.read(KIND, _key(argv), ".json") or "")
     name = next(n for n in entry["functions"] if n.startswith("attention_tp_decode"))
     function = StoredFunction(entry["functions"][name], _helpers(entry))
@@ -337,11 +301,11 @@ def test_any_workload_is_answered_as_the_engine_does(
     unevenly, one decode step or none) against one stored search: the entry's answer is
     the engine's, or, where the engine refuses the call, there is none."""
     if run_plan([*SMALL, "--format", "json"]) is None:
-        assert _run(engine, [*SMALL, "--format", "json"])[0] == 0  # stores the entry
+        assert captured(engine, [*SMALL, "--format", "json"])[0] == 0  # stores the entry
     argv = [*SMALL, "--prompt", str(prompt), "--output-tokens", str(output)]
     argv += ["--concurrency", str(concurrency), "--reserve", reserve, "--format", fmt]
     argv += [] if tpot is None else ["--max-tpot-ms", tpot]
-    rc, out, err = _fresh(argv)
+    rc, out, err = engine_alone(argv)
     fast = run_plan(argv)
     if rc != 0:
         assert fast is None, (argv, err)

@@ -11,7 +11,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,6 +19,7 @@ from shardcost import cache, numeric_sweep
 from shardcost.cli import main as engine
 from shardcost.entry import main as entry
 from shardcost.numeric_sweep import swept, try_sweep, values_of
+from tests.helpers import fresh_process
 
 ROOT = Path(__file__).resolve().parents[2]
 SECONDS = re.compile(r" in [0-9.]+ s;")
@@ -241,26 +241,9 @@ def test_damaged_or_stale_entry_declines(damage: str, monkeypatch: pytest.Monkey
 def test_no_sympy_in_a_warm_run(tmp_path: Path) -> None:
     """A fresh process answers from the entry an earlier one stored, importing neither
     SymPy nor the formulas, and writes the engine's bytes."""
-    env = {**os.environ, "SHARDCOST_CACHE_DIR": str(tmp_path / "cache")}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    code = (
-        "import sys\n"
-        "from shardcost.entry import main\n"
-        "rc = main(sys.argv[1:])\n"
-        "sys.stdout.flush()\n"
-        "loaded = [m for m in ('sympy', 'shardcost.formulas', 'shardcost.symbolic') "
-        "if m in sys.modules]\n"
-        "print(rc, loaded, file=sys.stderr)\n"
-    )
 
     def run(argv: list[str], **extra: str) -> subprocess.CompletedProcess[bytes]:
-        return subprocess.run(
-            [sys.executable, "-c", code, "sweep", *argv],
-            env={**env, **extra},
-            capture_output=True,
-            check=True,
-            cwd=tmp_path,
-        )
+        return fresh_process(tmp_path / "cache", ["sweep", *argv], **extra)
 
     run(["tp", "batch_size=1,2", "seq_len=1024,2048"])  # the engine: stores the entry
     argv = ["tp", "batch_size=1:64", "seq_len=512,1024,2048"]
