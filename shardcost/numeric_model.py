@@ -525,13 +525,9 @@ def run_model(argv: Sequence[str]) -> str | None:
     """The output of ``shardcost model ...`` from a cached entry, or None: no entry yet,
     or not sure (then the engine answers)."""
     args = _parse(argv)
-    if args is None or not cache.enabled():
+    if args is None:
         return None
-    path = _config_path(args["config"])
-    digest = None if path is None else _config_digest(path)
-    if path is None or digest is None:
-        return None
-    text = cache.read(KIND, model_key(path, digest, args), ".json")
+    text = config_entry(KIND, args["config"], lambda path, digest: model_key(path, digest, args))
     if text is None:
         return None
     if any(len(v) > _MAX_DIGITS and _INTEGER.fullmatch(v) for _, v in args["assignments"]):
@@ -542,6 +538,19 @@ def run_model(argv: Sequence[str]) -> str | None:
     except Exception:  # a damaged entry, or a value a program cannot take: the engine
         return None
     return None if view is None else output(view, args["format"])
+
+
+def config_entry(kind: str, config: str, key: Callable[[str, str], str]) -> str | None:
+    """The text of the ``kind`` entry for the config file named ``config``, stored under
+    ``key(path, digest of its bytes)``; None: the cache is off, no such regular file, or
+    no entry yet."""
+    if not cache.enabled():
+        return None
+    path = _config_path(config)
+    digest = None if path is None else _config_digest(path)
+    if path is None or digest is None:
+        return None
+    return cache.read(kind, key(path, digest), ".json")
 
 
 def try_model(argv: Sequence[str]) -> int | None:

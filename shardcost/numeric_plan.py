@@ -44,7 +44,7 @@ from shardcost.cached_sweep import _Program as BlockedProgram
 from shardcost.codegen import plain
 from shardcost.codegen.arrays import Inputs
 from shardcost.numeric import attempt
-from shardcost.numeric_model import _config_digest, _config_path, _load_decoupled
+from shardcost.numeric_model import _config_path, _load_decoupled, config_entry
 
 KIND = "plan"
 FORMAT = 1  # bump when the entry's layout changes
@@ -183,14 +183,10 @@ def run_plan(argv: Sequence[str]) -> tuple[str, list[str]] | None:
     """What ``shardcost plan ...`` (or ``model --plan``) prints, from a cached entry, or
     None: no entry yet, or not sure (then the engine answers)."""
     args = _parse(argv)
-    if args is None or not cache.enabled():
+    if args is None:
         return None
     start = time.perf_counter()
-    path = _config_path(args["config"])
-    digest = None if path is None else _config_digest(path)
-    if path is None or digest is None:
-        return None
-    text = cache.read(KIND, plan_key(path, digest, args), ".json")
+    text = config_entry(KIND, args["config"], lambda path, digest: plan_key(path, digest, args))
     if text is None:
         return None
     try:
