@@ -23,7 +23,7 @@ from typing import Any, NoReturn
 from shardcost import fastverify
 from shardcost.codegen.printers import PRINTERS
 from shardcost.errors import InputError, InternalError
-from shardcost.files import printable, silence_stdout
+from shardcost.files import check_target, printable, silence_stdout, write_atomically
 from shardcost.formulas import (
     CATALOG,
     CONVENTIONS,
@@ -232,34 +232,8 @@ def _inputs_of(args: argparse.Namespace) -> list[Path]:
 
 def _check_target(args: argparse.Namespace, target: Path) -> None:
     """Refuse an -o that names one of the command's inputs, or a folder that is not there
-    (it is never created: a typo would otherwise scatter files)."""
-    for source in _inputs_of(args):
-        try:
-            same = source.exists() and target.exists() and source.samefile(target)
-        except OSError:
-            same = False
-        if same:
-            raise InputError(f"-o {printable(target)} is the command's own input; write elsewhere")
-    folder = target.parent
-    if not folder.is_dir():
-        raise InputError(f"cannot write {printable(target)}: no folder {printable(folder)}")
-
-
-def write_atomically(target: Path, text: str) -> None:
-    """``text`` into ``target`` through a temporary file in the same folder, renamed."""
-    import tempfile
-
-    try:
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    except OSError as exc:
-        raise InputError(f"cannot write {printable(target)}: {exc.strerror}") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        Path(tmp).replace(target)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise InputError(f"cannot write {printable(target)}: {exc.strerror}") from None
+    (``files.check_target``)."""
+    check_target(target, _inputs_of(args))
 
 
 def _evaluate_one(args: argparse.Namespace) -> Result:

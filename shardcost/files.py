@@ -1,11 +1,13 @@
-"""Reading the files users name, and quoting what they type, safely.
+"""Reading the files users name, writing the files they ask for, and quoting what they
+type, safely.
 
 Standard library only. A path may name anything: a FIFO (``open`` would block until a
 writer comes), ``/dev/zero`` (endless), a directory, a file of gigabytes. Only regular
 files are read, checked with ``stat`` (which never blocks), and at most ``limit`` bytes
 of them, so a file that grows while it is read is still bounded. Text a user typed goes
 into messages with its control characters escaped, so an error stays one line and an
-escape sequence never reaches the terminal.
+escape sequence never reaches the terminal. An ``-o FILE`` never names one of the
+command's inputs, and is written whole or not at all.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import os
 import stat
 import sys
 import unicodedata
+from collections.abc import Sequence
 from contextlib import suppress
 from pathlib import Path
 
@@ -69,3 +72,35 @@ def silence_stdout() -> None:
     with suppress(OSError, ValueError):  # a stdout without a file descriptor (tests)
         os.dup2(devnull, sys.stdout.fileno())
     os.close(devnull)
+
+
+def check_target(target: Path, inputs: Sequence[Path]) -> None:
+    """Refuse an -o that names one of the command's ``inputs``, or a folder that is not
+    there (it is never created: a typo would otherwise scatter files)."""
+    for source in inputs:
+        try:
+            same = source.exists() and target.exists() and source.samefile(target)
+        except OSError:
+            same = False
+        if same:
+            raise InputError(f"-o {printable(target)} is the command's own input; write elsewhere")
+    folder = target.parent
+    if not folder.is_dir():
+        raise InputError(f"cannot write {printable(target)}: no folder {printable(folder)}")
+
+
+def write_atomically(target: Path, text: str) -> None:
+    """``text`` into ``target`` through a temporary file in the same folder, renamed."""
+    import tempfile
+
+    try:
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise InputError(f"cannot write {printable(target)}: {exc.strerror}") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        Path(tmp).replace(target)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise InputError(f"cannot write {printable(target)}: {exc.strerror}") from None

@@ -62,9 +62,11 @@ _PLAN_OPTIONS = (
     "--max-ttft-ms",
     "--min-context",
     "--format",
+    "-o",
+    "--output",
 )
 _PLAN_FLAGS = ("--interleaved", "--all")
-_MODEL_OPTIONS = ("--plan", "--hardware", *_WORKLOAD, "--reserve", "--format")
+_MODEL_OPTIONS = ("--plan", "--hardware", *_WORKLOAD, "--reserve", "--format", "-o", "--output")
 
 
 # ------------------------------------------------------------ the command line's fast path
@@ -145,6 +147,11 @@ def _parse(argv: Sequence[str]) -> dict[str, Any] | None:
         return None
     if command == "model" and "--plan" not in opts:
         return None
+    if "-o" in opts and "--output" in opts:
+        return None  # argparse keeps the last: the engine reads it
+    output = opts.get("-o", opts.get("--output"))
+    if output == "":
+        return None
     return {
         "command": command,
         "config": config,
@@ -159,6 +166,7 @@ def _parse(argv: Sequence[str]) -> dict[str, Any] | None:
         "limits": (limits["--max-tpot-ms"], limits["--max-ttft-ms"]),
         "reserve": opts.get("--reserve", "0.1"),
         "assignments": sorted(assignments),
+        "output": output,
     }
 
 
@@ -214,7 +222,19 @@ def answer(
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the engine prints warnings; it says them
         found = _compute(model, args, workload, reserve, start)
-    return output(found, args)
+    text, lines = output(found, args)
+    if args.get("output") is None:
+        return text, lines
+    # -o FILE: as the engine writes it; a refusal or a failure goes to the engine, which
+    # says why (the file is written whole or not at all)
+    from pathlib import Path
+
+    from shardcost.files import check_target, printable, write_atomically
+
+    target = Path(args["output"])
+    check_target(target, [Path(args["config"])])
+    write_atomically(target, text)
+    return "", [*lines, f"wrote {printable(target)}"]
 
 
 def _compute(
@@ -441,11 +461,11 @@ def _piece(raw: Sequence[Any], kwargs: Sequence[Any]) -> planning.Vectors | plan
 
 def storable(args: Any) -> bool:
     """Whether the engine's answer to ``args`` (argparse's) can be stored: a catalog chip,
-    standard output, no plot."""
+    no plot."""
     hardware = getattr(args, "hardware", None)
     if hardware is None or hardware.endswith(".toml") or "/" in hardware:
         return False
-    return getattr(args, "output", None) is None and not getattr(args, "plot", False)
+    return not getattr(args, "plot", False)
 
 
 def answered_call(args: Any) -> dict[str, Any]:
@@ -502,7 +522,7 @@ def _store(args: Mapping[str, Any], model: Any, found: Any, digest: str | None) 
     stored = json.loads(text)
     if stored != entry:
         raise Unsupported("a value JSON does not give back as it is")
-    got = answer(stored, args, 0.0)
+    got = answer(stored, args | {"output": None}, 0.0)
     want = output(found, args)
     if _same(got, want, args):
         cache.write(KIND, key, text, ".json")

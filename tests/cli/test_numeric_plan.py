@@ -178,7 +178,7 @@ BASE = ["plan", str(CONFIGS / "llama-3.2-1b.json"), "--chips", "2", "--hardware"
         [*BASE, "--max-tpot-ms", "1e3"],
         [*BASE, "--format", "csv"],
         [*BASE, "--plot"],
-        [*BASE, "-o", "x.md"],
+        [*BASE, "-o", "x.md", "--output", "y.md"],  # argparse keeps the last
         [*BASE, "--help"],
         [*BASE, "kv_cache_dtype=fp8"],  # other parameters: another entry
         [*BASE[:-1], "hw.toml"],
@@ -192,6 +192,27 @@ def test_what_the_entry_does_not_answer_goes_to_the_engine(argv: list[str]) -> N
     assert rc == 0, err
     assert run_plan(BASE) is not None
     assert run_plan(argv) is None
+
+
+def test_an_output_file_is_written_as_the_engine_writes_it(tmp_path: Path) -> None:
+    """``-o FILE`` from the entry: the engine's bytes in the file, nothing on stdout, and
+    "wrote FILE" after the search's line; a target the engine refuses is left to it."""
+    argv = [*BASE, "--format", "markdown"]
+    assert captured(engine, [*argv, "-o", str(tmp_path / "stored.md")])[0] == 0  # stores
+    mine, theirs = tmp_path / "fast.md", tmp_path / "engine.md"
+    fast = run_plan([*argv, "--concurrency", "5", "-o", str(mine)])
+    assert fast is not None and fast[0] == ""
+    assert fast[1][-1] == f"wrote {mine}"
+    rc, out, err = engine_alone([*argv, "--concurrency", "5", "--output", str(theirs)])
+    assert (rc, out) == (0, "") and err.endswith(f"wrote {theirs}\n")
+    assert mine.read_bytes() == theirs.read_bytes()
+    assert mine.read_text().startswith("# llama-3.2-1b on 2 × h100-sxm: plans")
+    for refused in (tmp_path / "no-such-folder" / "x.md", Path(BASE[1])):
+        assert run_plan([*argv, "-o", str(refused)]) is None
+        rc, _, err = captured(shardcost_main, [*argv, "-o", str(refused)])
+        assert rc == 2 and err.splitlines()[-1].startswith("shardcost: error:"), err
+    written = sorted(p.name for p in tmp_path.iterdir() if p.name != "cache")
+    assert written == ["engine.md", "fast.md", "stored.md"]  # no temporary file left
 
 
 def test_an_edited_config_or_a_damaged_entry_is_not_answered(tmp_path: Path) -> None:
