@@ -400,39 +400,12 @@ def _distinct_splits(
 
 
 def _summarised(derivation: Derivation, found: list[_Uneven], batch: int) -> list[str]:
-    """One note per split and kind (fewer positions than ranks, or an uneven split): the
-    numbers themselves when every request concerned has the same, else how many have
-    them (``reports.text.uneven_summary``)."""
-    from shardcost.reports.text import uneven_summary
+    """One note per split and kind (``reports.text.ragged_split_notes``, which cached
+    programs call too)."""
+    from shardcost.reports.text import ragged_split_notes
 
-    groups: dict[tuple[int, bool], list[_Uneven]] = {}
-    for entry in sorted(found):
-        _, k, total, parts, _ = entry
-        fewer = derivation.splits[k].replicates and total < parts
-        groups.setdefault((k, fewer), []).append(entry)
-    notes = []
-    for (k, fewer), entries in sorted(groups.items(), key=lambda g: (g[1][0][0], g[0])):
-        split = derivation.splits[k]
-        names = _names(split, derivation)
-        shapes = {(total, parts) for _, _, total, parts, _ in entries}
-        first = entries[0]
-        if len(shapes) == 1:
-            note = _split_note(split, names, first[2], first[3])
-        else:
-            every = {parts for _, parts in shapes}
-            note = uneven_summary(
-                names[0],
-                names[1],
-                first[3] if len(every) == 1 else None,
-                split.what,
-                fewer,
-                sum(n for *_, n in entries),
-                batch,
-                first[2],
-            )
-        if note is not None:
-            notes.append(note)
-    return notes
+    splits = [(*_names(s, derivation), s.what, s.replicates) for s in derivation.splits]
+    return ragged_split_notes(found, splits, batch)
 
 
 def _ragged_batch(

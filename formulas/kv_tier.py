@@ -16,14 +16,26 @@ compute cover one layer's copy, ⌈T_x / t_step⌉ decode steps cover the whole 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 from shardcost.errors import InputError, InvalidValueError
+from shardcost.kv_tiers import (  # noqa: F401  (this module's names, as before)
+    ASSUMPTIONS,
+    COLLECTIVES,
+    HOST_MEMORY,
+    UNITS,
+    Figures,
+    Pace,
+    RequestTransfer,
+    request,
+    tier_json,
+    tier_view,
+)
+from shardcost.kv_tiers import pace as kv_pace
 
 from .conventions import BY_NAME as CONVENTIONS_BY_NAME
 from .conventions import TIMING_CONVENTIONS, Phase
@@ -35,30 +47,6 @@ from .inputs import Inputs, applicable_params, resolve_inputs
 from .model import ModelConfig, ModelResult, load_config, model_metrics
 from .registry import Role, get_layer
 
-HOST_MEMORY = ("pinned", "pageable")
-ASSUMPTIONS = (
-    "Each chip copies its own shard of the cache over its own host link, all chips at once.",
-    "A copy runs at host_link_bandwidth_gb_s × the pinned or pageable efficiency; no "
-    "latency is charged.",
-    "Decode attention for a cache takes max(attention-core FLOPs / peak, cache bytes / "
-    "memory bandwidth), with the timing model's efficiencies.",
-    "A copy hides behind decode when one layer's transfer takes no longer than one layer "
-    "of the batch's decode step: prefetching layer ℓ+1 while layer ℓ runs keeps pace.",
-    "Prefill overlap is counted in tokens of a fresh seq_len-token prefill, at its "
-    "wall-clock time per token.",
-)
-# the JSON's collectives (the text report does not list them)
-COLLECTIVES = (
-    "Collectives: the decode step's, per component (count: its layers), payload bytes per "
-    "chip for the whole batch; the host copies are no collective."
-)
-# What the numbers of the JSON are in
-UNITS = {
-    "memory": "bytes",
-    "communication": "payload bytes per chip",
-    "timing": "milliseconds",
-    "bandwidth": "GB/s (10^9 bytes per second) per direction",
-}
 _DECODE_ONLY = {"past_seq_len", "new_tokens"} | {
     name for name, c in CONVENTIONS_BY_NAME.items() if c.phases == (Phase.DECODE,)
 }
@@ -67,23 +55,6 @@ _PREFILL_ONLY = {"seq_len"} | {
 }
 # What a phase does not read: the other phase's parameters (a fresh prefill: the batch too)
 _NOT_READ = {Phase.DECODE: _PREFILL_ONLY, Phase.PREFILL: _DECODE_ONLY | {"batch_size"}}
-
-
-@dataclass(frozen=True)
-class RequestTransfer:
-    """One request's cache: its bytes per chip, the copy against decode attention."""
-
-    past_seq_len: int
-    kv_bytes_per_chip: int  # every layer
-    kv_bytes_per_layer_per_chip: int
-    transfer_ms: float  # every layer
-    transfer_ms_per_layer: float
-    attention_ms_per_layer: float  # decode attention over this cache, one layer
-    ratio: float  # transfer / attention
-    hides_behind_decode: bool
-    layers_to_hide_one_layer: int
-    decode_steps_to_hide: int
-    prefill_tokens_to_hide: int
 
 
 @dataclass(frozen=True)
@@ -109,49 +80,25 @@ class KVTier:
         assert self.hardware.host_link_bandwidth_gb_s is not None
         return self.hardware.host_link_bandwidth_gb_s * self.efficiency
 
+    def view(self) -> dict[str, Any]:
+        """What ``kv_tiers.tier_json`` and ``tier_text`` print."""
+        assert self.hardware.host_link_bandwidth_gb_s is not None
+        return tier_view(
+            model=self.config.name,
+            layout=self.layout,
+            hardware=self.hardware.name,
+            host_memory=self.host_memory,
+            bandwidth=self.hardware.host_link_bandwidth_gb_s,
+            efficiency=self.efficiency,
+            decode=self.decode.view(),
+            seq_len=self.prefill_seq_len,
+            p=Pace(self.decode_layer_ms, self.decode_step_ms, self.prefill_ms_per_token),
+            requests=self.requests,
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready."""
-        return {
-            "model": self.config.name,
-            "layout": self.layout,
-            "chips": self.chips,
-            "hardware": self.hardware.name,
-            "host_memory": self.host_memory,
-            "host_link": {
-                "bandwidth_gb_s": float(self.hardware.host_link_bandwidth_gb_s or 0),
-                "efficiency": float(self.efficiency),
-                "effective_gb_s": float(self.effective_gb_s),
-            },
-            "params": self.decode.params,
-            "decode_step_ms": self.decode_step_ms,
-            "decode_layer_ms": self.decode_layer_ms,
-            "prefill_seq_len": self.prefill_seq_len,
-            "prefill_ms_per_token": self.prefill_ms_per_token,
-            "requests": [asdict(r) for r in self.requests],
-            "collectives": [
-                {
-                    "component": c.name,
-                    "layer": c.layer,
-                    "layout": c.layout,
-                    "count": c.count,
-                    **collective,
-                }
-                for c in self.decode.components
-                for collective in c.collectives
-            ],
-            "notes": list(self.decode.notes),
-            "assumptions": [*ASSUMPTIONS, COLLECTIVES],
-            "units": dict(UNITS),
-        }
-
-
-@dataclass(frozen=True)
-class _Pace:
-    """How long the work a copy may hide behind takes, in ms."""
-
-    layer: float  # one layer of the batch's decode step
-    step: float  # the whole decode step
-    token: float  # one token of a fresh prefill
+        return tier_json(self.view())
 
 
 def kv_tier(
@@ -172,7 +119,7 @@ def kv_tier(
     decode = _model(source, Phase.DECODE, hardware, layout, params)
     hw = _host_link(decode.hardware)
     prefill = _model(source, Phase.PREFILL, hardware, layout, params)
-    pace = _pace(decode, prefill)
+    pace = kv_pace(decode.view(), prefill.view(), decode.config.num_layers)
     assert hw.host_link_bandwidth_gb_s is not None
     efficiency = hw.pinned_efficiency if host_memory == "pinned" else hw.pageable_efficiency
     host = hw.host_link_bandwidth_gb_s * efficiency
@@ -221,21 +168,6 @@ def _host_link(hw: Hardware | None) -> Hardware:
     return hw
 
 
-def _pace(decode: ModelResult, prefill: ModelResult) -> _Pace:
-    """One decoder layer of the decode step, the whole step, and one prefill token."""
-    assert prefill.timing is not None and decode.timing is not None
-    tokens = int(prefill.params["seq_len"]) * int(prefill.params["batch_size"])
-    layers = sum(
-        c.timing.wall_clock_time_ms * c.count
-        for c in decode.components
-        if c.block >= 0 and c.timing is not None
-    )
-    layer = layers / decode.config.num_layers  # one decoder layer, on average
-    return _Pace(
-        layer, decode.timing.wall_clock_time_ms, prefill.timing.wall_clock_time_ms / tokens
-    )
-
-
 def _past_lengths(decode: ModelResult) -> tuple[list[tuple[Inputs, int]], tuple[int, ...]]:
     """Each kind of mixer layer's inputs with its count (full and sliding attention
     layers cache differently), and the past length of each request in the batch."""
@@ -256,50 +188,33 @@ def _request(
     hw: Hardware,
     host: Fraction,
     memory: str,
-    pace: _Pace,
+    pace: Pace,
 ) -> RequestTransfer:
-    """One request's cache over a host link of ``host`` GB/s, against ``pace``: the
-    layer with the largest cache is the one whose copy must hide."""
-    alone = [(_one_request(inputs, past), n) for inputs, n in mixers]
-    total = sum(r.metrics.kv_cache_per_chip * n for r, n in alone)
-    largest = max((r for r, _ in alone), key=lambda r: r.metrics.kv_cache_per_chip)
-    kv = largest.metrics.kv_cache_per_chip
+    """One request's cache over a host link of ``host`` GB/s, against ``pace``
+    (``kv_tiers.request``): each kind of mixer layer evaluated with the request alone."""
+    alone = []
+    for inputs, n in mixers:
+        one = _one_request(inputs, past)
+        keys = {s.key for s in one.derivation.steps}
+        core = sum(one.step_value(key) for key in ("scores", "apply_v") if key in keys)
+        alone.append((one.metrics.kv_cache_per_chip, core, figures(one, hw), n))
     latency = hw.copy_latency_us(memory) / 1000  # one copy per layer, each with its latency
-    layers = sum(n for _, n in alone)
-    x_layer = latency + Fraction(kv) / (host * 10**6)  # GB/s to bytes per ms
-    x_total = layers * latency + Fraction(total) / (host * 10**6)
-    attend = _attention_ms(largest, hw)
-    return RequestTransfer(
-        past_seq_len=past,
-        kv_bytes_per_chip=total,
-        kv_bytes_per_layer_per_chip=kv,
-        transfer_ms=float(x_total),
-        transfer_ms_per_layer=float(x_layer),
-        attention_ms_per_layer=float(attend),
-        ratio=float(x_layer / attend),
-        hides_behind_decode=float(x_layer) <= pace.layer,
-        layers_to_hide_one_layer=math.ceil(float(x_layer) / pace.layer),
-        decode_steps_to_hide=math.ceil(float(x_total) / pace.step),
-        prefill_tokens_to_hide=math.ceil(float(x_total) / pace.token),
-    )
+    return request(past, alone, latency, host, pace)
 
 
-def _attention_ms(alone: Result, hw: Hardware) -> Fraction:
-    """Decode attention over one request's cache, one layer: its core (Q·Kᵀ and P·V) at
-    the compute peak or its cache at the memory bandwidth, whichever takes longer."""
-    core = sum(
-        alone.step_value(key)
-        for key in ("scores", "apply_v")
-        if key in {s.key for s in alone.derivation.steps}
+def figures(alone: Result, hw: Hardware) -> Figures:
+    """The chip as decode attention over ``alone``'s cache sees it: its kernel class's
+    fitted figures, the peak of its compute type (``kv_tiers.attention_ms``)."""
+    hw = hw.for_class(kernel_class(alone.inputs.layout.layer))
+    bytes_per_elem = alone.inputs.dims["bytes_per_elem"]
+    peak = hw.peak_for(compute_bytes(alone.inputs.conventions, bytes_per_elem))
+    return (
+        Fraction(peak),
+        Fraction(hw.compute_efficiency),
+        Fraction(hw.memory_bandwidth_gb_s),
+        Fraction(hw.memory_efficiency),
+        Fraction(hw.fixed_latency_us),
     )
-    hw = hw.for_class(kernel_class(alone.inputs.layout.layer))  # its fitted figures
-    peak = hw.peak_for(compute_bytes(alone.inputs.conventions, alone.inputs.dims["bytes_per_elem"]))
-    roofline = max(
-        Fraction(core) / (peak * hw.compute_efficiency * 10**9),
-        Fraction(alone.metrics.kv_cache_per_chip)
-        / (hw.memory_bandwidth_gb_s * hw.memory_efficiency * 10**6),
-    )
-    return roofline + hw.fixed_latency_us / 1000
 
 
 def _one_request(inputs: Inputs, past: int) -> Result:

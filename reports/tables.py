@@ -9,16 +9,15 @@ from typing import Any
 from shardcost.formulas import Layout, Result
 from shardcost.formulas.comparison import Comparison, chips_text
 from shardcost.formulas.conventions import static_default
-from shardcost.formulas.kv_tier import ASSUMPTIONS as KV_ASSUMPTIONS
-from shardcost.formulas.kv_tier import KVTier, RequestTransfer
+from shardcost.formulas.kv_tier import KVTier
 from shardcost.formulas.model import ModelResult
+from shardcost.kv_tiers import tier_text
 
 from .text import (
     Table,
     chip_groups_text,
     count,
     heading,
-    item,
     milliseconds,
     note_line,  # noqa: F401 - reports.crossover's
     render_comparison,
@@ -165,79 +164,7 @@ def model_text(result: ModelResult, fmt: str) -> str:
     return render_model(result.view(), fmt)
 
 
-_KV_TIER_HEADERS = (
-    "past_seq_len",
-    "KV bytes/chip",
-    "copy ms",
-    "copy ms/layer",
-    "attention ms/layer",
-    "copy ÷ attention",
-    "hides",
-    "layers",
-    "decode steps",
-    "prefill tokens",
-)
-
-
 def kv_tier_text(tier: KVTier, fmt: str) -> str:
-    """Each request's cache from host memory against decode and prefill work."""
-    rows = tuple(_kv_tier_row(r) for r in tier.requests)
-    parts = [*_kv_tier_summary(tier, fmt), ""]
-    parts += [Table(_KV_TIER_HEADERS, rows, "rrrrrrlrrr").render(fmt), ""]
-    parts += [
-        item(
-            "hides: one layer's copy fits behind one layer of the decode step; layers: "
-            "layers of decode that cover one layer's copy; decode steps and prefill tokens: "
-            "the work that covers the whole request's copy",
-            fmt,
-        ),
-        "",
-        heading("assumptions", fmt, 3),
-        "",
-        *(f"- {line}" for line in KV_ASSUMPTIONS),
-    ]
-    return "\n".join(parts).rstrip() + "\n"
-
-
-def _kv_tier_row(r: RequestTransfer) -> tuple[str, ...]:
-    """One request's row, in the order of ``_KV_TIER_HEADERS``."""
-    return (
-        str(r.past_seq_len),
-        count(r.kv_bytes_per_chip),
-        milliseconds(r.transfer_ms),
-        milliseconds(r.transfer_ms_per_layer),
-        milliseconds(r.attention_ms_per_layer),
-        f"{r.ratio:.4g}",
-        "yes" if r.hides_behind_decode else "no",
-        str(r.layers_to_hide_one_layer),
-        str(r.decode_steps_to_hide),
-        count(r.prefill_tokens_to_hide),
-    )
-
-
-def _kv_tier_summary(tier: KVTier, fmt: str) -> list[str]:
-    """The title, the host link's effective bandwidth, and the decode and prefill work."""
-    hw = tier.hardware
-    batch = tier.decode.params.get("batch_size")
-    return [
-        heading(
-            f"KV-cache tiers: {tier.config.name} on {hw.name}, {tier.layout} "
-            f"({chips_text(tier.chips)}), {tier.host_memory} host memory",
-            fmt,
-            1,
-        ),
-        "",
-        item(
-            f"host link: {float(hw.host_link_bandwidth_gb_s or 0):g} GB/s per direction × "
-            f"{float(tier.efficiency):g} ({tier.host_memory}) = "
-            f"{float(tier.effective_gb_s):g} GB/s per chip",
-            fmt,
-        ),
-        item(
-            f"decode step (batch of {batch}): {milliseconds(tier.decode_step_ms)} ms, "
-            f"{milliseconds(tier.decode_layer_ms)} ms per layer; prefill of "
-            f"{tier.prefill_seq_len} tokens: {milliseconds(tier.prefill_ms_per_token)} ms per "
-            "token",
-            fmt,
-        ),
-    ]
+    """Each request's cache from host memory against decode and prefill work
+    (``kv_tiers.tier_text``, which the cache's path renders with too)."""
+    return tier_text(tier.view(), fmt)

@@ -150,6 +150,46 @@ def uneven_summary(
     )
 
 
+def ragged_split_notes(
+    found: Sequence[tuple[int, int, int, int, int]],
+    splits: Sequence[tuple[str, str, str, bool]],
+    batch: int,
+) -> list[str]:
+    """The uneven splits of a ragged batch, one note per split and kind (fewer positions
+    than ranks, or an uneven split): the numbers themselves when every request concerned
+    has the same, else how many have them (``uneven_summary``); in the order of their
+    first requests. ``found``: (first request's place, split, total, parts, requests)
+    each; ``splits[k]``: the split's two sides' names, what it splits, and whether fewer
+    than ranks replicate."""
+    groups: dict[tuple[int, bool], list[tuple[int, int, int, int, int]]] = {}
+    for entry in sorted(found):
+        _, k, total, parts, _ = entry
+        fewer = splits[k][3] and total < parts
+        groups.setdefault((k, fewer), []).append(entry)
+    notes = []
+    for (k, fewer), entries in sorted(groups.items(), key=lambda g: (g[1][0][0], g[0])):
+        total_name, parts_name, what, replicates = splits[k]
+        shapes = {(total, parts) for _, _, total, parts, _ in entries}
+        first = entries[0]
+        if len(shapes) == 1:
+            note = uneven_note(total_name, first[2], parts_name, first[3], what, replicates)
+        else:
+            every = {parts for _, parts in shapes}
+            note = uneven_summary(
+                total_name,
+                parts_name,
+                first[3] if len(every) == 1 else None,
+                what,
+                fewer,
+                sum(n for *_, n in entries),
+                batch,
+                first[2],
+            )
+        if note is not None:
+            notes.append(note)
+    return notes
+
+
 def lone_note(what: str, parts_name: str, parts: int) -> str | None:
     """The note for a step one rank of ``parts`` holds (``symbolic.trace.Lone``), or None
     on one rank."""
