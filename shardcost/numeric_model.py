@@ -449,15 +449,30 @@ def answer(entry: Mapping[str, Any], counts: Mapping[str, int]) -> dict[str, Any
     if entry.get("format") != FORMAT:
         return None
     allowed = set(entry["allowed"])
-    if any(k not in allowed or not 1 <= v <= entry["max_count"] for k, v in counts.items()):
+    counts = dict(counts)
+    lengths = counts.pop("past_seq_len", None) if entry.get("ragged") else None
+    if entry.get("ragged") and (type(lengths) is not tuple or len(lengths) < 2):
+        return None  # an entry for ragged batches answers ragged batches only
+    checked = [*counts.values(), *(lengths or ())]
+    if any(k not in allowed for k in counts) or any(
+        type(v) is not int or not 1 <= v <= entry["max_count"] for v in checked
+    ):
         return None  # a key no layer reads, a config's own, a zero: the engine says why
     programs = _Programs(entry["programs"])
     evals = entry["evals"]
 
     def evaluate(i: int) -> dict[str, Any] | None:
         ev = evals[i]
-        given = {k: v for k, v in (ev["fixed"] | dict(counts)).items() if k in ev["reads"]}
-        found = programs(ev["program"])(given)
+        given = {k: v for k, v in (ev["fixed"] | counts).items() if k in ev["reads"]}
+        if ev.get("ragged"):  # a layer that reads each request's length
+            found = programs(ev["program"])(given, lengths)
+        elif lengths is not None and "past_seq_len" in ev["reads"]:
+            return None
+        else:
+            if lengths is not None:
+                given["batch_size"] = given.get("batch_size", len(lengths))
+                given = {k: v for k, v in given.items() if k in ev["reads"]}
+            found = programs(ev["program"])(given)
         if found is None:
             return None
         view, out = found
@@ -681,6 +696,7 @@ def _entry(
         "evals": stored,
         "pieces": pieces,
         "allowed": sorted(set().union(*(ev["reads"] for ev in stored)) - FROM_CONFIG),
+        "ragged": any(ev["ragged"] for ev in stored),
         "max_count": MAX_COUNT,
         "bytes_per_elem": config.bytes_per_elem,
         "num_kv_heads": heads,
@@ -699,7 +715,7 @@ def _layer_entries(
     """Each distinct layer's program (one source per distinct program) and its entry: the
     program's index, what the config fixes of its inputs, what it reads, whether it shards
     over TP, and the chip figures its vectors' timing reads."""
-    from shardcost.codegen.numeric import Unsupported, metrics_source
+    from shardcost.codegen.numeric import Unsupported, metrics_source, ragged_source
     from shardcost.formulas.inputs import applicable_params
     from shardcost.formulas.model import chip_figures, part_params
     from shardcost.symbolic.dimensions import BY_NAME as DIMENSIONS
@@ -709,7 +725,8 @@ def _layer_entries(
     stored = []
     for i, (lay, part) in enumerate(evals):
         res = results[i]
-        source = metrics_source(res)
+        ragged = res.inputs.ragged is not None  # a layer that reads each request's length
+        source = ragged_source(res) if ragged else metrics_source(res)
         if source not in sources:
             sources.append(source)
         offered = part_params(config, lay.layer, part, base)
@@ -728,6 +745,7 @@ def _layer_entries(
                 "reads": reads,
                 "over_tp": TENSOR_PARALLEL in lay.degrees,
                 "chip": None if chip is None else [[x.numerator, x.denominator] for x in chip],
+                "ragged": ragged,
             }
         )
     return sources, stored
