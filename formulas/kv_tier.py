@@ -73,6 +73,7 @@ class KVTier:
     prefill_seq_len: int
     prefill_ms_per_token: float
     requests: tuple[RequestTransfer, ...]
+    prefill: ModelResult | None = None  # the fresh prefill the pace per token is from
 
     @property
     def effective_gb_s(self) -> Fraction:
@@ -141,6 +142,7 @@ def kv_tier(
         seq_len,
         pace.token,
         requests,
+        prefill,
     )
 
 

@@ -541,8 +541,11 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 def _cmd_kv_tier(args: argparse.Namespace) -> int:
     from shardcost.formulas.kv_tier import kv_tier
+    from shardcost.numeric_kv import store_kv
+    from shardcost.numeric_model import config_digest
     from shardcost.reports.tables import kv_tier_text
 
+    digest = config_digest(str(args.config))  # before the engine reads it: an edit misses
     tier = kv_tier(
         args.config,
         hardware=args.hardware,
@@ -550,7 +553,9 @@ def _cmd_kv_tier(args: argparse.Namespace) -> int:
         layout=args.layout,
         params=_assignments(args.assignments),
     )
-    return _output_result(args, tier, kv_tier_text)
+    status = _output_result(args, tier, kv_tier_text)
+    store_kv(args, tier, digest)  # the next run with other lengths needs no SymPy
+    return status
 
 
 def _cmd_crossover(args: argparse.Namespace) -> int:
