@@ -4,7 +4,8 @@ Every shardcost command is a fresh Python process. The baseline is a process tha
 imports SymPy, measured in the same run (round-robin with the commands, so load on the
 machine hits all alike); the floor is a process that does nothing. Prints min, median
 and spread (max/min) of N runs of each command and its ratios to the baseline.
-``metrics`` and ``sweep`` run twice: from the program cache (``shardcost.numeric``,
+``metrics``, ``model``, ``plan``, ``kv-tier`` and ``sweep`` run twice: from the program
+cache (``shardcost.numeric``, ``numeric_model``, ``numeric_plan``, ``numeric_kv``,
 ``numeric_sweep``; no SymPy: what a user sees from the second run on) and with the cache
 off (the engine every time). The
 first rows are imports: ``import shardcost`` loads no SymPy; ``import shardcost.symbolic``
@@ -62,6 +63,17 @@ COMMANDS = {
         "--hardware",
         "h100-sxm",
     ],
+    "shardcost plan llama-3.1-8b --chips 8 --hardware h100-sxm": [
+        PY,
+        "-m",
+        "shardcost",
+        "plan",
+        "examples/configs/llama-3.1-8b.json",
+        "--chips",
+        "8",
+        "--hardware",
+        "h100-sxm",
+    ],
     "shardcost kv-tier llama-3.1-8b (3 requests)": [
         PY,
         "-m",
@@ -101,6 +113,9 @@ NO_CACHE = {"SHARDCOST_NO_CACHE": "1"}
 ENGINE_ALSO = (
     "shardcost metrics tp --format json",
     "shardcost metrics tp-cp --phase decode --hardware seed-test",
+    "shardcost model llama-3.1-8b --hardware h100-sxm",
+    "shardcost plan llama-3.1-8b --chips 8 --hardware h100-sxm",
+    "shardcost kv-tier llama-3.1-8b (3 requests)",
     "shardcost sweep tp batch_size=1:64 seq_len=1024,2048",
     "shardcost sweep tp batch_size=1:1000 seq_len=1:1000 -o FILE",
 )

@@ -621,7 +621,7 @@ class _Ragged(_Program):
     def tail(self) -> list[str]:
         """``_TAIL``, the batch's lengths in its parameters."""
         return [
-            "    d = dict(d, past_seq_len=tuple(lengths), batch_size=n)",
+            "    d = dict(d, past_seq_len=list(lengths), batch_size=n)",
             *_TAIL,
         ]
 

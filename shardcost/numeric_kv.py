@@ -24,21 +24,25 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Mapping, Sequence
 from fractions import Fraction
 from typing import Any
 
 from shardcost import cache, kv_tiers
 from shardcost.numeric import _INTEGER, _scan, attempt
-from shardcost.numeric_model import _config_path, _Programs, answer, config_entry
+from shardcost.numeric_model import (
+    LENGTHS,
+    MAX_REQUESTS,
+    _config_path,
+    _Programs,
+    answer,
+    config_entry,
+)
 
 KIND = "kv"
 FORMAT = 1  # bump when the entry's layout changes
 _OPTIONS = ("--hardware", "--host-memory", "--layout", "--format", "-o", "--output")
 _FORMATS = ("table", "json", "markdown")
-_LENGTHS = re.compile(r"[1-9][0-9]{0,11}(,[1-9][0-9]{0,11})+")
-_MAX_REQUESTS = 1_000_000  # formulas.inputs.MAX_REQUESTS
 
 
 def _parse(argv: Sequence[str]) -> dict[str, Any] | None:
@@ -64,7 +68,7 @@ def _parse(argv: Sequence[str]) -> dict[str, Any] | None:
     fixed: list[list[str]] = []
     for key, text in assignments:
         if key == "past_seq_len":
-            if not _LENGTHS.fullmatch(text) or text.count(",") >= _MAX_REQUESTS:
+            if not LENGTHS.fullmatch(text) or text.count(",") >= MAX_REQUESTS:
                 return None
             counts[key] = tuple(int(t) for t in text.split(","))
         elif _INTEGER.fullmatch(text):

@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import stat
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from fractions import Fraction
@@ -405,7 +406,7 @@ def _config_digest(path: str) -> str | None:
 def model_key(path: str, digest: str, args: Mapping[str, Any]) -> str:
     """The cache key of the model's entry: the config (path and bytes), layout, phase,
     hardware and conventions; the counts are the programs' inputs."""
-    _, fixed = _split(args["assignments"])
+    _, fixed = split_counts(args["assignments"])
     what = [path, digest, args["layout"], args["phase"], args["hardware"], fixed]
     return cache.key("model", json.dumps(what))
 
@@ -547,12 +548,33 @@ def run_model(argv: Sequence[str]) -> str | None:
         return None
     if any(len(v) > _MAX_DIGITS and _INTEGER.fullmatch(v) for _, v in args["assignments"]):
         return None  # the engine refuses such a count, whatever its value
-    counts, _ = _split(args["assignments"])
+    counts, _ = split_counts(args["assignments"])
     try:
         view = answer(json.loads(text), counts)
     except Exception:  # a damaged entry, or a value a program cannot take: the engine
         return None
     return None if view is None else output(view, args["format"])
+
+
+# a ragged batch's past lengths, as the fast paths take them (the engine reads more forms)
+LENGTHS = re.compile(r"[1-9][0-9]{0,11}(,[1-9][0-9]{0,11})+")
+MAX_REQUESTS = 1_000_000  # formulas.inputs.MAX_REQUESTS
+_RAGGED = ["past_seq_len", "ragged"]  # what keys a ragged batch's entry apart
+
+
+def split_counts(
+    assignments: Sequence[tuple[str, str]],
+) -> tuple[dict[str, Any], list[list[str]]]:
+    """``numeric._split``, and a ragged batch's lengths as a count too (a tuple): the
+    entry's key says only that the batch is ragged, so it answers any lengths."""
+    counts, fixed = _split(assignments)
+    for i, (key, text) in enumerate(fixed):
+        if key == "past_seq_len" and LENGTHS.fullmatch(text):
+            if text.count(",") >= MAX_REQUESTS:
+                break  # the engine refuses it
+            counts[key] = tuple(int(t) for t in text.split(","))
+            fixed[i] = list(_RAGGED)
+    return counts, fixed
 
 
 def config_entry(kind: str, config: str, key: Callable[[str, str], str]) -> str | None:
@@ -628,10 +650,10 @@ def _store_model(
         return
     parsed = answered_call(args, argv_assignments)
     pairs = parsed["assignments"]
-    counts, fixed = _split(pairs)
+    counts, fixed = split_counts(pairs)
     if any(k not in DIMENSIONS or k in CONVENTIONS for k in counts):
         return  # an integer convention or a hardware field: it would fix the programs
-    if any(k not in CONVENTIONS or k in FROM_CONFIG for k, _ in fixed):
+    if any(k not in CONVENTIONS or k in FROM_CONFIG for k, _ in fixed if [k, _] != _RAGGED):
         return
     entry = _entry(result, args.hardware, dict(pairs), counts)
     if entry is None:

@@ -228,3 +228,20 @@ def test_a_ragged_model_entry_answers_other_lengths(
         assert view is not None
         assert json.dumps(model_json(view)) == json.dumps(want.to_dict())
     assert answer(entry, {**params, "past_seq_len": 4096}) is None  # one length: no
+
+
+def test_a_model_of_a_ragged_batch_is_answered_from_its_entry() -> None:
+    """``shardcost model ... past_seq_len=L1,L2,...``: an entry for ragged batches
+    (``numeric_model.split_counts``) answers other lengths in every format; a uniform
+    batch has an entry of its own."""
+    from shardcost.numeric_model import run_model
+
+    base = ["model", str(CONFIGS / "llama-3.1-8b.json"), "--phase", "decode"]
+    base += ["--layout", "tp", "--hardware", "h100-sxm"]
+    assert captured(engine, [*base, "tensor_parallel=4", "past_seq_len=4096,64"])[0] == 0
+    for counts in (["tensor_parallel=2", "past_seq_len=5,9000,5"], ["past_seq_len=1,2,3,4"]):
+        for fmt in ("table", "json", "markdown"):
+            argv = [*base, *counts, "--format", fmt]
+            rc, out, _ = engine_alone(argv)
+            assert rc == 0 and run_model(argv) == out, argv
+    assert run_model([*base, "tensor_parallel=4", "past_seq_len=4096"]) is None
