@@ -18,8 +18,7 @@ from shardcost.symbolic import DIMENSIONS
 from shardcost.symbolic.regimes import relation_text
 from shardcost.symbolic.text import one_line
 
-from .tables import Table, count, heading, item, note_line, value
-from .text import inline_math
+from .text import Table, count, heading, inline_math, item, note_line, value
 
 _HARDWARE = tuple(f.name for f in NUMERIC_FIELDS)
 _LONG = 160  # longer expressions are left to --format json

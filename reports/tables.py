@@ -19,7 +19,6 @@ from .text import (
     count,
     heading,
     milliseconds,
-    note_line,  # noqa: F401 - reports.crossover's
     render_comparison,
     render_model,
     render_result,

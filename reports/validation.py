@@ -8,7 +8,7 @@ from shardcost.errors import InputError
 from shardcost.formulas.calibration import Calibration, Errors
 from shardcost.formulas.measurements import Prediction, Validation
 
-from .tables import Table, heading, item
+from .text import Table, heading, item
 
 
 def _percent(x: float) -> str:
