@@ -459,6 +459,8 @@ def answer(entry: Mapping[str, Any], counts: Mapping[str, int]) -> dict[str, Any
         type(v) is not int or not 1 <= v <= entry["max_count"] for v in checked
     ):
         return None  # a key no layer reads, a config's own, a zero: the engine says why
+    if lengths is not None:  # as the engine's: every layer sees the batch's requests
+        counts.setdefault("batch_size", len(lengths))
     programs = _Programs(entry["programs"])
     evals = entry["evals"]
 
@@ -470,9 +472,6 @@ def answer(entry: Mapping[str, Any], counts: Mapping[str, int]) -> dict[str, Any
         elif lengths is not None and "past_seq_len" in ev["reads"]:
             return None
         else:
-            if lengths is not None:
-                given["batch_size"] = given.get("batch_size", len(lengths))
-                given = {k: v for k, v in given.items() if k in ev["reads"]}
             found = programs(ev["program"])(given)
         if found is None:
             return None
