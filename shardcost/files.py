@@ -104,3 +104,12 @@ def write_atomically(target: Path, text: str) -> None:
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
         raise InputError(f"cannot write {printable(target)}: {exc.strerror}") from None
+
+
+def write_output(target: Path, text: str, inputs: Sequence[Path]) -> str:
+    """``-o FILE`` as a cached answer writes it, as the command line does: refused where
+    it names one of ``inputs`` or a folder that is not there, then written whole or not
+    at all. Returns the line that says so."""
+    check_target(target, inputs)
+    write_atomically(target, text)
+    return f"wrote {printable(target)}"

@@ -130,12 +130,9 @@ def output(view: Mapping[str, Any], args: Mapping[str, Any]) -> tuple[str, list[
         return text, []
     from pathlib import Path
 
-    from shardcost.files import check_target, printable, write_atomically
+    from shardcost.files import write_output
 
-    target = Path(args["output"])
-    check_target(target, [Path(args["config"])])
-    write_atomically(target, text)
-    return "", [f"wrote {printable(target)}"]
+    return "", [write_output(Path(args["output"]), text, [Path(args["config"])])]
 
 
 def _fraction(pair: Sequence[int]) -> Fraction:

@@ -225,16 +225,13 @@ def answer(
     text, lines = output(found, args)
     if args.get("output") is None:
         return text, lines
-    # -o FILE: as the engine writes it; a refusal or a failure goes to the engine, which
-    # says why (the file is written whole or not at all)
+    # -o FILE: a refusal or a failure goes to the engine, which says why
     from pathlib import Path
 
-    from shardcost.files import check_target, printable, write_atomically
+    from shardcost.files import write_output
 
-    target = Path(args["output"])
-    check_target(target, [Path(args["config"])])
-    write_atomically(target, text)
-    return "", [*lines, f"wrote {printable(target)}"]
+    said = write_output(Path(args["output"]), text, [Path(args["config"])])
+    return "", [*lines, said]
 
 
 def _compute(
